@@ -1,0 +1,144 @@
+"""Settings, read from the environment when a process starts (never at import).
+
+Environment names follow the seed's configmap: ``MODEL_SERVER_HOST/PORT`` is where the
+inference model server is reached, ``INDEXING_MODEL_SERVER_HOST/PORT`` the indexing one,
+and ``INDEXING_ONLY=true`` turns a model server into the indexing role.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+INFERENCE_PORT = 9000
+INDEXING_PORT = 9001
+
+
+class Role(StrEnum):
+    INFERENCE = "inference"
+    INDEXING = "indexing"
+
+
+def default_model_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "tandem" / "models"
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class ModelCacheSettings(BaseSettings):
+    """Where prepared models live; shared by the server and `tandem models prepare`."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    model_cache: Annotated[Path, Field(validation_alias=_env("TANDEM_MODEL_CACHE"))] = Field(
+        default_factory=default_model_cache
+    )
+    embedding_model: Annotated[
+        str, Field(validation_alias=_env("TANDEM_EMBEDDING_MODEL"), min_length=1)
+    ] = DEFAULT_EMBEDDING_MODEL
+    # A cross-encoder prepared with `tandem models prepare-reranker`; none is packaged.
+    rerank_model: Annotated[str | None, Field(validation_alias=_env("TANDEM_RERANK_MODEL"))] = None
+
+
+class ModelServerSettings(ModelCacheSettings):
+    """One model server process. The role decides the scheduling defaults."""
+
+    indexing_only: Annotated[bool, Field(validation_alias=_env("INDEXING_ONLY"))] = False
+    bind_host: Annotated[str, Field(validation_alias=_env("TANDEM_BIND_HOST"))] = "127.0.0.1"
+    inference_port: Annotated[
+        int, Field(validation_alias=_env("MODEL_SERVER_PORT"), ge=1, le=65535)
+    ] = INFERENCE_PORT
+    indexing_port: Annotated[
+        int, Field(validation_alias=_env("INDEXING_MODEL_SERVER_PORT"), ge=1, le=65535)
+    ] = INDEXING_PORT
+    # CPUs this process may use, e.g. "0" or "2-3"; empty = whatever the OS gives us.
+    cpus: Annotated[str, Field(validation_alias=_env("TANDEM_CPUS"))] = ""
+
+    # Admission limits: a request over these is refused before any work is done.
+    max_request_bytes: Annotated[
+        int, Field(validation_alias=_env("TANDEM_MAX_REQUEST_BYTES"), gt=0)
+    ] = 8 * 1024 * 1024
+    max_items_per_request: Annotated[
+        int, Field(validation_alias=_env("TANDEM_MAX_ITEMS_PER_REQUEST"), gt=0)
+    ] = 2048
+    max_context_length: Annotated[
+        int, Field(validation_alias=_env("TANDEM_MAX_CONTEXT_LENGTH"), gt=0)
+    ] = 512
+    # Role-dependent when unset (see `scheduling`).
+    max_queue_items: Annotated[
+        int | None, Field(validation_alias=_env("TANDEM_MAX_QUEUE_ITEMS"), gt=0)
+    ] = None
+    max_batch_size: Annotated[
+        int | None, Field(validation_alias=_env("TANDEM_MAX_BATCH_SIZE"), gt=0)
+    ] = None
+    max_batch_tokens: Annotated[
+        int | None, Field(validation_alias=_env("TANDEM_MAX_BATCH_TOKENS"), gt=0)
+    ] = None
+    threads: Annotated[int | None, Field(validation_alias=_env("TANDEM_THREADS"), gt=0)] = None
+    drain_seconds: Annotated[float, Field(validation_alias=_env("TANDEM_DRAIN_SECONDS"), ge=0)] = (
+        30.0
+    )
+
+    @model_validator(mode="after")
+    def _batch_fits_context(self) -> ModelServerSettings:
+        if self.max_batch_tokens is not None and self.max_batch_tokens < self.max_context_length:
+            raise ValueError("TANDEM_MAX_BATCH_TOKENS must be at least TANDEM_MAX_CONTEXT_LENGTH")
+        return self
+
+    @property
+    def role(self) -> Role:
+        return Role.INDEXING if self.indexing_only else Role.INFERENCE
+
+    @property
+    def port(self) -> int:
+        return self.indexing_port if self.indexing_only else self.inference_port
+
+    def scheduling(self) -> SchedulingLimits:
+        defaults = _ROLE_DEFAULTS[self.role]
+        return SchedulingLimits(
+            max_queue_items=self.max_queue_items or defaults.max_queue_items,
+            max_batch_size=self.max_batch_size or defaults.max_batch_size,
+            max_batch_tokens=self.max_batch_tokens or defaults.max_batch_tokens,
+            sort_window=defaults.sort_window,
+            shortest_first=defaults.shortest_first,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulingLimits:
+    """How a role forms batches. Inference: small batches, shortest request first, never
+    waits. Indexing: large token budget, length-sorted window to cut padding."""
+
+    max_queue_items: int
+    max_batch_size: int
+    max_batch_tokens: int
+    sort_window: int
+    shortest_first: bool
+
+
+_ROLE_DEFAULTS = {
+    Role.INFERENCE: SchedulingLimits(
+        max_queue_items=1024,
+        max_batch_size=32,
+        max_batch_tokens=4096,
+        sort_window=0,
+        shortest_first=True,
+    ),
+    Role.INDEXING: SchedulingLimits(
+        max_queue_items=16384,
+        max_batch_size=64,
+        max_batch_tokens=16384,
+        sort_window=512,
+        shortest_first=False,
+    ),
+}

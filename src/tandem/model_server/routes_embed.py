@@ -1,0 +1,125 @@
+"""Embedding endpoints in three wire shapes over one engine call."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+from fastapi import APIRouter
+
+from tandem.model_server.engine import Embedded, InputTooLong, l2_normalize
+from tandem.model_server.errors import ApiError
+from tandem.model_server.onnx_model import FloatArray
+from tandem.model_server.scheduler import QueueFull, SchedulerStopped
+from tandem.model_server.state import EnginesDep, FastJSONResponse, StateDep
+from tandem.schemas import (
+    EmbedRequest,
+    EmbedResponse,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    TEIEmbedRequest,
+    TextType,
+)
+
+router = APIRouter()
+
+
+def check_texts(texts: list[str], max_items: int, field: str) -> None:
+    if not texts:
+        raise ApiError(400, f"{field} must not be empty", "invalid_request")
+    if len(texts) > max_items:
+        raise ApiError(
+            413,
+            f"{field} has {len(texts)} items; at most {max_items} per request",
+            "too_many_items",
+        )
+    for index, text in enumerate(texts):
+        if not text or text.isspace():
+            raise ApiError(400, f"{field}[{index}] is an empty string", "invalid_request")
+
+
+async def run_embed(
+    engines: EnginesDep, texts: list[str], max_length: int, normalize: bool, truncate: bool = True
+) -> Embedded:
+    try:
+        return await engines.embedding.embed(
+            texts, max_length, normalize=normalize, truncate=truncate
+        )
+    except InputTooLong as exc:
+        raise ApiError(413, f"{exc}; send truncate=true to cut them", "input_too_long") from exc
+    except QueueFull as exc:
+        raise ApiError(429, str(exc), "overloaded", {"Retry-After": "1"}) from exc
+    except SchedulerStopped as exc:
+        raise ApiError(503, str(exc), "shutting_down", {"Retry-After": "1"}) from exc
+
+
+def check_model(requested: str | None, served: str) -> None:
+    # Clients name models loosely ("sentence-transformers/all-MiniLM-L6-v2"): compare tails.
+    if requested and requested.rsplit("/", 1)[-1].lower() != served.lower():
+        raise ApiError(
+            400,
+            f"model {requested!r} is not served here; this server serves {served!r}",
+            "model_not_found",
+        )
+
+
+def truncate_dimensions(vectors: FloatArray, dimensions: int | None, served: int) -> FloatArray:
+    if dimensions is None or dimensions == served:
+        return vectors
+    if dimensions > served:
+        raise ApiError(400, f"dimensions must be at most {served}", "invalid_request")
+    return l2_normalize(vectors[:, :dimensions])
+
+
+@router.post("/encoder/bi-encoder-embed", response_model=EmbedResponse, tags=["onyx"])
+async def onyx_embed(body: EmbedRequest, engines: EnginesDep, state: StateDep) -> FastJSONResponse:
+    if body.provider_type:
+        raise ApiError(
+            400, "cloud embedding providers are not served by this server", "invalid_request"
+        )
+    check_model(body.model_name, engines.embedding.name)
+    check_texts(body.texts, state.settings.max_items_per_request, "texts")
+    prefix = (
+        body.manual_query_prefix if body.text_type is TextType.QUERY else body.manual_passage_prefix
+    )
+    texts = [prefix + t for t in body.texts] if prefix else body.texts
+    result = await run_embed(engines, texts, body.max_context_length, body.normalize_embeddings)
+    return FastJSONResponse({"embeddings": result.vectors})
+
+
+@router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, tags=["openai"])
+async def openai_embeddings(
+    body: OpenAIEmbeddingRequest, engines: EnginesDep, state: StateDep
+) -> FastJSONResponse:
+    check_model(body.model, engines.embedding.name)
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    check_texts(texts, state.settings.max_items_per_request, "input")
+    result = await run_embed(engines, texts, state.settings.max_context_length, True)
+    vectors = truncate_dimensions(result.vectors, body.dimensions, engines.embedding.dimensions)
+    if body.encoding_format == "base64":
+        little = vectors.astype("<f4", copy=False)
+        encoded: list[object] = [base64.b64encode(row.tobytes()).decode() for row in little]
+    else:
+        encoded = list(vectors)
+    return FastJSONResponse(
+        {
+            "object": "list",
+            "data": [
+                {"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)
+            ],
+            "model": body.model or engines.embedding.name,
+            "usage": {"prompt_tokens": result.token_count, "total_tokens": result.token_count},
+        }
+    )
+
+
+@router.post("/embed", response_model=list[list[float]], tags=["tei"])
+async def tei_embed(
+    body: TEIEmbedRequest, engines: EnginesDep, state: StateDep
+) -> FastJSONResponse:
+    texts = [body.inputs] if isinstance(body.inputs, str) else body.inputs
+    check_texts(texts, state.settings.max_items_per_request, "inputs")
+    limit = state.settings.max_context_length
+    result = await run_embed(engines, texts, limit, body.normalize, body.truncate)
+    vectors = truncate_dimensions(result.vectors, body.dimensions, engines.embedding.dimensions)
+    return FastJSONResponse(np.ascontiguousarray(vectors))
