@@ -67,7 +67,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class BodySizeLimit:
-    """Refuse bodies over ``max_bytes`` with 413, by header or while streaming."""
+    """Refuse bodies over ``max_bytes`` with 413, by declared length or while streaming.
+
+    A body without Content-Length (chunked) is read here first, up to the limit, and
+    replayed to the app: the JSON endpoints read whole bodies anyway, and a 413 must be
+    sent before the app starts parsing (it would turn a failed read into a 400).
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -78,25 +83,38 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope["headers"]).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            await self._refuse(scope, receive, send)
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.max_bytes:
+                await self._refuse(scope, receive, send)
+            else:
+                await self.app(scope, receive, send)
             return
-        received = 0
-
-        async def limited_receive() -> Message:
-            nonlocal received
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes:
-                    raise ApiError(413, self._message(), "payload_too_large")
-            return message
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await self._refuse(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
 
-        await self.app(scope, limited_receive, send)
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
 
-    def _message(self) -> str:
-        return f"request body exceeds {self.max_bytes} bytes"
+        await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = error_response(413, self._message(), "payload_too_large")
-        await response(scope, receive, send)
+        message = f"request body exceeds {self.max_bytes} bytes"
+        await error_response(413, message, "payload_too_large")(scope, receive, send)

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tandem.config import DEFAULT_EMBEDDING_MODEL, ModelCacheSettings
+from tandem.model_server.manifest import ModelKind, ModelNotPrepared, locate_prepared
+from tests.support import ServerProcess, model_server
+
+
+@pytest.fixture(scope="session")
+def model_cache() -> Path:
+    """The model cache `make test` prepared; prepared here if missing (offline either way)."""
+    cache = ModelCacheSettings().model_cache
+    try:
+        locate_prepared(cache, DEFAULT_EMBEDDING_MODEL, ModelKind.BI_ENCODER)
+    except ModelNotPrepared:
+        from tandem.model_server.prepare import prepare_embedding_model
+
+        prepare_embedding_model(cache, DEFAULT_EMBEDDING_MODEL)
+    os.environ["TANDEM_MODEL_CACHE"] = str(cache)
+    return cache
+
+
+@pytest.fixture(scope="session")
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("server-logs")
+
+
+@pytest.fixture(scope="session")
+def inference_server(model_cache: Path, server_logs: Path) -> Iterator[ServerProcess]:
+    with model_server("inference", server_logs) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def indexing_server(model_cache: Path, server_logs: Path) -> Iterator[ServerProcess]:
+    with model_server("indexing", server_logs) as server:
+        yield server

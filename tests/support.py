@@ -1,0 +1,94 @@
+"""Helpers for tests that run real model-server processes on loopback."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        return int(self.process.returncode)
+
+
+def wait_ready(server: ServerProcess, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=2.0) as client:
+        while time.monotonic() < deadline:
+            if server.process.poll() is not None:
+                raise AssertionError(f"server exited early:\n{server.log()}")
+            try:
+                if client.get(f"{server.url}/api/ready").status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+    raise AssertionError(f"server not ready in {timeout}s:\n{server.log()}")
+
+
+def start_model_server(
+    role: str | None, log_dir: Path, env: dict[str, str] | None = None, *, wait: bool = True
+) -> ServerProcess:
+    """Start `tandem model-server`; with no role, the environment (INDEXING_ONLY) decides."""
+    port = free_port()
+    log_path = log_dir / f"{role or 'env'}-{port}.log"
+    argv = [sys.executable, "-m", "tandem.cli", "model-server"]
+    ports = {"MODEL_SERVER_PORT": str(port), "INDEXING_MODEL_SERVER_PORT": str(port)}
+    if role is not None:
+        argv += ["--role", role]
+    process = subprocess.Popen(
+        argv,
+        env=os.environ | ports | (env or {}),
+        stdout=log_path.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
+    if wait:
+        try:
+            wait_ready(server)
+        except AssertionError:
+            server.stop()
+            raise
+    return server
+
+
+@contextmanager
+def model_server(
+    role: str | None, log_dir: Path, env: dict[str, str] | None = None
+) -> Iterator[ServerProcess]:
+    server = start_model_server(role, log_dir, env)
+    try:
+        yield server
+    finally:
+        server.stop()
