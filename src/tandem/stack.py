@@ -1,34 +1,111 @@
-"""What `tandem up` runs on one machine, and on which CPUs."""
+"""What `tandem up` runs on one machine, in start order, and on which CPUs."""
 
 from __future__ import annotations
 
-from tandem.config import ModelServerSettings
+from dataclasses import dataclass
+from pathlib import Path
+
+from tandem.config import ModelServerSettings, StorageSettings
 from tandem.launcher import ServiceSpec, tandem_command
 from tandem.model_server import cpu
 
 
-def local_stack_specs(settings: ModelServerSettings) -> tuple[list[ServiceSpec], str]:
-    """Both model-server roles as separate processes, each pinned to its own CPU set."""
+@dataclass(frozen=True)
+class LocalPorts:
+    api: int = 8080
+    postgres: int = 5433  # not 5432: leave a system PostgreSQL alone
+    redis: int = 6380
+
+
+def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
+    from tandem.services.postgres import LocalPostgres, service_spec
+
+    server = LocalPostgres(data_dir / "postgres", port)
+
+    def ready() -> bool:
+        if not server.is_ready():
+            return False
+        server.ensure_database()  # first start: create the database and pgvector
+        return True
+
+    spec = service_spec(data_dir / "postgres", port)
+    spec.ready_check = ready
+    return spec, server.url()
+
+
+def _redis(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
+    from tandem.services.redis import LocalRedis, service_spec
+
+    server = LocalRedis(data_dir / "redis", port)
+    spec = service_spec(data_dir / "redis", port)
+    spec.ready_check = server.is_ready
+    return spec, server.url()
+
+
+def local_stack_specs(
+    models: ModelServerSettings, storage: StorageSettings, ports: LocalPorts
+) -> tuple[list[ServiceSpec], str]:
+    """Postgres and Redis (unless URLs are given), both model servers each pinned to its own
+    CPU set, the API server (talks to the inference server) and a worker (talks to the
+    indexing server)."""
+    specs: list[ServiceSpec] = []
+    storage.data_dir.mkdir(parents=True, exist_ok=True)
+    database_url, redis_url = storage.database_url, storage.redis_url
+    if not database_url:
+        spec, database_url = _postgres(storage.data_dir, ports.postgres)
+        specs.append(spec)
+    if not redis_url:
+        spec, redis_url = _redis(storage.data_dir, ports.redis)
+        specs.append(spec)
+    host = models.bind_host
     inference_cpus, indexing_cpus = cpu.split_for_roles(cpu.affinity())
-    host = settings.bind_host
-    inference = ServiceSpec(
-        name="inference-model-server",
-        argv=tandem_command("model-server", "--role", "inference"),
-        env={"TANDEM_CPUS": cpu.format_cpu_list(inference_cpus)},
-        ready_url=f"http://{host}:{settings.inference_port}/api/ready",
-    )
-    indexing = ServiceSpec(
-        name="indexing-model-server",
-        argv=tandem_command("model-server", "--role", "indexing"),
-        env={"TANDEM_CPUS": cpu.format_cpu_list(indexing_cpus)},
-        ready_url=f"http://{host}:{settings.indexing_port}/api/ready",
-    )
+    inference_url = f"http://{host}:{models.inference_port}"
+    indexing_url = f"http://{host}:{models.indexing_port}"
+    specs += [
+        ServiceSpec(
+            name="inference-model-server",
+            argv=tandem_command("model-server", "--role", "inference"),
+            env={"TANDEM_CPUS": cpu.format_cpu_list(inference_cpus)},
+            ready_url=f"{inference_url}/api/ready",
+        ),
+        ServiceSpec(
+            name="indexing-model-server",
+            argv=tandem_command("model-server", "--role", "indexing"),
+            env={"TANDEM_CPUS": cpu.format_cpu_list(indexing_cpus)},
+            ready_url=f"{indexing_url}/api/ready",
+        ),
+    ]
+    shared = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    api_url = f"http://{host}:{ports.api}"
+    specs += [
+        ServiceSpec(
+            name="api-server",
+            # Local and single-user: no API keys, said loudly in the banner.
+            argv=tandem_command("api", "--open-access", "--port", str(ports.api)),
+            env=shared
+            | {"MODEL_SERVER_HOST": host, "MODEL_SERVER_PORT": str(models.inference_port)},
+            ready_url=f"{api_url}/api/ready",
+        ),
+        ServiceSpec(
+            name="background-worker",
+            argv=tandem_command("worker"),
+            env=shared
+            | {
+                "INDEXING_MODEL_SERVER_HOST": host,
+                "INDEXING_MODEL_SERVER_PORT": str(models.indexing_port),
+            },
+        ),
+    ]
     banner = (
         "Tandem is up:\n"
-        f"  inference model server  http://{host}:{settings.inference_port}"
+        f"  API server              {api_url}  (docs: {api_url}/docs)\n"
+        f"  inference model server  {inference_url}"
         f"  (CPUs {cpu.format_cpu_list(inference_cpus)})\n"
-        f"  indexing model server   http://{host}:{settings.indexing_port}"
+        f"  indexing model server   {indexing_url}"
         f"  (CPUs {cpu.format_cpu_list(indexing_cpus)})\n"
+        f"  data                    {storage.data_dir}\n"
+        "Open access: the API accepts requests without an API key (local use only).\n"
+        "Try: tandem ingest README.md && tandem search 'model server'\n"
         "Press Ctrl-C to stop."
     )
-    return [inference, indexing], banner
+    return specs, banner

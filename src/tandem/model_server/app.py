@@ -12,7 +12,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import ModelServerSettings, Role
-from tandem.model_server.errors import BodySizeLimit, install_error_handlers
+from tandem.http_errors import BodySizeLimit, install_error_handlers
 from tandem.model_server.metrics import ModelServerMetrics
 from tandem.model_server.routes_embed import router as embed_router
 from tandem.model_server.routes_rerank import router as rerank_router

@@ -7,8 +7,8 @@ import base64
 import numpy as np
 from fastapi import APIRouter
 
+from tandem.http_errors import ApiError
 from tandem.model_server.engine import Embedded, InputTooLong, l2_normalize
-from tandem.model_server.errors import ApiError
 from tandem.model_server.onnx_model import FloatArray
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped
 from tandem.model_server.state import EnginesDep, FastJSONResponse, StateDep

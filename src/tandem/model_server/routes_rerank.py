@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter
 
+from tandem.http_errors import ApiError
 from tandem.model_server.engine import Engines, RerankEngine
-from tandem.model_server.errors import ApiError
 from tandem.model_server.onnx_model import FloatArray
 from tandem.model_server.routes_embed import check_model, check_texts
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped

@@ -12,8 +12,8 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from tandem.config import ModelServerSettings
+from tandem.http_errors import ApiError
 from tandem.model_server.engine import Engines, load_engines
-from tandem.model_server.errors import ApiError
 from tandem.model_server.manifest import ModelNotPrepared
 from tandem.model_server.metrics import ModelServerMetrics
 

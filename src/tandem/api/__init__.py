@@ -1,0 +1,1 @@
+"""The API server: uploads, index attempts, documents and search."""

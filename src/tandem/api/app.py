@@ -1,0 +1,106 @@
+"""The API server's FastAPI app: uploads, index attempts, documents, search."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import APIRouter, FastAPI
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import JSONResponse
+
+from tandem.api.routes_documents import router as documents_router
+from tandem.api.routes_search import router as search_router
+from tandem.api.state import ApiState, Authorized, StateDep
+from tandem.config import ApiSettings
+from tandem.db import catalog
+from tandem.db.migrate import upgrade
+from tandem.db.session import make_engine, make_session_factory
+from tandem.http_errors import BodySizeLimit, install_error_handlers
+from tandem.index.fusion import Fusion
+from tandem.index.postgres import PostgresIndex
+from tandem.model_client import ModelClient
+from tandem.worker.queue import QUEUE, make_celery
+
+log = logging.getLogger(__name__)
+ops_router = APIRouter(prefix="/api", tags=["operations"])
+
+
+@ops_router.get("/health")
+def health() -> dict[str, str]:
+    return {"status": "ok", "service": "api"}
+
+
+@ops_router.get("/ready")
+def ready(state: StateDep) -> JSONResponse:
+    try:
+        with state.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        return JSONResponse({"ready": False, "detail": str(exc)}, status_code=503)
+    return JSONResponse({"ready": True})
+
+
+@ops_router.get("/stats", dependencies=[Authorized])
+def stats(state: StateDep) -> dict[str, object]:
+    """Counts for the status page. The API reports only the inference server it uses."""
+    with state.sessions() as session:
+        documents, chunks = catalog.counts(session)
+    try:
+        queued = int(state.redis.llen(QUEUE))
+    except RedisError:
+        queued = -1  # shown as unknown; the queue being down is not the API's failure
+    return {
+        "documents": documents,
+        "chunks": chunks,
+        "queue_length": queued,
+        "inference_server_ready": state.inference.ready(),
+    }
+
+
+def build_state(settings: ApiSettings) -> ApiState:
+    engine = make_engine(settings.require_database_url())
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    return ApiState(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        index=PostgresIndex(sessions, Fusion(settings.fusion)),
+        # Queries must not wait long for an overloaded server: fall back to keywords.
+        inference=ModelClient(
+            settings.model_server_url, timeout=settings.model_timeout_seconds, overload_wait=0.5
+        ),
+        queue=make_celery(settings),
+        redis=Redis.from_url(settings.require_redis_url(), socket_timeout=2.0),
+    )
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = build_state(settings)
+        app.state.api = state
+        log.info(
+            "api_ready inference_server=%s open_access=%s",
+            settings.model_server_url,
+            settings.open_access,
+        )
+        try:
+            yield
+        finally:
+            state.inference.close()
+            state.queue.close()
+            state.redis.close()
+            state.engine.dispose()
+
+    app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    for router in (ops_router, documents_router, search_router):
+        app.include_router(router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    return app

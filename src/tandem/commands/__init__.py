@@ -1,0 +1,1 @@
+"""Subcommands of the `tandem` CLI, grouped by what they operate."""

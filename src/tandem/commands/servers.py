@@ -1,0 +1,58 @@
+"""`tandem api` and `tandem worker`: the processes around the model servers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from tandem.commands.common import build_settings, fail
+from tandem.config import ApiSettings, WorkerSettings
+from tandem.logs import configure_logging
+
+
+def api(
+    host: Annotated[str | None, typer.Option(help="Bind address (TANDEM_BIND_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (API_SERVER_PORT, default 8080).")] = None,
+    open_access: Annotated[
+        bool | None,
+        typer.Option("--open-access", help="Serve without API keys (TANDEM_OPEN_ACCESS)."),
+    ] = None,
+) -> None:
+    """Run the API server (uploads, documents, search); it queries the inference server."""
+    import uvicorn
+
+    from tandem.api.app import create_app
+
+    configure_logging("api")
+    settings = build_settings(ApiSettings, bind_host=host, port=port, open_access=open_access)
+    try:
+        settings.require_database_url()
+        settings.require_redis_url()
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
+    uvicorn.run(
+        create_app(settings),
+        host=settings.bind_host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Parallel tasks (TANDEM_WORKER_CONCURRENCY).")
+    ] = None,
+) -> None:
+    """Run a background worker; it embeds on the indexing model server."""
+    from tandem.model_server.manifest import ModelNotPrepared
+    from tandem.worker.main import run_worker
+
+    configure_logging("worker")
+    settings = build_settings(WorkerSettings, concurrency=concurrency)
+    try:
+        run_worker(settings)
+    except (ValueError, ModelNotPrepared) as exc:
+        raise fail(str(exc)) from exc

@@ -1,0 +1,1 @@
+"""PostgreSQL: schema, sessions and migrations."""

@@ -1,0 +1,86 @@
+"""The document index contract: what any engine (PostgreSQL now, Vespa later) provides.
+
+One contract test suite (tests/test_index_contract.py) runs against every implementation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+Vector = npt.NDArray[np.float32]
+
+
+class SearchMode(StrEnum):
+    HYBRID = "hybrid"
+    SEMANTIC = "semantic"
+    KEYWORD = "keyword"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedChunk:
+    """A chunk as the index stores it; title, source and metadata travel with it."""
+
+    ordinal: int
+    text: str
+    title: str
+    source: str
+    content_type: str
+    token_count: int
+    embedding: Vector
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchFilters:
+    document_ids: Sequence[str] = ()
+    sources: Sequence[str] = ()
+    content_types: Sequence[str] = ()
+    # Every key/value pair must be present in the chunk's metadata.
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IndexQuery:
+    text: str
+    vector: Vector | None  # None: keyword only (the inference server is unavailable)
+    mode: SearchMode
+    limit: int
+    alpha: float = 0.5  # weight of the vector side in a hybrid blend
+    filters: SearchFilters = SearchFilters()
+    candidates: int = 100  # per retriever, before fusion
+
+
+@dataclass(frozen=True, slots=True)
+class IndexHit:
+    document_id: str
+    ordinal: int
+    title: str
+    source: str
+    text: str
+    score: float
+    vector_score: float | None
+    keyword_score: float | None
+
+
+class DocumentIndex(Protocol):
+    def replace_document(self, document_id: str, chunks: Sequence[IndexedChunk]) -> None:
+        """Make ``chunks`` the document's only chunks, atomically (old ones vanish)."""
+        ...
+
+    def delete_document(self, document_id: str) -> int:
+        """Remove every chunk of the document; returns how many were removed."""
+        ...
+
+    def search(self, query: IndexQuery) -> list[IndexHit]: ...
+
+    def chunk_count(self, document_id: str | None = None) -> int: ...
+
+    def chunks(self, document_id: str) -> list[IndexHit]:
+        """A document's chunks in order (score fields unset)."""
+        ...

@@ -1,0 +1,116 @@
+"""HTTP client for a model server, speaking the shared wire schemas.
+
+The API server holds one pointed at the inference server, each worker one pointed at
+the indexing server; nothing else decides which server a component talks to.
+"""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import numpy as np
+import orjson
+
+from tandem.model_server.onnx_model import FloatArray
+from tandem.schemas import CrossEncoderRequest, EmbedRequest, TextType
+
+
+class ModelServerError(RuntimeError):
+    """The server answered with an error that retrying will not fix (a 4xx)."""
+
+
+class ModelServerUnavailable(RuntimeError):
+    """Down, not ready, overloaded or timed out: try again later."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RerankNotAvailable(ModelServerError):
+    pass
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after", "")
+    return float(value) if value.replace(".", "", 1).isdigit() else None
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        return str(response.json()["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.text[:200]
+
+
+class ModelClient:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        batch_size: int = 64,
+        overload_wait: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url
+        self.batch_size = batch_size
+        # 429s are short-lived by design: wait for them this long before giving up.
+        self.overload_wait = overload_wait
+        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def ready(self) -> bool:
+        try:
+            return self._http.get("/api/ready", timeout=2.0).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _post(self, path: str, body: bytes) -> httpx.Response:
+        deadline = time.monotonic() + self.overload_wait
+        while True:
+            try:
+                response = self._http.post(
+                    path, content=body, headers={"content-type": "application/json"}
+                )
+            except httpx.TransportError as exc:
+                raise ModelServerUnavailable(f"{self.base_url}: {exc!r}") from exc
+            if response.status_code == 429 and time.monotonic() < deadline:
+                time.sleep(_retry_after(response) or 0.5)
+                continue
+            if response.status_code in (429, 502, 503, 504):
+                raise ModelServerUnavailable(
+                    f"{self.base_url}{path}: {response.status_code} {_error_message(response)}",
+                    _retry_after(response),
+                )
+            if response.status_code >= 400:
+                raise ModelServerError(
+                    f"{self.base_url}{path}: {response.status_code} {_error_message(response)}"
+                )
+            return response
+
+    def embed(self, texts: list[str], text_type: TextType) -> FloatArray:
+        """Normalized embeddings, requested in batches of ``batch_size``."""
+        parts = []
+        for start in range(0, len(texts), self.batch_size):
+            request = EmbedRequest(
+                texts=texts[start : start + self.batch_size],
+                text_type=text_type,
+                normalize_embeddings=True,
+            )
+            response = self._post("/encoder/bi-encoder-embed", request.model_dump_json().encode())
+            parts.append(np.asarray(orjson.loads(response.content)["embeddings"], np.float32))
+        if not parts:
+            return np.zeros((0, 0), dtype=np.float32)
+        return np.vstack(parts)
+
+    def rerank(self, query: str, documents: list[str]) -> list[float]:
+        body = CrossEncoderRequest(query=query, documents=documents).model_dump_json().encode()
+        try:
+            response = self._post("/encoder/cross-encoder-scores", body)
+        except ModelServerError as exc:
+            raise RerankNotAvailable(str(exc)) from exc
+        return [float(s) for s in orjson.loads(response.content)["scores"]]

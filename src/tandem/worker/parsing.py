@@ -1,0 +1,116 @@
+"""Turn an uploaded file into a ParsedDocument: detect the type, extract title and text.
+
+Pure functions of (filename, bytes, declared type): no I/O, so the Celery task and the
+tests call the same code. Every failure is a ParseError whose message names the file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import PurePath
+
+from tandem.worker.document import (
+    ContentType,
+    CorruptFile,
+    EmptyDocument,
+    Extracted,
+    ParsedDocument,
+    ParseError,
+    UnsupportedFileType,
+)
+from tandem.worker.office import extract_docx, extract_pdf
+from tandem.worker.textual import extract_html, extract_json, extract_markdown, extract_plain
+
+__all__ = [
+    "SUPPORTED_EXTENSIONS",
+    "ContentType",
+    "CorruptFile",
+    "EmptyDocument",
+    "ParseError",
+    "ParsedDocument",
+    "UnsupportedFileType",
+    "detect_content_type",
+    "parse_document",
+]
+
+_BY_EXTENSION = {
+    ".txt": ContentType.TEXT,
+    ".md": ContentType.MARKDOWN,
+    ".markdown": ContentType.MARKDOWN,
+    ".html": ContentType.HTML,
+    ".htm": ContentType.HTML,
+    ".pdf": ContentType.PDF,
+    ".docx": ContentType.DOCX,
+    ".json": ContentType.JSON,
+}
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_BY_EXTENSION)
+
+# Declared types browsers and clients actually send, beyond the canonical ones.
+_BY_CONTENT_TYPE = {t.value: t for t in ContentType} | {
+    "text/x-markdown": ContentType.MARKDOWN,
+    "application/xhtml+xml": ContentType.HTML,
+    "text/json": ContentType.JSON,
+    "application/x-pdf": ContentType.PDF,
+}
+
+_EXTRACTORS: dict[ContentType, Callable[[str, bytes], Extracted]] = {
+    ContentType.TEXT: extract_plain,
+    ContentType.MARKDOWN: extract_markdown,
+    ContentType.HTML: extract_html,
+    ContentType.PDF: extract_pdf,
+    ContentType.DOCX: extract_docx,
+    ContentType.JSON: extract_json,
+}
+
+_MAX_TITLE_CHARS = 200
+
+
+def detect_content_type(filename: str, content_type: str | None = None) -> ContentType:
+    """The extension decides; the declared type is used only when the extension is unknown
+    (clients often send application/octet-stream, or text/plain for anything)."""
+    extension = PurePath(filename).suffix.lower()
+    if extension in _BY_EXTENSION:
+        return _BY_EXTENSION[extension]
+    declared = (content_type or "").split(";", 1)[0].strip().lower()
+    if declared in _BY_CONTENT_TYPE:
+        return _BY_CONTENT_TYPE[declared]
+    what = f"'{extension}'" if extension else "without an extension"
+    if declared:
+        what += f" ({declared})"
+    supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
+    raise UnsupportedFileType(filename, f"unsupported file type {what}; supported: {supported}")
+
+
+def parse_document(filename: str, data: bytes, content_type: str | None = None) -> ParsedDocument:
+    kind = detect_content_type(filename, content_type)
+    extracted = _EXTRACTORS[kind](filename, data)
+    text = _normalize(extracted.text)
+    if not text:
+        detail = (
+            "no text could be extracted (a scanned PDF? OCR is not supported)"
+            if kind is ContentType.PDF
+            else "no text could be extracted"
+        )
+        raise EmptyDocument(filename, detail)
+    return ParsedDocument(
+        title=_title(extracted.title, filename),
+        text=text,
+        source=filename,
+        content_type=kind.value,
+        metadata=extracted.metadata,
+    )
+
+
+def _normalize(text: str) -> str:
+    # PostgreSQL text cannot hold NUL, and PDFs with odd font encodings do produce it.
+    text = text.replace("\x00", "").replace("\r\n", "\n").replace("\r", "\n")
+    return text.strip()
+
+
+def _title(found: str | None, filename: str) -> str:
+    title = " ".join((found or "").replace("\x00", "").split())
+    if not title:
+        title = PurePath(filename).stem or filename
+    if len(title) > _MAX_TITLE_CHARS:
+        title = title[: _MAX_TITLE_CHARS - 1].rstrip() + "…"
+    return title

@@ -1,0 +1,161 @@
+"""Real local PostgreSQL (pgvector) and Redis servers: start, use, stop, restart."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import psycopg
+import pytest
+import redis
+import sqlalchemy as sa
+
+from tandem.launcher import Stack
+from tandem.services import postgres as local_postgres
+from tandem.services import redis as local_redis
+from tandem.services.postgres import THROWAWAY_SETTINGS, LocalPostgres, running_postgres
+from tandem.services.privileges import is_root
+from tandem.services.redis import LocalRedis, running_redis
+from tests.support import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def conninfo(url: str) -> str:
+    """The psycopg form of the SQLAlchemy URL the context manager yields."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def assert_stopped(pid: int, port: int) -> None:
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+
+
+def postmaster_pid(data_dir: Path) -> int:
+    return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+
+
+def test_postgres_pgvector_hnsw_and_restart(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "pg", free_port()
+    with running_postgres(data_dir, port, THROWAWAY_SETTINGS) as url:
+        assert url == f"postgresql+psycopg://postgres@127.0.0.1:{port}/tandem"
+        pid = postmaster_pid(data_dir)
+        with psycopg.connect(conninfo(url)) as conn:
+            version = conn.execute(
+                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
+            ).fetchone()
+            assert version is not None
+            assert version[0]
+            conn.execute("CREATE TABLE passages (id int PRIMARY KEY, embedding vector(3))")
+            conn.execute(
+                "CREATE INDEX passages_hnsw ON passages USING hnsw (embedding vector_cosine_ops)"
+            )
+            conn.execute(
+                "INSERT INTO passages VALUES (1, '[1,0,0]'), (2, '[0,1,0]'), (3, '[0.9,0.1,0]')"
+            )
+    assert_stopped(pid, port)
+    # A fast shutdown removes the pid file; a crash or SIGKILL would leave it behind.
+    assert not (data_dir / "postmaster.pid").exists()
+
+    with running_postgres(data_dir, port, THROWAWAY_SETTINGS) as url:
+        engine = sa.create_engine(url)
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SET enable_seqscan = off"))
+                query = "SELECT id FROM passages ORDER BY embedding <=> '[1,0.05,0]' LIMIT 2"
+                plan = "\n".join(conn.execute(sa.text(f"EXPLAIN {query}")).scalars())
+                assert "passages_hnsw" in plan
+                assert list(conn.execute(sa.text(query)).scalars()) == [1, 3]
+        finally:
+            engine.dispose()
+        pid = postmaster_pid(data_dir)
+    assert_stopped(pid, port)
+
+
+def test_redis_roundtrip_and_aof_survives_restart(tmp_path: Path) -> None:
+    data_dir, port = tmp_path / "redis", free_port()
+    with running_redis(data_dir, port) as url:
+        assert url == f"redis://127.0.0.1:{port}/0"
+        client = redis.Redis.from_url(url, decode_responses=True)
+        assert client.config_get("appendonly") == {"appendonly": "yes"}
+        client.set("queued-task", "payload")
+        assert client.get("queued-task") == "payload"
+        pid = int(client.info("server")["process_id"])
+        client.close()
+    assert_stopped(pid, port)
+    assert (data_dir / "appendonly.aof").stat().st_size > 0
+
+    with running_redis(data_dir, port) as url:
+        client = redis.Redis.from_url(url, decode_responses=True)
+        assert client.get("queued-task") == "payload"
+        pid = int(client.info("server")["process_id"])
+        client.close()
+    assert_stopped(pid, port)
+
+
+def test_cli_services_under_the_stack_supervisor(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """`tandem services ...` as `tandem up` would run them: durable settings, real signals."""
+    pg = LocalPostgres(tmp_path / "pg", free_port())
+    rd = LocalRedis(tmp_path / "redis", free_port())
+    stack = Stack(stop_timeout=30.0)
+    try:
+        pg_process = stack.start(local_postgres.service_spec(pg.data_dir, pg.port)).process
+        rd_process = stack.start(local_redis.service_spec(rd.data_dir, rd.port)).process
+        pg.wait_ready(60.0, pg_process)
+        rd.wait_ready(30.0, rd_process)
+        # The supervisor's child *is* the server (privileges dropped in-process, then exec),
+        # so the stop signal reaches PostgreSQL itself.
+        assert postmaster_pid(pg.data_dir) == pg_process.pid
+        with psycopg.connect(pg.conninfo()) as conn:
+            row = conn.execute(
+                "SELECT current_database(), (SELECT count(*) FROM pg_extension"
+                " WHERE extname = 'vector')"
+            ).fetchone()
+        assert row == ("tandem", 1)
+        if is_root():
+            status = Path(f"/proc/{pg_process.pid}/status").read_text()
+            uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+            assert set(uid_line.split()[1:]) != {"0"}
+        client = redis.Redis.from_url(rd.url())
+        assert client.ping()
+        client.close()
+    finally:
+        stack.stop()
+    assert pg_process.returncode == 0
+    assert rd_process.returncode == 0
+    assert not (pg.data_dir / "postmaster.pid").exists()
+    assert "received fast shutdown request" in capfd.readouterr().err
+
+
+def test_prepare_is_idempotent(tmp_path: Path) -> None:
+    server = LocalPostgres(tmp_path / "pg", free_port(), settings=THROWAWAY_SETTINGS)
+    server.prepare()
+    marker = server.data_dir / local_postgres.BOOTSTRAP_MARKER
+    first = marker.stat().st_mtime_ns
+    server.prepare()  # would fail in initdb (non-empty directory) if it tried again
+    assert marker.stat().st_mtime_ns == first  # no second bootstrap server either
+
+
+def test_long_data_dir_gets_a_short_socket_dir(tmp_path: Path) -> None:
+    deep, port = tmp_path / ("d" * 60) / ("e" * 60), free_port()
+    socket_dir = LocalPostgres(deep, port).socket_dir()
+    assert socket_dir != deep.resolve()
+    with running_postgres(deep, port, THROWAWAY_SETTINGS) as url:
+        assert (socket_dir / f".s.PGSQL.{port}").is_socket()
+        with psycopg.connect(conninfo(url)) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    socket_dir.rmdir()  # empty: PostgreSQL removed its socket and lock file on shutdown
+
+
+def test_session_fixtures(postgres_url: str, redis_url: str) -> None:
+    with psycopg.connect(conninfo(postgres_url)) as conn:
+        assert conn.execute("SHOW fsync").fetchone() == ("off",)
+        assert conn.execute("SELECT '[1,2]'::vector <=> '[2,4]'::vector").fetchone() == (0.0,)
+    client = redis.Redis.from_url(redis_url)
+    assert client.ping()
+    client.close()
