@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -220,3 +221,23 @@ def test_cli_ingest_and_search(api: ServerProcess, indexed: dict[str, Any], tmp_
     )
     assert found.returncode == 0, found.stderr
     assert "Okapi" in found.stderr
+
+
+def test_stats_report_counts_and_both_model_servers(
+    api: ServerProcess, worker: ServerProcess, indexed: dict[str, Any]
+) -> None:
+    deadline = time.monotonic() + 20
+    while True:
+        stats = httpx.get(f"{api.url}/api/stats").json()
+        servers = stats["model_servers"]
+        if servers["inference"] and servers["indexing"]:
+            break
+        assert time.monotonic() < deadline, stats
+        time.sleep(0.5)
+    assert stats["documents"] >= len(CORPUS)
+    assert stats["chunks"] >= stats["documents"]
+    assert stats["queue_length"] == 0
+    assert servers["inference"]["ready"] is True
+    assert servers["indexing"]["ready"] is True
+    assert servers["inference"]["url"] != servers["indexing"]["url"]
+    assert servers["indexing"]["requests_total"] >= 1  # the corpus was embedded there

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import asdict
 
 from fastapi import APIRouter, FastAPI
 from redis import Redis
@@ -24,6 +25,7 @@ from tandem.http_errors import BodySizeLimit, install_error_handlers
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.model_client import ModelClient
+from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
 from tandem.worker.queue import QUEUE, make_celery
 
 log = logging.getLogger(__name__)
@@ -47,18 +49,23 @@ def ready(state: StateDep) -> JSONResponse:
 
 @ops_router.get("/stats", dependencies=[Authorized])
 def stats(state: StateDep) -> dict[str, object]:
-    """Counts for the status page. The API reports only the inference server it uses."""
+    """For the status page: counts, queue length, and both model servers' status (the
+    inference server as this API server sees it, the indexing server as workers report it)."""
     with state.sessions() as session:
         documents, chunks = catalog.counts(session)
     try:
         queued = int(state.redis.llen(QUEUE))
     except RedisError:
         queued = -1  # shown as unknown; the queue being down is not the API's failure
+    inference = state.inference_status
     return {
         "documents": documents,
         "chunks": chunks,
         "queue_length": queued,
-        "inference_server_ready": state.inference.ready(),
+        "model_servers": {
+            "inference": asdict(inference) if inference else None,
+            "indexing": read_published(state.redis, INDEXING_STATUS_KEY),
+        },
     }
 
 
@@ -85,6 +92,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(settings)
         app.state.api = state
+        probe = StatusProbe(settings.model_server_url, state.record_inference_status)
+        probe.start()
         log.info(
             "api_ready inference_server=%s open_access=%s",
             settings.model_server_url,
@@ -93,6 +102,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         try:
             yield
         finally:
+            probe.stop()
             state.inference.close()
             state.queue.close()
             state.redis.close()

@@ -19,6 +19,7 @@ from tandem.db.models import ApiKey
 from tandem.http_errors import ApiError
 from tandem.index.protocol import DocumentIndex
 from tandem.model_client import ModelClient
+from tandem.model_status import ModelServerStatus
 
 KEY_PREFIX = "tdm_"
 AUTH_CACHE_SECONDS = 30.0
@@ -48,7 +49,11 @@ class ApiState:
     inference: ModelClient  # the inference model server: queries only
     queue: Celery
     redis: Redis
+    inference_status: ModelServerStatus | None = None
     _valid_keys: dict[str, float] = field(default_factory=dict)
+
+    def record_inference_status(self, status: ModelServerStatus) -> None:
+        self.inference_status = status
 
     def key_is_valid(self, key: str) -> bool:
         digest = hash_key(key)

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from redis import Redis
+
 from tandem.config import WorkerSettings
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.postgres import PostgresIndex
 from tandem.model_client import ModelClient
 from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
 from tandem.worker.chunking import Chunker
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.queue import QUEUE, make_celery, register_index_task, requeue_stale
@@ -38,6 +41,13 @@ def run_worker(settings: WorkerSettings) -> None:
     )
     app = make_celery(settings)
     register_index_task(app, pipeline)
+    # The status page learns about the indexing server from the workers that use it.
+    status_redis = Redis.from_url(settings.require_redis_url(), socket_timeout=2.0)
+    probe = StatusProbe(
+        settings.indexing_model_server_url,
+        redis_publisher(status_redis, INDEXING_STATUS_KEY, ttl_seconds=30),
+    )
+    probe.start()
     requeued = requeue_stale(
         app,
         sessions,
@@ -64,5 +74,7 @@ def run_worker(settings: WorkerSettings) -> None:
             ]
         )
     finally:
+        probe.stop()
+        status_redis.close()
         pipeline.embedder.close()
         engine.dispose()
