@@ -58,17 +58,22 @@ def model_dir(cache: Path, name: str) -> Path:
     return cache / name
 
 
-def locate_prepared(cache: Path, name: str, kind: ModelKind) -> tuple[Path, ModelManifest]:
-    """Find a prepared model or fail with the command that prepares it."""
+def locate_prepared(
+    cache: Path, name: str, kind: ModelKind, *, need_weights: bool = True
+) -> tuple[Path, ModelManifest]:
+    """Find a prepared model or fail with the command that prepares it.
+
+    Workers chunk with the model's tokenizer but never run it: they pass
+    ``need_weights=False`` and need only the manifest and tokenizer in their image.
+    """
     directory = model_dir(cache, name)
     command = (
         "tandem models prepare"
         if kind is ModelKind.BI_ENCODER
         else "tandem models prepare-reranker --from <dir>"
     )
-    missing = [
-        f for f in (MANIFEST_FILE, MODEL_FILE, TOKENIZER_FILE) if not (directory / f).is_file()
-    ]
+    needed = (MANIFEST_FILE, TOKENIZER_FILE) + ((MODEL_FILE,) if need_weights else ())
+    missing = [f for f in needed if not (directory / f).is_file()]
     if missing:
         raise ModelNotPrepared(
             f"{kind.value} model {name!r} is not prepared in {directory} "

@@ -27,7 +27,7 @@ def run_worker(settings: WorkerSettings) -> None:
     sessions = make_session_factory(engine)
     # The chunker needs only the tokenizer of the model the indexing server runs.
     directory, _ = locate_prepared(
-        settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER
+        settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER, need_weights=False
     )
     pipeline = IndexingPipeline(
         sessions=sessions,
