@@ -177,9 +177,7 @@ def _sentence(rng: random.Random) -> str:
     return f"{subject} {predicate}{closer}."
 
 
-def make_passages(
-    count: int, seed: int = 11, words: tuple[int, int] = (150, 250)
-) -> list[str]:
+def make_passages(count: int, seed: int = 11, words: tuple[int, int] = (150, 250)) -> list[str]:
     """Passages of a random length in ``words``, cut at that word (as a chunker would)."""
     rng = random.Random(seed)
     passages: list[str] = []
