@@ -80,6 +80,33 @@ def start_api(
     return server
 
 
+def start_web(api_url: str | None, log_dir: Path) -> ServerProcess:
+    """`tandem web` forwarding /api/ to `api_url` (None: no forwarding, as behind nginx)."""
+    port = free_port()
+    log_path = log_dir / f"web-{port}.log"
+    process = _spawn(["web", "--port", str(port)], {"API_SERVER_URL": api_url or ""}, log_path)
+    server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_ready(server, path="/healthz")
+    except AssertionError:
+        server.stop()
+        raise
+    return server
+
+
+def create_api_key(backends: Backends, name: str = "tests") -> str:
+    """A new key from `tandem api-key create`, as an operator makes one."""
+    created = subprocess.run(
+        [sys.executable, "-m", "tandem.cli", "api-key", "create", "--name", name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | backends.env(),
+    )
+    assert created.returncode == 0, created.stderr
+    return created.stdout.strip()
+
+
 def start_worker(backends: Backends, indexing_url: str) -> ServerProcess:
     host, _, port = indexing_url.removeprefix("http://").partition(":")
     log_path = backends.log_dir / f"worker-{time.monotonic_ns()}.log"

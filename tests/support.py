@@ -42,14 +42,14 @@ class ServerProcess:
         return int(self.process.returncode)
 
 
-def wait_ready(server: ServerProcess, timeout: float = 90.0) -> None:
+def wait_ready(server: ServerProcess, timeout: float = 90.0, path: str = "/api/ready") -> None:
     deadline = time.monotonic() + timeout
     with httpx.Client(timeout=2.0) as client:
         while time.monotonic() < deadline:
             if server.process.poll() is not None:
                 raise AssertionError(f"server exited early:\n{server.log()}")
             try:
-                if client.get(f"{server.url}/api/ready").status_code == 200:
+                if client.get(f"{server.url}{path}").status_code == 200:
                     return
             except httpx.TransportError:
                 pass

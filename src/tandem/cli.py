@@ -149,6 +149,7 @@ def models_list() -> None:
 def up(
     ready_timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 120.0,
     api_port: Annotated[int, typer.Option(help="API server port.")] = 8080,
+    web_port: Annotated[int, typer.Option(help="Web server (browser UI) port.")] = 3000,
     postgres_port: Annotated[int, typer.Option(help="Local PostgreSQL port.")] = 5433,
     redis_port: Annotated[int, typer.Option(help="Local Redis port.")] = 6380,
 ) -> None:
@@ -161,13 +162,14 @@ def up(
     specs, banner = local_stack_specs(
         _settings(ModelServerSettings),
         build_settings(StorageSettings),
-        LocalPorts(api=api_port, postgres=postgres_port, redis=redis_port),
+        LocalPorts(api=api_port, web=web_port, postgres=postgres_port, redis=redis_port),
     )
     raise typer.Exit(run_stack(specs, ready_timeout, banner))
 
 
 app.command("api")(servers.api)
 app.command("worker")(servers.worker)
+app.command("web")(servers.web)
 app.command("ingest")(data.ingest)
 app.command("search")(data.search)
 app.add_typer(data.api_key_app, name="api-key")

@@ -13,7 +13,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
@@ -246,3 +246,34 @@ class WorkerSettings(StorageSettings):
     @property
     def indexing_model_server_url(self) -> str:
         return f"http://{self.indexing_model_server_host}:{self.indexing_model_server_port}"
+
+
+class WebSettings(BaseSettings):
+    """The web server: static UI assets, and for local runs without nginx a proxy of
+    ``/api/*`` to the API server."""
+
+    # Compose passes `VAR:` lines through empty when the host leaves them unset: defaults.
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
+
+    bind_host: Annotated[str, Field(validation_alias=_env("TANDEM_BIND_HOST"))] = "127.0.0.1"
+    port: Annotated[int, Field(validation_alias=_env("WEB_SERVER_PORT"), ge=1, le=65535)] = 3000
+    # Unset in a deployment, where nginx routes /api/ to the API server itself.
+    api_server_url: Annotated[
+        str | None,
+        Field(validation_alias=_env("API_SERVER_URL"), pattern=r"^https?://[^\s/]+(/[^\s]*)?$"),
+    ] = None
+    # Longest wait for the API server's next bytes (uploads of large files are parsed
+    # before the API answers); connecting has its own short limit.
+    proxy_timeout_seconds: Annotated[
+        float, Field(validation_alias=_env("TANDEM_PROXY_TIMEOUT"), gt=0)
+    ] = 300.0
+    proxy_connect_timeout_seconds: Annotated[
+        float, Field(validation_alias=_env("TANDEM_PROXY_CONNECT_TIMEOUT"), gt=0)
+    ] = 5.0
+
+    @field_validator("api_server_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().rstrip("/") or None
+        return value

@@ -13,6 +13,7 @@ from tandem.model_server import cpu
 @dataclass(frozen=True)
 class LocalPorts:
     api: int = 8080
+    web: int = 3000
     postgres: int = 5433  # not 5432: leave a system PostgreSQL alone
     redis: int = 6380
 
@@ -46,8 +47,9 @@ def local_stack_specs(
     models: ModelServerSettings, storage: StorageSettings, ports: LocalPorts
 ) -> tuple[list[ServiceSpec], str]:
     """Postgres and Redis (unless URLs are given), both model servers each pinned to its own
-    CPU set, the API server (talks to the inference server) and a worker (talks to the
-    indexing server)."""
+    CPU set, the API server (talks to the inference server), the web server (forwards /api/
+    to the API server, as nginx does in a deployment) and a worker (talks to the indexing
+    server)."""
     specs: list[ServiceSpec] = []
     storage.data_dir.mkdir(parents=True, exist_ok=True)
     database_url, redis_url = storage.database_url, storage.redis_url
@@ -77,6 +79,7 @@ def local_stack_specs(
     ]
     shared = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
     api_url = f"http://{host}:{ports.api}"
+    web_url = f"http://{host}:{ports.web}"
     specs += [
         ServiceSpec(
             name="api-server",
@@ -85,6 +88,12 @@ def local_stack_specs(
             env=shared
             | {"MODEL_SERVER_HOST": host, "MODEL_SERVER_PORT": str(models.inference_port)},
             ready_url=f"{api_url}/api/ready",
+        ),
+        ServiceSpec(
+            name="web-server",
+            argv=tandem_command("web", "--port", str(ports.web)),
+            env={"API_SERVER_URL": api_url},
+            ready_url=f"{web_url}/healthz",
         ),
         ServiceSpec(
             name="background-worker",
@@ -97,7 +106,7 @@ def local_stack_specs(
         ),
     ]
     banner = (
-        "Tandem is up:\n"
+        f"Tandem is up: open {web_url}\n"
         f"  API server              {api_url}  (docs: {api_url}/docs)\n"
         f"  inference model server  {inference_url}"
         f"  (CPUs {cpu.format_cpu_list(inference_cpus)})\n"

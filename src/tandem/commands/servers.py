@@ -1,4 +1,4 @@
-"""`tandem api` and `tandem worker`: the processes around the model servers."""
+"""`tandem api`, `tandem worker` and `tandem web`: the processes around the model servers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from tandem.commands.common import build_settings, fail
-from tandem.config import ApiSettings, WorkerSettings
+from tandem.config import ApiSettings, WebSettings, WorkerSettings
 from tandem.logs import configure_logging
 
 
@@ -56,3 +56,31 @@ def worker(
         run_worker(settings)
     except (ValueError, ModelNotPrepared) as exc:
         raise fail(str(exc)) from exc
+
+
+def web(
+    host: Annotated[str | None, typer.Option(help="Bind address (TANDEM_BIND_HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (WEB_SERVER_PORT, default 3000).")] = None,
+    api_url: Annotated[
+        str | None,
+        typer.Option(
+            "--api-url",
+            help="Forward /api/ to this API server (API_SERVER_URL); unset behind nginx.",
+        ),
+    ] = None,
+) -> None:
+    """Run the web server: the browser UI for search, upload, documents and status."""
+    import uvicorn
+
+    from tandem.web.app import create_app
+
+    configure_logging("web")
+    settings = build_settings(WebSettings, bind_host=host, port=port, api_server_url=api_url)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.bind_host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=10,
+    )
