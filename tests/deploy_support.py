@@ -46,12 +46,6 @@ MODEL_CACHE_ENTRYPOINT = DOCKER / "model-cache-entrypoint.sh"
 # kubernetes-validate bundles (its default).
 KUBERNETES_VERSIONS: tuple[str | None, ...] = ("1.31.0", None)
 
-# Read by `tandem web` (issue 5, written alongside this): .env.example may list them
-# while tandem.config has no WebSettings yet. Drop this once it has landed.
-WEB_SETTINGS_VARS = frozenset(
-    {"WEB_SERVER_PORT", "API_SERVER_URL", "TANDEM_PROXY_TIMEOUT", "TANDEM_PROXY_CONNECT_TIMEOUT"}
-)
-
 
 class DeployToolMissing(RuntimeError):
     pass
@@ -82,11 +76,8 @@ def code_env_vars() -> set[str]:
 
 
 def expected_env_vars() -> set[str]:
-    """What .env.example must list: the code's variables (see WEB_SETTINGS_VARS)."""
-    names = code_env_vars()
-    if not hasattr(tandem.config, "WebSettings"):
-        names |= WEB_SETTINGS_VARS
-    return names
+    """What .env.example must list: exactly the variables the code reads."""
+    return code_env_vars()
 
 
 _ENV_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")

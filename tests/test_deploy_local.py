@@ -84,13 +84,6 @@ def container_port(config: dict[str, Any]) -> int:
     return int(config["ports"][0]["target"])
 
 
-def web_command_exists() -> bool:
-    run = subprocess.run(
-        [sys.executable, "-m", "tandem.cli", "web", "--help"], capture_output=True, check=False
-    )
-    return run.returncode == 0
-
-
 class LoopbackTopology:
     def __init__(
         self,
@@ -179,15 +172,6 @@ class LoopbackTopology:
             # The image's ENTRYPOINT, with this machine's prepared models as the image's.
             entrypoint = [str(ds.MODEL_CACHE_ENTRYPOINT), str(self.image_models)]
             return ["sh", *entrypoint, *argv]
-        if command[1:] == ["web"] and not web_command_exists():
-            # PLACEHOLDER while `tandem web` (issue 5) has not landed: a static page stands
-            # in for the web server behind nginx's `/` route. Remove once it exists.
-            site = self.workdir / "placeholder-web"
-            site.mkdir(exist_ok=True)
-            (site / "index.html").write_text("<!doctype html><title>Tandem</title>placeholder")
-            (site / "healthz").write_text("ok")
-            port = service.env["WEB_SERVER_PORT"]
-            return [sys.executable, "-m", "http.server", "-b", LOOPBACK, "-d", str(site), port]
         return argv
 
     # -- running ---------------------------------------------------------------------------
