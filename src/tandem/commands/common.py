@@ -9,7 +9,8 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 from rich.console import Console
 
-console = Console(stderr=True)
+# soft_wrap: messages with long paths stay on one line when stderr is not a terminal.
+console = Console(stderr=True, soft_wrap=True)
 SettingsT = TypeVar("SettingsT", bound=BaseSettings)
 
 

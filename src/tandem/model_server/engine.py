@@ -86,12 +86,19 @@ class RerankEngine:
         self.model = model
         self.scheduler = scheduler
 
-    async def score(self, query: str, documents: list[str]) -> FloatArray:
+    async def score(self, query: str, documents: list[str], *, truncate: bool = True) -> FloatArray:
         """Raw relevance logits, one per document, in input order."""
         if len(documents) > 8:
             items = await asyncio.to_thread(self.model.tokenize_pairs, query, documents)
         else:
             items = self.model.tokenize_pairs(query, documents)
+        if not truncate:
+            too_long = [i for i, item in enumerate(items) if item.truncated]
+            if too_long:
+                raise InputTooLong(
+                    f"{len(too_long)} query/document pair(s) exceed "
+                    f"{self.model.manifest.max_seq_length} tokens (first: index {too_long[0]})"
+                )
         logits = await self.scheduler.submit(items)
         return np.asarray(logits[:, 0], dtype=np.float32)
 

@@ -6,7 +6,7 @@ import numpy as np
 from fastapi import APIRouter
 
 from tandem.http_errors import ApiError
-from tandem.model_server.engine import Engines, RerankEngine
+from tandem.model_server.engine import Engines, InputTooLong, RerankEngine
 from tandem.model_server.onnx_model import FloatArray
 from tandem.model_server.routes_embed import check_model, check_texts
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped
@@ -34,10 +34,14 @@ def rerank_engine(engines: Engines) -> RerankEngine:
     return engines.rerank
 
 
-async def run_scores(engines: Engines, query: str, documents: list[str]) -> FloatArray:
+async def run_scores(
+    engines: Engines, query: str, documents: list[str], truncate: bool = True
+) -> FloatArray:
     engine = rerank_engine(engines)
     try:
-        return await engine.score(query, documents)
+        return await engine.score(query, documents, truncate=truncate)
+    except InputTooLong as exc:
+        raise ApiError(413, f"{exc}; send truncate=true to cut them", "input_too_long") from exc
     except QueueFull as exc:
         raise ApiError(429, str(exc), "overloaded", {"Retry-After": "1"}) from exc
     except SchedulerStopped as exc:
@@ -71,7 +75,7 @@ async def tei_rerank(
 ) -> FastJSONResponse:
     check_query(body.query)
     check_texts(body.texts, state.settings.max_items_per_request, "texts")
-    logits = await run_scores(engines, body.query, body.texts)
+    logits = await run_scores(engines, body.query, body.texts, body.truncate)
     scores = logits if body.raw_scores else sigmoid(logits)
     order = np.argsort(-scores, kind="stable")
     ranks = [
