@@ -171,14 +171,25 @@ class PostgresIndex:
     def _keyword_candidates(self, session: Session, query: IndexQuery) -> list[Candidate]:
         tsquery = _or_query(query.text)
         keyword = func.ts_rank_cd(Chunk.tsv, tsquery, RANK_NORMALIZATION)
+        # Every match is ranked, but only the top candidates' vectors are read and scored:
+        # an OR query can match a large share of the chunks (benchmarks/search_latency.py).
+        columns = (Chunk.document_id, Chunk.ordinal, Chunk.title, Chunk.source, Chunk.text)
+        top = (
+            select(*columns, Chunk.id, Chunk.embedding, keyword.label("k"))
+            .where(*_filters(query.filters), Chunk.tsv.bool_op("@@")(tsquery))
+            .order_by(keyword.desc(), Chunk.id)
+            .limit(query.candidates)
+            .subquery()
+        )
         vector_score: ColumnElement[Any] = (
-            (1 - Chunk.embedding.cosine_distance(query.vector))
+            (1 - top.c.embedding.cosine_distance(query.vector))
             if query.vector is not None
             else literal(None)
         )
-        statement = self._base(query, vector_score.label("v"), keyword.label("k"))
-        statement = statement.where(Chunk.tsv.bool_op("@@")(tsquery))
-        statement = statement.order_by(keyword.desc(), Chunk.id).limit(query.candidates)
+        outer = (top.c.document_id, top.c.ordinal, top.c.title, top.c.source, top.c.text)
+        statement = select(*outer, vector_score.label("v"), top.c.k).order_by(
+            top.c.k.desc(), top.c.id
+        )
         return [
             Candidate(
                 (r[0], r[1]),

@@ -1,0 +1,47 @@
+"""The ingest benchmark's documents and the chunk texts the worker will embed for them."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+from benchmarks.prose import ProseModel
+from tandem.config import WorkerSettings
+from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.worker.chunking import Chunker
+from tandem.worker.parsing import parse_document
+
+MIN_WORDS, MAX_WORDS = 250, 800  # 2-9 chunks of up to 256 tokens, 5 on average
+
+
+@dataclass(frozen=True)
+class GeneratedDocument:
+    filename: str
+    data: bytes  # Markdown: "# title", then paragraphs
+
+
+def generate_documents(count: int, seed: int) -> list[GeneratedDocument]:
+    model = ProseModel.from_installed()
+    rng = random.Random(seed)
+    documents = []
+    for number in range(count):
+        title, text = model.document(rng, rng.randint(MIN_WORDS, MAX_WORDS))
+        documents.append(
+            GeneratedDocument(f"doc-{number:04d}.md", f"# {title}\n\n{text}\n".encode())
+        )
+    return documents
+
+
+def worker_chunk_texts(documents: list[GeneratedDocument]) -> list[str]:
+    """Exactly what the worker sends to the indexing server for these files: the same
+    parser, and the same chunker built from the same settings and prepared model."""
+    settings = WorkerSettings()
+    directory, _ = locate_prepared(
+        settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER
+    )
+    chunker = Chunker.from_model_dir(directory, overlap_tokens=settings.chunk_overlap_tokens)
+    texts: list[str] = []
+    for document in documents:
+        parsed = parse_document(document.filename, document.data, None)
+        texts.extend(chunk.embed_text for chunk in chunker.chunk(parsed))
+    return texts
