@@ -230,7 +230,9 @@ def test_stats_report_counts_and_both_model_servers(
     while True:
         stats = httpx.get(f"{api.url}/api/stats").json()
         servers = stats["model_servers"]
-        if servers["inference"] and servers["indexing"]:
+        # The worker publishes every few seconds: wait for a report made after indexing.
+        indexing = servers["indexing"]
+        if servers["inference"] and indexing and (indexing["requests_total"] or 0) >= 1:
             break
         assert time.monotonic() < deadline, stats
         time.sleep(0.5)

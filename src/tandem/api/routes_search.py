@@ -15,7 +15,14 @@ from fastapi import APIRouter
 from tandem.api.state import ApiState, Authorized, StateDep
 from tandem.http_errors import ApiError
 from tandem.index.highlight import snippet
-from tandem.index.protocol import IndexHit, IndexQuery, SearchFilters, SearchMode, Vector
+from tandem.index.protocol import (
+    DEFAULT_HYBRID_ALPHA,
+    IndexHit,
+    IndexQuery,
+    SearchFilters,
+    SearchMode,
+    Vector,
+)
 from tandem.model_client import ModelServerError, ModelServerUnavailable, RerankNotAvailable
 from tandem.schemas import SearchHitOut, SearchModeName, SearchRequest, SearchResponse, TextType
 
@@ -85,7 +92,7 @@ def search(body: SearchRequest, state: StateDep) -> SearchResponse:
             vector=vector,
             mode=effective,
             limit=pool,
-            alpha=body.alpha if body.alpha is not None else 0.5,
+            alpha=body.alpha if body.alpha is not None else DEFAULT_HYBRID_ALPHA,
             filters=SearchFilters(
                 document_ids=filters.document_ids,
                 sources=filters.sources,

@@ -5,7 +5,8 @@ also computes the keyword rank and vice versa), so the blend compares like with 
 instead of treating "not in the other top-k" as zero.
 
 * ``linear`` (default): ``alpha * cosine + (1 - alpha) * keyword / max(keyword)`` — a
-  tunable alpha as in Onyx (0.5); keyword scores are scaled into [0, 1] per query.
+  tunable alpha (Onyx: 0.5; Tandem: 0.7, see protocol.DEFAULT_HYBRID_ALPHA); keyword
+  scores are scaled into [0, 1] per query.
 * ``rrf``: reciprocal-rank fusion, ``sum 1 / (k + rank)``; ignores score magnitudes.
 Measured side by side in benchmarks/retrieval_quality.py.
 """
