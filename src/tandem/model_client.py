@@ -58,7 +58,14 @@ class ModelClient:
         self.batch_size = batch_size
         # 429s are short-lived by design: wait for them this long before giving up.
         self.overload_wait = overload_wait
-        self._http = httpx.Client(base_url=base_url, timeout=timeout, transport=transport)
+        # Drop idle connections well before the server does (uvicorn: 5 s), or a request
+        # can race the server's close and fail with "Server disconnected".
+        self._http = httpx.Client(
+            base_url=base_url,
+            timeout=timeout,
+            transport=transport,
+            limits=httpx.Limits(keepalive_expiry=2.0),
+        )
 
     def close(self) -> None:
         self._http.close()
@@ -73,9 +80,7 @@ class ModelClient:
         deadline = time.monotonic() + self.overload_wait
         while True:
             try:
-                response = self._http.post(
-                    path, content=body, headers={"content-type": "application/json"}
-                )
+                response = self._send(path, body)
             except httpx.TransportError as exc:
                 raise ModelServerUnavailable(f"{self.base_url}: {exc!r}") from exc
             if response.status_code == 429 and time.monotonic() < deadline:
@@ -91,6 +96,15 @@ class ModelClient:
                     f"{self.base_url}{path}: {response.status_code} {_error_message(response)}"
                 )
             return response
+
+    def _send(self, path: str, body: bytes) -> httpx.Response:
+        headers = {"content-type": "application/json"}
+        try:
+            return self._http.post(path, content=body, headers=headers)
+        except httpx.RemoteProtocolError:
+            # A kept-alive connection closed by the server as we sent: embedding and
+            # scoring are idempotent, so one fresh attempt is safe.
+            return self._http.post(path, content=body, headers=headers)
 
     def embed(self, texts: list[str], text_type: TextType) -> FloatArray:
         """Normalized embeddings, requested in batches of ``batch_size``."""

@@ -37,5 +37,8 @@ def serve(settings: ModelServerSettings) -> None:
         log_config=None,
         access_log=False,
         timeout_graceful_shutdown=int(settings.drain_seconds) or None,
+        # Longer than clients keep idle connections (ModelClient: 2 s), so the client
+        # side always closes first and no request races a server-side close.
+        timeout_keep_alive=30,
         lifespan="on",
     )

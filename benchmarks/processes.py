@@ -1,0 +1,138 @@
+"""Server processes the benchmark starts, and always stops (SIGTERM, wait, then kill)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import orjson
+
+HOST = "127.0.0.1"
+# Thread-count variables would cap the baseline; it must run with library defaults.
+THREAD_CAP_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+class ServerFailed(RuntimeError):
+    """A server exited early or never became ready; the message holds its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def log_tail(self, lines: int = 30) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout)
+
+    def wait_ready(self, timeout: float = 120.0) -> dict[str, object]:
+        """Poll `GET /api/ready` until 200; returns its JSON body."""
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2.0) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise ServerFailed(f"{self.name} exited early:\n{self.log_tail()}")
+                try:
+                    response = client.get(f"{self.url}/api/ready")
+                except httpx.TransportError:
+                    response = None
+                if response is not None and response.status_code == 200:
+                    body: dict[str, object] = orjson.loads(response.content)
+                    return body
+                time.sleep(0.2)
+        raise ServerFailed(f"{self.name} not ready within {timeout:.0f}s:\n{self.log_tail()}")
+
+
+@contextmanager
+def running(
+    name: str, argv: list[str], log_dir: Path, env: Mapping[str, str] | None = None
+) -> Iterator[Server]:
+    """Start a server process; stop it on exit from the block, error or not."""
+    environment = dict(os.environ) | dict(env or {})
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(argv, env=environment, stdout=log_file, stderr=subprocess.STDOUT)
+    port = argv[argv.index("--port") + 1]
+    server = Server(name, process, f"http://{HOST}:{port}", log_path)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def tandem_argv(role: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "tandem.cli", "model-server", "--role", role, "--port", str(port)]
+
+
+def baseline_argv(role: str, port: int) -> list[str]:
+    return [sys.executable, "-m", "benchmarks.baseline_server", "--role", role, "--port", str(port)]
+
+
+def baseline_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in THREAD_CAP_VARIABLES}
+    return env | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+class FloorWorker:
+    """`benchmarks.floor` in its own pinned process, asked for one measurement at a time."""
+
+    def __init__(self, role: str, cpus: str, threads: int) -> None:
+        argv = [sys.executable, "-m", "benchmarks.floor", f"--role={role}"]
+        argv += [f"--cpus={cpus}", f"--threads={threads}"]
+        self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+
+    def measure(self, op: str, texts: list[str], max_seconds: float) -> dict[str, object]:
+        """The worker stops itself at ``max_seconds``, so the read below always returns."""
+        stdin, stdout = self.process.stdin, self.process.stdout
+        assert stdin is not None and stdout is not None
+        stdin.write(orjson.dumps({"op": op, "texts": texts, "max_seconds": max_seconds}) + b"\n")
+        stdin.flush()
+        line = stdout.readline()
+        if not line:
+            raise ServerFailed(f"floor worker exited with code {self.process.wait(10)}")
+        result: dict[str, object] = orjson.loads(line)
+        return result
+
+    def stop(self, timeout: float = 30.0) -> None:
+        if self.process.stdin is not None:
+            self.process.stdin.close()  # end of input: the worker's loop ends
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout)
+
+
+@contextmanager
+def floor_worker(role: str, cpus: str, threads: int) -> Iterator[FloorWorker]:
+    worker = FloorWorker(role, cpus, threads)
+    try:
+        yield worker
+    finally:
+        worker.stop()
