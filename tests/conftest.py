@@ -3,12 +3,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from tandem.config import DEFAULT_EMBEDDING_MODEL, ModelCacheSettings
 from tandem.model_server.manifest import ModelKind, ModelNotPrepared, locate_prepared
 from tests.support import ServerProcess, model_server
+
+if TYPE_CHECKING:
+    from tests.e2e_support import Backends
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +65,18 @@ def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
     with running_redis(tmp_path_factory.mktemp("redis"), free_port()) as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def backends(
+    request: pytest.FixtureRequest,
+    postgres_url: str,
+    redis_url: str,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Backends:
+    """The session's PostgreSQL and Redis, emptied for this module's end-to-end tests."""
+    from tests.e2e_support import Backends, reset_database
+
+    reset_database(postgres_url, redis_url)
+    log_dir = tmp_path_factory.mktemp(f"{request.module.__name__.rsplit('.', 1)[-1]}-logs")
+    return Backends(postgres_url, redis_url, log_dir)

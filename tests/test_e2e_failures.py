@@ -18,7 +18,6 @@ from tandem.worker.chunking import Chunker
 from tandem.worker.parsing import parse_document
 from tests.e2e_support import (
     Backends,
-    reset_database,
     running,
     search,
     start_api,
@@ -28,14 +27,6 @@ from tests.e2e_support import (
     wait_attempt,
 )
 from tests.support import ServerProcess, free_port, start_model_server
-
-
-@pytest.fixture(scope="module")
-def backends(
-    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Backends:
-    reset_database(postgres_url, redis_url)
-    return Backends(postgres_url, redis_url, tmp_path_factory.mktemp("e2e-fail-logs"))
 
 
 @pytest.fixture(scope="module")

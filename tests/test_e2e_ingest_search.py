@@ -19,7 +19,6 @@ import pytest
 
 from tests.e2e_support import (
     Backends,
-    reset_database,
     running,
     search,
     start_api,
@@ -67,14 +66,6 @@ CORPUS: dict[str, bytes] = {
         }
     ).encode(),
 }
-
-
-@pytest.fixture(scope="module")
-def backends(
-    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Backends:
-    reset_database(postgres_url, redis_url)
-    return Backends(postgres_url, redis_url, tmp_path_factory.mktemp("e2e-logs"))
 
 
 @pytest.fixture(scope="module")

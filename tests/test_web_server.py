@@ -16,7 +16,6 @@ from tandem.web.app import STATIC_DIR
 from tests.e2e_support import (
     Backends,
     create_api_key,
-    reset_database,
     running,
     start_api,
     start_web,
@@ -29,14 +28,6 @@ UPLOAD_LIMIT = 100_000
 # A real key's shape (the dialog's "tdm_…" placeholder is not one).
 API_KEY_SHAPE = re.compile(r"tdm_[A-Za-z0-9_-]{8,}")
 REMOTE_ASSET = re.compile(r"""(src|href)=["']https?:|url\(["']?https?:|from\s+["']https?:""")
-
-
-@pytest.fixture(scope="module")
-def backends(
-    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Backends:
-    reset_database(postgres_url, redis_url)
-    return Backends(postgres_url, redis_url, tmp_path_factory.mktemp("web-server-logs"))
 
 
 @pytest.fixture(scope="module")

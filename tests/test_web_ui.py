@@ -18,7 +18,6 @@ from tests.browser import Page, chromium_binaries, start_chromium
 from tests.e2e_support import (
     Backends,
     create_api_key,
-    reset_database,
     running,
     start_api,
     start_web,
@@ -40,14 +39,6 @@ DASH = "\N{EN DASH}"  # ranges on the page are written with an en dash
 UPLOAD_LIMIT = 200_000  # bytes per upload request; the oversized file below exceeds it
 HERON = "The grey heron stalks fish in shallow wetlands, standing still for minutes on end."
 LIGHTHOUSE = "# Lighthouses\n\nA lighthouse keeper trimmed the wick and wound the clockwork."
-
-
-@pytest.fixture(scope="module")
-def backends(
-    postgres_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> Backends:
-    reset_database(postgres_url, redis_url)
-    return Backends(postgres_url, redis_url, tmp_path_factory.mktemp("web-ui-logs"))
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import typer
 from tandem.commands.common import build_settings, fail
 from tandem.config import ApiSettings, WebSettings, WorkerSettings
 from tandem.logs import configure_logging
+from tandem.serving import serve
 
 
 def api(
@@ -20,8 +21,6 @@ def api(
     ] = None,
 ) -> None:
     """Run the API server (uploads, documents, search); it queries the inference server."""
-    import uvicorn
-
     from tandem.api.app import create_app
 
     configure_logging("api")
@@ -31,14 +30,7 @@ def api(
         settings.require_redis_url()
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=30,
-    )
+    serve(create_app(settings), host=settings.bind_host, port=settings.port, drain_seconds=30)
 
 
 def worker(
@@ -70,17 +62,8 @@ def web(
     ] = None,
 ) -> None:
     """Run the web server: the browser UI for search, upload, documents and status."""
-    import uvicorn
-
     from tandem.web.app import create_app
 
     configure_logging("web")
     settings = build_settings(WebSettings, bind_host=host, port=port, api_server_url=api_url)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=10,
-    )
+    serve(create_app(settings), host=settings.bind_host, port=settings.port, drain_seconds=10)

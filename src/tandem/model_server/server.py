@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import logging
 
-import uvicorn
-
 from tandem.config import ModelServerSettings
 from tandem.model_server import cpu
 from tandem.model_server.app import create_app
 from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.serving import serve as serve_app
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +29,9 @@ def serve(settings: ModelServerSettings) -> None:
     log.info(
         "starting role=%s host=%s port=%d", settings.role.value, settings.bind_host, settings.port
     )
-    uvicorn.run(
+    serve_app(
         create_app(settings),
         host=settings.bind_host,
         port=settings.port,
-        log_config=None,
-        access_log=False,
-        timeout_graceful_shutdown=int(settings.drain_seconds) or None,
-        # Longer than clients keep idle connections (ModelClient: 2 s), so the client
-        # side always closes first and no request races a server-side close.
-        timeout_keep_alive=30,
-        lifespan="on",
+        drain_seconds=settings.drain_seconds,
     )
