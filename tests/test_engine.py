@@ -200,3 +200,13 @@ def test_cpu_lists_and_role_split(tmp_path: Path) -> None:
     assert cpu.cgroup_cpu_limit(quota) == 2
     quota.write_text("max 100000\n")
     assert cpu.cgroup_cpu_limit(quota) is None
+
+
+def test_openapi_documents_the_hand_parsed_embed_body() -> None:
+    spec = create_app(ModelServerSettings()).openapi()
+    body = spec["paths"]["/encoder/bi-encoder-embed"]["post"]["requestBody"]
+    schema = body["content"]["application/json"]["schema"]
+    assert body["required"] is True
+    assert {"texts", "max_context_length", "text_type"} <= set(schema["properties"])
+    assert schema["properties"]["text_type"]["enum"] == ["query", "passage"]
+    assert "$ref" not in str(schema)
