@@ -1,6 +1,6 @@
 """Model-server benchmark: Tandem's two roles against their compute floor and a baseline.
 
-    TANDEM_MODEL_CACHE=/tmp/tcache .venv/bin/python -m benchmarks.model_server_bench [--quick]
+    .venv/bin/python -m benchmarks.model_server_bench [--quick]
 
 Starts every server as a real process on 127.0.0.1 and measures, in one run:
 1. query latency over HTTP (sequential and concurrent) vs the in-process ONNX floor;
