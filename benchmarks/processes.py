@@ -16,6 +16,8 @@ from pathlib import Path
 import httpx
 import orjson
 
+from tandem.services.process import stop as stop_process
+
 HOST = "127.0.0.1"
 # Thread-count variables would cap the baseline; it must run with library defaults.
 THREAD_CAP_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -43,13 +45,7 @@ class Server:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        stop_process(self.process, signal.SIGTERM, timeout)
 
     def wait_ready(self, timeout: float = 120.0) -> dict[str, object]:
         """Poll `GET /api/ready` until 200; returns its JSON body."""

@@ -23,6 +23,7 @@ import httpx
 
 from tandem.model_server import cpu
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.services.process import stop as stop_process
 from tandem.services.redis import running_redis
 
 HOST = "127.0.0.1"
@@ -52,13 +53,7 @@ class Process:
         return "\n".join(text.splitlines()[-lines:])
 
     def stop(self, timeout: float = 30.0) -> None:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait(timeout)
+        stop_process(self.popen, signal.SIGTERM, timeout)
 
     def wait_http_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import httpx
 
+from tandem.services.process import stop as stop_process
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -32,14 +34,7 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return int(self.process.returncode)
+        return stop_process(self.process, signal.SIGTERM, timeout)
 
 
 def wait_ready(server: ServerProcess, timeout: float = 90.0, path: str = "/api/ready") -> None:
