@@ -14,6 +14,8 @@ from types import FrameType
 
 import httpx
 
+from tandem.services.privileges import set_parent_death_signal
+
 log = logging.getLogger(__name__)
 
 
@@ -40,13 +42,8 @@ class StackFailed(RuntimeError):
 
 
 def _die_with_parent() -> None:
-    """Linux: the child gets SIGTERM if `tandem up` itself is killed."""
-    if sys.platform != "linux":
-        return
-    import ctypes
-
-    pr_set_pdeathsig = 1
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    """The child gets SIGTERM if `tandem up` itself is killed (Linux; no-op elsewhere)."""
+    set_parent_death_signal(signal.SIGTERM)
 
 
 def tandem_command(*args: str) -> list[str]:

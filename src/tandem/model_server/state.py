@@ -6,7 +6,6 @@ import asyncio
 import logging
 from typing import Annotated
 
-import numpy as np
 import orjson
 from fastapi import Depends, Request
 from starlette.responses import Response
@@ -73,7 +72,3 @@ class FastJSONResponse(Response):
 
     def render(self, content: object) -> bytes:
         return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def as_float_rows(vectors: np.ndarray) -> np.ndarray:
-    return np.ascontiguousarray(vectors, dtype=np.float32)
