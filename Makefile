@@ -55,14 +55,25 @@ deploy-check: $(VENV)/.installed-dev deploy-tools
 	$(BIN)/python -m tests.deploy_check
 
 # Headless Chromium for the web UI tests: Debian's chromium + chromium-driver, installed
-# only when missing (as root, with apt-get). Elsewhere it says so, and those tests skip.
+# only when missing (as root, with apt-get). Elsewhere it says so, and those tests skip;
+# with CI=true a browser that cannot be installed stops the run instead (the tests would
+# fail too: see tests/browser.py).
 browser:
 	@if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then :; \
 	elif [ "$$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then \
 		echo "installing chromium and chromium-driver (Debian packages)"; \
 		{ apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
-			>/dev/null; } || echo "warning: could not install chromium; the browser tests will skip"; \
+			>/dev/null; } || { \
+			if [ "$(CI)" = "true" ] || [ "$(CI)" = "1" ]; then \
+				echo "error: CI=true and chromium could not be installed" >&2; exit 1; \
+			fi; \
+			echo "warning: could not install chromium; the browser tests will skip"; }; \
+	elif [ "$(CI)" = "true" ] || [ "$(CI)" = "1" ]; then \
+		echo "error: CI=true but chromium and chromedriver are missing and cannot be installed" \
+			"here (needs root and apt-get; Debian/Ubuntu: sudo apt-get install chromium" \
+			"chromium-driver)" >&2; \
+		exit 1; \
 	else \
 		echo "note: chromium and chromedriver are missing and cannot be installed here (needs" \
 			"root and apt-get; Debian/Ubuntu: sudo apt-get install chromium chromium-driver):" \

@@ -4,11 +4,14 @@ Selenium, for the web UI tests. Nothing is downloaded: both binaries' paths are 
 from __future__ import annotations
 
 import base64
+import os
+import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal, TypeVar
 
+import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver import Chrome
@@ -30,6 +33,11 @@ CHROMIUM_FLAGS = (
     "--disable-sync",
     "--window-size=1280,900",
 )
+# The API's own 4xx/5xx answers (a 401 before the key dialog, a 413 upload) are expected;
+# any other resource that fails to load (a JS module, a stylesheet) is a broken page.
+EXPECTED_API_ERROR = re.compile(
+    r"/api/\S* - Failed to load resource: the server responded with a status of [45]\d\d"
+)
 T = TypeVar("T")
 
 
@@ -37,6 +45,22 @@ def chromium_binaries() -> tuple[str, str] | None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     return (chromium, driver) if chromium and driver else None
+
+
+def running_in_ci(environ: dict[str, str] | None = None) -> bool:
+    value = (os.environ if environ is None else environ).get("CI", "")
+    return value.strip().lower() in ("1", "true", "yes")
+
+
+def require_chromium() -> None:
+    """Skip when Chromium is missing on a developer's machine; fail under CI=true, where a
+    missing browser means the suite would pass without testing the UI at all."""
+    if chromium_binaries() is not None:
+        return
+    why = "chromium and chromedriver are missing (`make browser` installs them as root)"
+    if running_in_ci():
+        pytest.fail(f"CI=true and {why}", pytrace=False)
+    pytest.skip(why)
 
 
 def start_chromium(profile_dir: Path) -> Chrome:
@@ -113,9 +137,19 @@ class Page:
         path.write_bytes(base64.b64decode(shot["data"]))
         return path
 
+    def leave(self) -> list[str]:
+        """Unload the UI (its status page keeps polling) before its servers stop; returns
+        severe_console_errors() up to that point."""
+        errors = self.severe_console_errors()
+        self.driver.get("about:blank")
+        return errors
+
     def severe_console_errors(self) -> list[str]:
-        """Script errors since the last call (the API's expected 4xx answers excluded)."""
+        """Severe console entries since the last call, the API's expected error answers
+        excluded (a missing script or stylesheet is kept)."""
         entries = self.driver.get_log("browser")  # type: ignore[no-untyped-call]  # untyped
-        return [
-            str(e["message"]) for e in entries if "Failed to load resource" not in str(e["message"])
-        ]
+        return unexpected_console_errors(str(e["message"]) for e in entries)
+
+
+def unexpected_console_errors(messages: Iterable[str]) -> list[str]:
+    return [m for m in messages if not EXPECTED_API_ERROR.search(m)]

@@ -15,6 +15,19 @@ if TYPE_CHECKING:
     from tests.e2e_support import Backends
 
 
+# Fixtures that start (or stand for) real server processes: a test using one is `slow`,
+# so `pytest -m "not slow"` is the quick in-process part of the suite.
+SERVER_FIXTURES = frozenset(
+    {"inference_server", "indexing_server", "postgres_url", "redis_url", "backends", "server_logs"}
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def model_cache() -> Path:
     """The model cache `make test` prepared; prepared here if missing (offline either way)."""

@@ -16,7 +16,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from tandem.db.session import normalize_url
-from tests.support import ServerProcess, free_port, wait_ready
+from tests.support import ServerProcess, free_port, spawn, wait_ready
 
 
 @dataclass(frozen=True)
@@ -47,11 +47,8 @@ def reset_database(database_url: str, redis_url: str) -> None:
 
 
 def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tandem.cli", *argv],
-        env=os.environ | env,
-        stdout=log_path.open("ab"),
-        stderr=subprocess.STDOUT,
+    return spawn(
+        [sys.executable, "-m", "tandem.cli", *argv], os.environ | env, log_path, append=True
     )
 
 

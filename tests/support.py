@@ -15,7 +15,29 @@ from pathlib import Path
 
 import httpx
 
+from tandem.services.privileges import set_parent_death_signal
 from tandem.services.process import stop as stop_process
+
+
+def die_with_pytest() -> None:
+    """preexec_fn for every process a test starts: the kernel sends it SIGTERM when pytest
+    dies (killed, or Ctrl-C twice), so no server outlives the run (Linux; no-op elsewhere).
+    The signal follows the *thread* that started the child: start servers from the main
+    thread, or from a thread that outlives them."""
+    set_parent_death_signal(signal.SIGTERM)
+
+
+def spawn(
+    argv: list[str], env: dict[str, str], log_path: Path, *, append: bool = False
+) -> subprocess.Popen[bytes]:
+    """A test's server process: output to `log_path`, tied to pytest's life."""
+    return subprocess.Popen(
+        argv,
+        env=env,
+        stdout=log_path.open("ab" if append else "wb"),
+        stderr=subprocess.STDOUT,
+        preexec_fn=die_with_pytest,
+    )
 
 
 def free_port() -> int:
@@ -67,12 +89,7 @@ def start_model_server(
     ports = {"MODEL_SERVER_PORT": str(port), "INDEXING_MODEL_SERVER_PORT": str(port)}
     if role is not None:
         argv += ["--role", role]
-    process = subprocess.Popen(
-        argv,
-        env=os.environ | ports | (env or {}),
-        stdout=log_path.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
+    process = spawn(argv, os.environ | ports | (env or {}), log_path)
     server = ServerProcess(process, f"http://127.0.0.1:{port}", log_path)
     if wait:
         try:

@@ -34,7 +34,7 @@ import pytest
 
 from tests import deploy_support as ds
 from tests.e2e_support import reset_database
-from tests.support import ServerProcess, free_port
+from tests.support import ServerProcess, free_port, spawn
 
 pytestmark = pytest.mark.slow
 
@@ -187,9 +187,7 @@ class LoopbackTopology:
             service.env = self.native_env(service)
             argv = self.native_argv(service)
             env = service.env
-        process = subprocess.Popen(
-            argv, env=env, stdout=log_path.open("wb"), stderr=subprocess.STDOUT
-        )
+        process = spawn(argv, env, log_path)
         service.process = ServerProcess(process, service.url, log_path)
         return service.process
 
@@ -333,7 +331,8 @@ def test_upload_through_nginx_and_find_it_through_nginx(topology: LoopbackTopolo
 def test_nginx_passes_the_api_key_requirement_through(topology: LoopbackTopology) -> None:
     response = httpx.post(f"{nginx(topology)}/api/search", json={"query": "honey"})
     assert response.status_code == 401
-    assert response.json()["error"]["type"]
+    assert response.json()["error"]["type"] == "unauthorized"
+    assert response.headers["www-authenticate"] == "Bearer"
 
 
 def test_nginx_sends_everything_else_to_the_web_server(topology: LoopbackTopology) -> None:

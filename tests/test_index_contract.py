@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -96,13 +97,17 @@ def test_concurrent_replaces_leave_one_copy(
 ) -> None:
     add_document("raced")
     chunks = [chunk(i, f"body {i}", i) for i in range(20)]
-    threads = [
-        threading.Thread(target=index.replace_document, args=("raced", chunks)) for _ in range(4)
-    ]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    racers = 4
+    start = threading.Barrier(racers)
+
+    def replace() -> None:
+        start.wait(10)  # all replaces begin together
+        index.replace_document("raced", chunks)
+
+    with ThreadPoolExecutor(racers) as pool:
+        # .result() re-raises a replace that failed: every one must succeed, not just one.
+        for future in [pool.submit(replace) for _ in range(racers)]:
+            future.result(timeout=60)
     assert index.chunk_count("raced") == 20
     assert [c.ordinal for c in index.chunks("raced")] == list(range(20))
 

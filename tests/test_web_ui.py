@@ -14,7 +14,7 @@ import pytest
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser import Page, chromium_binaries, start_chromium
+from tests.browser import Page, require_chromium, start_chromium
 from tests.e2e_support import (
     Backends,
     create_api_key,
@@ -27,18 +27,18 @@ from tests.e2e_support import (
 )
 from tests.support import ServerProcess, free_port
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        chromium_binaries() is None,
-        reason="needs chromium and chromedriver (`make test` installs them with apt-get as root)",
-    ),
-]
+pytestmark = pytest.mark.slow
 
 DASH = "\N{EN DASH}"  # ranges on the page are written with an en dash
 UPLOAD_LIMIT = 200_000  # bytes per upload request; the oversized file below exceeds it
 HERON = "The grey heron stalks fish in shallow wetlands, standing still for minutes on end."
 LIGHTHOUSE = "# Lighthouses\n\nA lighthouse keeper trimmed the wick and wound the clockwork."
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium() -> None:
+    """Skips without Chromium; fails instead under CI=true."""
+    require_chromium()
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
 def page(browser: Chrome, web: ServerProcess) -> Iterator[Page]:
     ui = Page(browser, web.url)
     yield ui
-    assert ui.severe_console_errors() == []
+    assert ui.leave() == []
 
 
 def _search(page: Page, query: str) -> None:
@@ -267,7 +267,7 @@ def test_keyword_only_notice_when_the_inference_server_is_down(
         page.go("#/status")
         page.wait_for('#server-inference[data-ready="false"]', "Not ready")
         page.screenshot("13-status-inference-down")
-        assert page.severe_console_errors() == []
+        assert page.leave() == []
 
 
 def test_api_key_prompt_on_401_then_works(browser: Chrome, backends: Backends) -> None:
@@ -297,4 +297,4 @@ def test_api_key_prompt_on_401_then_works(browser: Chrome, backends: Backends) -
         page.open("#/status")  # a fresh load keeps the key: no prompt this time
         page.wait_for("#count-documents .big-number")
         assert not page.find_all("#key-dialog[open]")
-        assert page.severe_console_errors() == []
+        assert page.leave() == []

@@ -1,0 +1,82 @@
+"""The suite's own guards: what makes a missing browser, a broken page or a server left
+running show up as a failure instead of a quiet pass."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.browser import require_chromium, running_in_ci, unexpected_console_errors
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("true", True), ("1", True), ("TRUE", True), ("", False), ("0", False)]
+)
+def test_ci_is_read_from_the_environment(value: str, expected: bool) -> None:
+    assert running_in_ci({"CI": value}) is expected
+
+
+def test_missing_chromium_fails_under_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing to find: no chromium, no driver
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI=true and chromium"):
+        require_chromium()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="make browser"):
+        require_chromium()
+
+
+def test_console_filter_keeps_a_missing_script_and_drops_api_answers() -> None:
+    base = "http://127.0.0.1:5000"
+    expected_401 = (
+        f"{base}/api/documents - Failed to load resource: the server responded with a status "
+        "of 401 (Unauthorized)"
+    )
+    missing_module = (
+        f"{base}/js/views/search.js - Failed to load resource: the server responded with a "
+        "status of 404 (Not Found)"
+    )
+    missing_style = f"{base}/css/app.css - Failed to load resource: net::ERR_CONNECTION_REFUSED"
+    script_error = f"{base}/js/main.js 12:5 Uncaught TypeError: x is undefined"
+    messages = [expected_401, missing_module, missing_style, script_error]
+    assert unexpected_console_errors(messages) == [missing_module, missing_style, script_error]
+
+
+def test_server_starting_tests_are_marked_slow() -> None:
+    collected = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-m",
+            "not slow",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert collected.returncode == 0, collected.stdout + collected.stderr
+    quick = {line.split("::")[0] for line in collected.stdout.splitlines() if "::" in line}
+    # In-process tests stay in the quick set; none that needs a server does.
+    assert {"tests/test_chunking.py", "tests/test_parsing.py"} <= quick
+    server_modules = {
+        "tests/test_e2e_ingest_search.py",
+        "tests/test_index_contract.py",
+        "tests/test_web_ui.py",
+        "tests/test_rerank.py",
+        "tests/test_db_schema.py",
+    }
+    assert not quick & server_modules, quick & server_modules
+    assert "test_both_roles_embed_identically" not in collected.stdout
