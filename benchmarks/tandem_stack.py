@@ -2,8 +2,8 @@
 
 Same patterns as tests/e2e_support.py: PostgreSQL and Redis through
 `tandem.services.*.running_*`, every other server as `python -m tandem.cli ...` with its
-settings in the environment, SIGTERM then (after a timeout) SIGKILL. The model servers are
-pinned the way `tandem up` pins them (`split_for_roles` of this process's CPUs).
+settings in the environment, SIGTERM then (after a timeout) SIGKILL. The model servers get
+the environment `tandem up` gives them (`tandem.stack.model_server_specs`).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import httpx
 
-from tandem.model_server import cpu
+from tandem.config import ModelServerSettings
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
 from tandem.services.process import stop as stop_process
 from tandem.services.redis import running_redis
+from tandem.stack import model_server_specs
 
 HOST = "127.0.0.1"
 READY_TIMEOUT = 180.0  # a busy shared machine loads a model slowly
@@ -120,21 +121,27 @@ def backends(data_dir: Path, *, durable: bool) -> Iterator[Backends]:
 
 
 def role_cpus() -> dict[str, str]:
-    """{role: cpu list}, as `tandem up` pins the two model servers."""
-    inference, indexing = cpu.split_for_roles(cpu.affinity())
-    return {"inference": cpu.format_cpu_list(inference), "indexing": cpu.format_cpu_list(indexing)}
+    """{role: how it shares the CPUs}, as `tandem up` starts the two model servers."""
+    _, sharing = model_server_specs(ModelServerSettings())
+    return sharing
+
+
+def _up_env() -> dict[str, dict[str, str]]:
+    """{role: the environment `tandem up` gives that model server} (CPU priority, pins)."""
+    specs, _ = model_server_specs(ModelServerSettings())
+    return {spec.name.removesuffix("-model-server"): spec.env for spec in specs}
 
 
 @contextmanager
 def model_servers(log_dir: Path, roles: tuple[str, ...]) -> Iterator[dict[str, Process]]:
-    """The model servers of `roles`, pinned, started together and ready on return."""
-    pins = role_cpus()
+    """The model servers of `roles`, as `tandem up` starts them, ready on return."""
+    up_env = _up_env()
     with ExitStack() as stack:
         servers: dict[str, Process] = {}
         for role in roles:
             port = free_port()
             argv = tandem_argv("model-server", "--role", role, "--port", str(port))
-            env = {"TANDEM_CPUS": pins[role]}
+            env = up_env[role]
             url = f"http://{HOST}:{port}"
             servers[role] = stack.enter_context(process(f"{role}-server", argv, log_dir, env, url))
         for server in servers.values():

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tandem.config import DEFAULT_EMBEDDING_MODEL, ModelCacheSettings
-from tandem.model_server.manifest import ModelKind, ModelNotPrepared, locate_prepared
+from tandem.model_server.manifest import ModelKind, ModelNotPrepared, Precision, locate_prepared
 from tests.support import ServerProcess, model_server
 
 if TYPE_CHECKING:
@@ -33,11 +33,15 @@ def model_cache() -> Path:
     """The model cache `make test` prepared; prepared here if missing (offline either way)."""
     cache = ModelCacheSettings().model_cache
     try:
-        locate_prepared(cache, DEFAULT_EMBEDDING_MODEL, ModelKind.BI_ENCODER)
+        # Servers run int8 by default; the golden tests read fp32: both must be there.
+        for precision in Precision:
+            locate_prepared(
+                cache, DEFAULT_EMBEDDING_MODEL, ModelKind.BI_ENCODER, precision=precision
+            )
     except ModelNotPrepared:
-        from tandem.model_server.prepare import prepare_embedding_model
+        from tandem.model_server.prepare import ensure_embedding_model
 
-        prepare_embedding_model(cache, DEFAULT_EMBEDDING_MODEL)
+        ensure_embedding_model(cache, DEFAULT_EMBEDDING_MODEL)
     os.environ["TANDEM_MODEL_CACHE"] = str(cache)
     return cache
 

@@ -16,6 +16,9 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tandem.model_server.cpu import CpuPriority
+from tandem.model_server.manifest import Precision
+
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 INFERENCE_PORT = 9000
 INDEXING_PORT = 9001
@@ -63,6 +66,17 @@ class ModelServerSettings(ModelCacheSettings):
     ] = INDEXING_PORT
     # CPUs this process may use, e.g. "0" or "2-3"; empty = whatever the OS gives us.
     cpus: Annotated[str, Field(validation_alias=_env("TANDEM_CPUS"))] = ""
+    # normal | nice | idle (see cpu.py). Where both roles share a host (`tandem up`,
+    # Compose) the indexing server is started with idle; alone on a node it changes nothing.
+    cpu_priority: Annotated[CpuPriority, Field(validation_alias=_env("TANDEM_CPU_PRIORITY"))] = (
+        CpuPriority.NORMAL
+    )
+    # Which prepared weights the embedding model runs. Both roles must use the same one:
+    # queries and passages are compared in one vector space. int8 is the default because
+    # it keeps retrieval MRR@10 within 0.005 of fp32 (benchmarks/precision_quality.py).
+    precision: Annotated[Precision, Field(validation_alias=_env("TANDEM_PRECISION"))] = (
+        Precision.INT8
+    )
 
     # Admission limits: a request over these is refused before any work is done.
     max_request_bytes: Annotated[

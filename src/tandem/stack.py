@@ -1,4 +1,4 @@
-"""What `tandem up` runs on one machine, in start order, and on which CPUs."""
+"""What `tandem up` runs on one machine, in start order, and how it shares the CPUs."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 from tandem.config import ModelServerSettings, StorageSettings
 from tandem.launcher import ServiceSpec, tandem_command
 from tandem.model_server import cpu
+from tandem.model_server.cpu import CpuPriority
 
 
 @dataclass(frozen=True)
@@ -43,13 +44,58 @@ def _redis(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
     return spec, server.url()
 
 
+def model_server_specs(
+    models: ModelServerSettings, *, pin_cpus: bool = False
+) -> tuple[list[ServiceSpec], dict[str, str]]:
+    """Both model servers on this machine, and how each shares the CPUs (for the banner).
+
+    By default they share every CPU by priority: the indexing server runs on all of them
+    at the lowest CPU priority, so it takes only what queries leave idle, and the
+    inference server at normal priority. ``pin_cpus`` instead gives each its own CPU set
+    (the older scheme: queries keep a core to themselves, bulk work gets only the rest).
+    """
+    host = models.bind_host
+    inference_env = {"TANDEM_CPU_PRIORITY": CpuPriority.NORMAL.value}
+    indexing_env = {"TANDEM_CPU_PRIORITY": CpuPriority.IDLE.value}
+    sharing = {
+        "inference": "all CPUs, normal priority",
+        "indexing": "all CPUs, lowest priority",
+    }
+    if pin_cpus:
+        inference_cpus, indexing_cpus = (
+            cpu.format_cpu_list(cpus) for cpus in cpu.split_for_roles(cpu.affinity())
+        )
+        inference_env["TANDEM_CPUS"] = inference_cpus
+        indexing_env["TANDEM_CPUS"] = indexing_cpus
+        sharing = {"inference": f"CPUs {inference_cpus}", "indexing": f"CPUs {indexing_cpus}"}
+    specs = [
+        ServiceSpec(
+            name="inference-model-server",
+            argv=tandem_command("model-server", "--role", "inference"),
+            env=inference_env,
+            ready_url=f"http://{host}:{models.inference_port}/api/ready",
+        ),
+        ServiceSpec(
+            name="indexing-model-server",
+            argv=tandem_command("model-server", "--role", "indexing"),
+            env=indexing_env,
+            ready_url=f"http://{host}:{models.indexing_port}/api/ready",
+        ),
+    ]
+    return specs, sharing
+
+
 def local_stack_specs(
-    models: ModelServerSettings, storage: StorageSettings, ports: LocalPorts
+    models: ModelServerSettings,
+    storage: StorageSettings,
+    ports: LocalPorts,
+    *,
+    pin_cpus: bool = False,
 ) -> tuple[list[ServiceSpec], str]:
-    """Postgres and Redis (unless URLs are given), both model servers each pinned to its own
-    CPU set, the API server (talks to the inference server), the web server (forwards /api/
-    to the API server, as nginx does in a deployment) and a worker (talks to the indexing
-    server)."""
+    """Postgres and Redis (unless URLs are given), both model servers sharing the CPUs by
+    priority (or pinned), the API server (talks to the inference server), the web server
+    (forwards /api/ to the API server, as nginx does in a deployment) and a worker (talks
+    to the indexing server)."""
     specs: list[ServiceSpec] = []
     storage.data_dir.mkdir(parents=True, exist_ok=True)
     database_url, redis_url = storage.database_url, storage.redis_url
@@ -60,23 +106,10 @@ def local_stack_specs(
         spec, redis_url = _redis(storage.data_dir, ports.redis)
         specs.append(spec)
     host = models.bind_host
-    inference_cpus, indexing_cpus = cpu.split_for_roles(cpu.affinity())
     inference_url = f"http://{host}:{models.inference_port}"
     indexing_url = f"http://{host}:{models.indexing_port}"
-    specs += [
-        ServiceSpec(
-            name="inference-model-server",
-            argv=tandem_command("model-server", "--role", "inference"),
-            env={"TANDEM_CPUS": cpu.format_cpu_list(inference_cpus)},
-            ready_url=f"{inference_url}/api/ready",
-        ),
-        ServiceSpec(
-            name="indexing-model-server",
-            argv=tandem_command("model-server", "--role", "indexing"),
-            env={"TANDEM_CPUS": cpu.format_cpu_list(indexing_cpus)},
-            ready_url=f"{indexing_url}/api/ready",
-        ),
-    ]
+    servers, sharing = model_server_specs(models, pin_cpus=pin_cpus)
+    specs += servers
     shared = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
     api_url = f"http://{host}:{ports.api}"
     web_url = f"http://{host}:{ports.web}"
@@ -108,10 +141,8 @@ def local_stack_specs(
     banner = (
         f"Tandem is up: open {web_url}\n"
         f"  API server              {api_url}  (docs: {api_url}/docs)\n"
-        f"  inference model server  {inference_url}"
-        f"  (CPUs {cpu.format_cpu_list(inference_cpus)})\n"
-        f"  indexing model server   {indexing_url}"
-        f"  (CPUs {cpu.format_cpu_list(indexing_cpus)})\n"
+        f"  inference model server  {inference_url}  ({sharing['inference']})\n"
+        f"  indexing model server   {indexing_url}  ({sharing['indexing']})\n"
         f"  data                    {storage.data_dir}\n"
         "Open access: the API accepts requests without an API key (local use only).\n"
         "Try: tandem ingest README.md && tandem search 'model server'\n"

@@ -57,26 +57,26 @@ def models_prepare(
     ] = None,
     force: Annotated[bool, typer.Option(help="Prepare again even if present.")] = False,
 ) -> None:
-    """Convert the embedding model's packaged weights into ONNX in the model cache (offline)."""
-    from tandem.model_server.manifest import ModelKind, ModelNotPrepared, locate_prepared
-    from tandem.model_server.prepare import PrepareError, prepare_embedding_model
+    """Convert the embedding model's packaged weights into ONNX (fp32 and int8) in the model
+    cache (offline)."""
+    from tandem.model_server.prepare import (
+        PrepareError,
+        ensure_embedding_model,
+        prepare_embedding_model,
+    )
 
     settings = build_settings(ModelCacheSettings, embedding_model=model)
     name = settings.embedding_model
-    if not force:
+    with console.status(f"preparing {name} (export + optimize + quantize)"):
         try:
-            directory, _ = locate_prepared(settings.model_cache, name, ModelKind.BI_ENCODER)
-        except ModelNotPrepared:
-            pass
-        else:
-            console.print(f"{name} is already prepared in {directory}")
-            return
-    with console.status(f"preparing {name} (export + optimize)"):
-        try:
-            directory = prepare_embedding_model(settings.model_cache, name, source)
+            if force:
+                directory = prepare_embedding_model(settings.model_cache, name, source)
+                done = "prepared"
+            else:
+                directory, done = ensure_embedding_model(settings.model_cache, name, source)
         except (PrepareError, ImportError) as exc:
             raise fail(str(exc)) from exc
-    console.print(f"prepared {name} in {directory}")
+    console.print(f"{done} {name} in {directory} (fp32 and int8)")
 
 
 @models_app.command("prepare-reranker")
@@ -113,7 +113,8 @@ def models_list() -> None:
         return
     for directory in found:
         manifest = ModelManifest.read(directory)
+        precisions = ",".join(p.value for p in manifest.precisions)
         typer.echo(
             f"{manifest.name}\t{manifest.kind.value}\tdims={manifest.dimensions}\t"
-            f"max_seq={manifest.max_seq_length}\t{manifest.source}"
+            f"max_seq={manifest.max_seq_length}\tprecisions={precisions}\t{manifest.source}"
         )

@@ -17,6 +17,12 @@ def up(
     web_port: Annotated[int, typer.Option(help="Web server (browser UI) port.")] = 3000,
     postgres_port: Annotated[int, typer.Option(help="Local PostgreSQL port.")] = 5433,
     redis_port: Annotated[int, typer.Option(help="Local Redis port.")] = 6380,
+    pin_cpus: Annotated[
+        bool,
+        typer.Option(
+            help="Pin each model server to its own CPUs instead of sharing all CPUs by priority."
+        ),
+    ] = False,
 ) -> None:
     """Start the whole stack on this machine in the foreground; Ctrl-C stops all of it."""
     from tandem.launcher import run_stack
@@ -27,5 +33,6 @@ def up(
         build_settings(ModelServerSettings),
         build_settings(StorageSettings),
         LocalPorts(api=api_port, web=web_port, postgres=postgres_port, redis=redis_port),
+        pin_cpus=pin_cpus,
     )
     raise typer.Exit(run_stack(specs, ready_timeout, banner))

@@ -144,22 +144,29 @@ def _serialized(
 
 def load_engines(settings: ModelServerSettings, metrics: ModelServerMetrics) -> Engines:
     """Load the models this role serves. Slow (seconds): call it off the event loop."""
-    threads = settings.threads or cpu.usable_threads()
+    threads = settings.threads or cpu.role_threads(settings.role is Role.INDEXING)
+    # Spinning buys a query latency; the indexing role must not burn CPUs it yields.
     spinning = settings.role is Role.INFERENCE
     limits = settings.scheduling()
     # Both models size their thread pools to all usable CPUs, so one forward pass at a time.
     compute = threading.Lock()
     directory, manifest = locate_prepared(
-        settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER
+        settings.model_cache,
+        settings.embedding_model,
+        ModelKind.BI_ENCODER,
+        precision=settings.precision,
     )
-    model = load_model(directory, manifest, threads, spinning=spinning)
+    model = load_model(
+        directory, manifest, threads, spinning=spinning, precision=settings.precision
+    )
     embedding = EmbeddingEngine(
         manifest.name,
         model,
         BatchScheduler(_serialized(model.run, compute), limits, metrics, manifest.name),
     )
     rerank = None
-    # Reranking serves queries: the indexing role never loads the cross-encoder.
+    # Reranking serves queries: the indexing role never loads the cross-encoder. It runs
+    # fp32 whatever TANDEM_PRECISION says: int8's effect on reranking is not measured.
     if settings.role is Role.INFERENCE and settings.rerank_model:
         directory, manifest = locate_prepared(
             settings.model_cache, settings.rerank_model, ModelKind.CROSS_ENCODER
@@ -171,9 +178,10 @@ def load_engines(settings: ModelServerSettings, metrics: ModelServerMetrics) -> 
             BatchScheduler(_serialized(model.run, compute), limits, metrics, manifest.name),
         )
     log.info(
-        "models_loaded role=%s embedding=%s rerank=%s threads=%d",
+        "models_loaded role=%s embedding=%s precision=%s rerank=%s threads=%d",
         settings.role.value,
         embedding.name,
+        settings.precision.value,
         rerank.name if rerank else None,
         threads,
     )

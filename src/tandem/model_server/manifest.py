@@ -1,7 +1,8 @@
 """The prepared-model layout in the model cache, shared by `prepare` and the server.
 
-``<cache>/<name>/`` holds ``model.onnx``, ``tokenizer.json`` and ``manifest.json``. The
-server reads only this directory: it never touches a hub or the packaged weights.
+``<cache>/<name>/`` holds ``model.onnx`` (fp32), ``model.int8.onnx`` (int8, dynamic
+per-channel; embedding models only), ``tokenizer.json`` and ``manifest.json``. The server
+reads only this directory: it never touches a hub or the packaged weights.
 """
 
 from __future__ import annotations
@@ -13,8 +14,18 @@ from pathlib import Path
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
+INT8_MODEL_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT_VERSION = 1
+
+
+class Precision(StrEnum):
+    FP32 = "fp32"
+    INT8 = "int8"
+
+
+def model_file(precision: Precision) -> str:
+    return INT8_MODEL_FILE if precision is Precision.INT8 else MODEL_FILE
 
 
 class ModelKind(StrEnum):
@@ -33,12 +44,19 @@ class ModelManifest:
     dimensions: int  # embedding size; 1 for a cross-encoder's single logit
     max_seq_length: int
     source: str
-    precision: str
+    # The precisions prepared in this directory, each in its own file (`model_file`).
+    precisions: tuple[Precision, ...]
     format_version: int = FORMAT_VERSION
 
     def write(self, directory: Path) -> None:
-        payload = asdict(self) | {"kind": self.kind.value}
-        (directory / MANIFEST_FILE).write_text(json.dumps(payload, indent=2) + "\n")
+        payload = asdict(self) | {
+            "kind": self.kind.value,
+            "precisions": [p.value for p in self.precisions],
+        }
+        # Write then rename: a server or worker reading the manifest never sees half of it.
+        staging = directory / f".{MANIFEST_FILE}.tmp"
+        staging.write_text(json.dumps(payload, indent=2) + "\n")
+        staging.replace(directory / MANIFEST_FILE)
 
     @classmethod
     def read(cls, directory: Path) -> ModelManifest:
@@ -49,7 +67,10 @@ class ModelManifest:
             dimensions=int(raw["dimensions"]),
             max_seq_length=int(raw["max_seq_length"]),
             source=str(raw["source"]),
-            precision=str(raw["precision"]),
+            # Manifests written before int8 existed name a single "precision".
+            precisions=tuple(
+                Precision(p) for p in raw.get("precisions", [raw.get("precision", "fp32")])
+            ),
             format_version=int(raw["format_version"]),
         )
 
@@ -59,9 +80,15 @@ def model_dir(cache: Path, name: str) -> Path:
 
 
 def locate_prepared(
-    cache: Path, name: str, kind: ModelKind, *, need_weights: bool = True
+    cache: Path,
+    name: str,
+    kind: ModelKind,
+    *,
+    need_weights: bool = True,
+    precision: Precision = Precision.FP32,
 ) -> tuple[Path, ModelManifest]:
-    """Find a prepared model or fail with the command that prepares it.
+    """Find a prepared model (with the weights of ``precision``) or fail with the command
+    that prepares it.
 
     Workers chunk with the model's tokenizer but never run it: they pass
     ``need_weights=False`` and need only the manifest and tokenizer in their image.
@@ -72,9 +99,10 @@ def locate_prepared(
         if kind is ModelKind.BI_ENCODER
         else "tandem models prepare-reranker --from <dir>"
     )
-    needed = (MANIFEST_FILE, TOKENIZER_FILE) + ((MODEL_FILE,) if need_weights else ())
+    needed = (MANIFEST_FILE, TOKENIZER_FILE) + ((model_file(precision),) if need_weights else ())
     missing = [f for f in needed if not (directory / f).is_file()]
     if missing:
+        # A model prepared before int8 existed lacks only model.int8.onnx: prepare adds it.
         raise ModelNotPrepared(
             f"{kind.value} model {name!r} is not prepared in {directory} "
             f"(missing {', '.join(missing)}); run `{command}` "

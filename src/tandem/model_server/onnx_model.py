@@ -14,7 +14,13 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from tandem.model_server.manifest import MODEL_FILE, TOKENIZER_FILE, ModelKind, ModelManifest
+from tandem.model_server.manifest import (
+    TOKENIZER_FILE,
+    ModelKind,
+    ModelManifest,
+    Precision,
+    model_file,
+)
 
 Int64Array = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float32]
@@ -44,15 +50,24 @@ def session_options(threads: int, *, spinning: bool) -> ort.SessionOptions:
 class OnnxModel:
     """A prepared bi-encoder (mean-pooled embedding) or cross-encoder (logits)."""
 
-    def __init__(self, directory: Path, manifest: ModelManifest, options: ort.SessionOptions):
+    def __init__(
+        self,
+        directory: Path,
+        manifest: ModelManifest,
+        options: ort.SessionOptions,
+        precision: Precision = Precision.FP32,
+    ):
         self.manifest = manifest
+        self.precision = precision
         self.tokenizer = Tokenizer.from_file(str(directory / TOKENIZER_FILE))
         self.tokenizer.no_padding()
         # Fixed at load (the tokenizer object is shared by threads); requests that ask
         # for a shorter context are cut further in `truncate`.
         self.tokenizer.enable_truncation(max_length=manifest.max_seq_length)
         self.session = ort.InferenceSession(
-            str(directory / MODEL_FILE), sess_options=options, providers=["CPUExecutionProvider"]
+            str(directory / model_file(precision)),
+            sess_options=options,
+            providers=["CPUExecutionProvider"],
         )
         self._output = self.session.get_outputs()[0].name
         sep = self.tokenizer.token_to_id("[SEP]")
@@ -108,6 +123,17 @@ class OnnxModel:
 
 
 def load_model(
-    directory: Path, manifest: ModelManifest, threads: int, *, spinning: bool
+    directory: Path,
+    manifest: ModelManifest,
+    threads: int,
+    *,
+    spinning: bool,
+    precision: Precision = Precision.FP32,
 ) -> OnnxModel:
-    return OnnxModel(directory, manifest, session_options(threads, spinning=spinning))
+    """A session over the prepared model file of ``precision``.
+
+    ONNX Runtime's pool threads inherit the CPU priority and affinity of the thread that
+    creates the session: set those (`cpu.apply_priority`, `cpu.pin`) before calling this.
+    """
+    options = session_options(threads, spinning=spinning)
+    return OnnxModel(directory, manifest, options, precision)

@@ -5,6 +5,10 @@ needs onnxruntime and tokenizers. Pitfalls handled here (see the project's CPU n
 eager attention and the TorchScript exporter so ONNX Runtime fuses attention; the
 bundled tokenizer.json pads every input to 128, so its padding/truncation is cleared and
 set per batch by the server instead.
+
+Embedding models are written in two precisions: fp32 and int8 (dynamic quantization,
+per-channel weights: per-tensor int8 drifts badly on MiniLM). Which one a server runs is
+TANDEM_PRECISION; queries and passages must use the same one (see the README).
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from tandem.model_server.manifest import (
     TOKENIZER_FILE,
     ModelKind,
     ModelManifest,
+    Precision,
     model_dir,
+    model_file,
 )
 
 log = logging.getLogger(__name__)
@@ -126,6 +132,67 @@ def _optimize(raw: Path, output: Path, num_heads: int, hidden_size: int) -> None
     optimized.save_model_to_file(str(output))
 
 
+def quantize_int8(fp32_model: Path, output: Path) -> None:
+    """Dynamic int8 quantization of an (optimized) fp32 model: int8 weights per output
+    channel, activations quantized per batch at run time. No calibration data needed."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    # The quantizer advises shape-inference pre-processing on every call; the graph was
+    # already optimized by ONNX Runtime's own transformer optimizer, so that is noise.
+    advice = _DropMessage("pre-processing before quantization")
+    logging.getLogger().addFilter(advice)
+    try:
+        quantize_dynamic(
+            str(fp32_model),
+            str(output),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            # Without it, quantizing an exported graph fails on tensors of unknown type.
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        logging.getLogger().removeFilter(advice)
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, fragment: str) -> None:
+        super().__init__()
+        self.fragment = fragment
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.fragment not in record.getMessage()
+
+
+def add_int8(directory: Path) -> ModelManifest:
+    """Add the int8 model to an embedding model prepared before int8 existed, in place.
+
+    The fp32 files stay untouched (servers may be running them); the int8 file appears
+    by rename, then the manifest that lists it.
+    """
+    manifest = ModelManifest.read(directory)
+    if manifest.kind is not ModelKind.BI_ENCODER:
+        raise PrepareError(f"{directory}: only embedding models are prepared in int8")
+    if Precision.INT8 in manifest.precisions and (directory / model_file(Precision.INT8)).is_file():
+        return manifest
+    with tempfile.TemporaryDirectory(dir=directory.parent, prefix=f".{directory.name}-") as tmp:
+        staged = Path(tmp) / model_file(Precision.INT8)
+        quantize_int8(directory / MODEL_FILE, staged)
+        staged.chmod(0o644)
+        staged.replace(directory / model_file(Precision.INT8))
+    updated = ModelManifest(
+        name=manifest.name,
+        kind=manifest.kind,
+        dimensions=manifest.dimensions,
+        max_seq_length=manifest.max_seq_length,
+        source=manifest.source,
+        precisions=(Precision.FP32, Precision.INT8),
+        format_version=manifest.format_version,
+    )
+    updated.write(directory)
+    return updated
+
+
 def _mean_pooled_module(encoder: Any) -> Any:
     import torch
 
@@ -203,6 +270,11 @@ def prepare(
             work / "raw.onnx", work / MODEL_FILE, config.num_attention_heads, config.hidden_size
         )
         (work / "raw.onnx").unlink()
+        # A cross-encoder stays fp32: int8's effect on reranking quality is not measured.
+        precisions: tuple[Precision, ...] = (Precision.FP32,)
+        if kind is ModelKind.BI_ENCODER:
+            quantize_int8(work / MODEL_FILE, work / model_file(Precision.INT8))
+            precisions += (Precision.INT8,)
         _write_tokenizer(source, work)
         ModelManifest(
             name=name,
@@ -210,7 +282,7 @@ def prepare(
             dimensions=int(dims),
             max_seq_length=min(max_seq_length, int(config.max_position_embeddings)),
             source=source_label,
-            precision="fp32",
+            precisions=precisions,
         ).write(work)
         # Swap in the finished directory so a crash never leaves a half-written model.
         old = cache / f".{name}.old"
@@ -251,3 +323,23 @@ def prepare_reranker(cache: Path, name: str, source: Path) -> Path:
         max_seq_length=512,
         source_label=f"dir:{source.name}",
     )
+
+
+def ensure_embedding_model(cache: Path, name: str, source: Path | None = None) -> tuple[Path, str]:
+    """Make ``name`` ready in both precisions with the least work; say what was done.
+
+    Prepared in both: nothing. Prepared before int8 existed: only the int8 file is added
+    (seconds; the fp32 files, which running servers may hold, stay). Absent: prepared.
+    """
+    directory = model_dir(cache, name)
+    try:
+        manifest = ModelManifest.read(directory)
+    except (OSError, ValueError, KeyError):
+        return prepare_embedding_model(cache, name, source), "prepared"
+    fp32_ready = (directory / MODEL_FILE).is_file() and (directory / TOKENIZER_FILE).is_file()
+    if not fp32_ready or manifest.kind is not ModelKind.BI_ENCODER:
+        return prepare_embedding_model(cache, name, source), "prepared"
+    if Precision.INT8 in manifest.precisions and (directory / model_file(Precision.INT8)).is_file():
+        return directory, "already prepared"
+    add_int8(directory)
+    return directory, "added int8 to"

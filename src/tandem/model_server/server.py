@@ -1,4 +1,4 @@
-"""Run one model server process: pin CPUs, check the model, serve with uvicorn."""
+"""Run one model server process: check the model, pin CPUs and set the CPU priority, serve."""
 
 from __future__ import annotations
 
@@ -15,7 +15,12 @@ log = logging.getLogger(__name__)
 
 def check_models(settings: ModelServerSettings) -> None:
     """Fail before binding the port when a model is missing (raises ModelNotPrepared)."""
-    locate_prepared(settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER)
+    locate_prepared(
+        settings.model_cache,
+        settings.embedding_model,
+        ModelKind.BI_ENCODER,
+        precision=settings.precision,
+    )
     if settings.rerank_model and not settings.indexing_only:
         locate_prepared(settings.model_cache, settings.rerank_model, ModelKind.CROSS_ENCODER)
 
@@ -26,6 +31,9 @@ def serve(settings: ModelServerSettings) -> None:
         cpus = cpu.parse_cpu_list(settings.cpus)
         cpu.pin(cpus)
         log.info("pinned role=%s cpus=%s", settings.role.value, cpu.format_cpu_list(cpus))
+    # Before uvicorn and ONNX Runtime start their threads: they inherit the priority.
+    applied = cpu.apply_priority(settings.cpu_priority)
+    log.info("cpu_priority role=%s priority=%s", settings.role.value, applied)
     log.info(
         "starting role=%s host=%s port=%d", settings.role.value, settings.bind_host, settings.port
     )
