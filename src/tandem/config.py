@@ -102,6 +102,11 @@ class ModelServerSettings(ModelCacheSettings):
     drain_seconds: Annotated[float, Field(validation_alias=_env("TANDEM_DRAIN_SECONDS"), ge=0)] = (
         30.0
     )
+    # One embedding model is served, so any requested model name is answered with it (as
+    # TEI and Infinity do); strict matching refuses other names with 404 model_not_found.
+    strict_model_name: Annotated[bool, Field(validation_alias=_env("TANDEM_STRICT_MODEL_NAME"))] = (
+        False
+    )
 
     @model_validator(mode="after")
     def _batch_fits_context(self) -> ModelServerSettings:

@@ -13,8 +13,40 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from tandem.schemas import ErrorResponse
+
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+# What each error status means on these servers, for the OpenAPI documents.
+ERROR_DESCRIPTIONS = {
+    400: "Bad request: a body that is not JSON, or an empty input",
+    401: "An API key is required, or the one sent is not valid",
+    404: "Not found",
+    413: "Over a limit: request bytes, files or items per request, or input tokens",
+    422: "Validation failed; the message names the field",
+    429: "Overloaded: the queue is full; retry after `Retry-After` seconds",
+    501: "Not configured on this server",
+    503: "Not ready, or shutting down; retry after `Retry-After` seconds",
+}
+_RETRY_AFTER = {
+    "Retry-After": {"description": "Seconds to wait before retrying", "schema": {"type": "string"}}
+}
+
+
+def error_responses(*statuses: int, **described: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route can answer, all in the error
+    envelope; ``described`` overrides a description, keyed ``s404=...``."""
+    documented: dict[int | str, dict[str, Any]] = {}
+    for status in statuses:
+        entry: dict[str, Any] = {
+            "model": ErrorResponse,
+            "description": described.get(f"s{status}", ERROR_DESCRIPTIONS[status]),
+        }
+        if status in (429, 503):
+            entry["headers"] = _RETRY_AFTER
+        documented[status] = entry
+    return documented
 
 
 class ApiError(Exception):
@@ -35,8 +67,11 @@ class ApiError(Exception):
 def error_response(
     status: int, message: str, error_type: str, headers: Mapping[str, str] | None = None
 ) -> JSONResponse:
+    # A message may quote what the client sent (a field name, a value): lone surrogates
+    # in it cannot be encoded as UTF-8, so they are written out as escapes.
+    printable = message.encode("utf-8", "backslashreplace").decode("utf-8")
     return JSONResponse(
-        {"error": {"message": message, "type": error_type}}, status_code=status, headers=headers
+        {"error": {"message": printable, "type": error_type}}, status_code=status, headers=headers
     )
 
 

@@ -6,13 +6,51 @@ Onyx-compatible (`/encoder/*`), OpenAI-compatible (`/v1/embeddings`) and TEI-com
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 Embedding = list[float]
-PositiveInt = Annotated[int, Field(gt=0)]
+# Upper bounds keep every integer a client sends inside what the servers and PostgreSQL
+# can hold; the model caps the context further. Numbers are strict: `true` or `95.0` for
+# an integer is a client bug worth a 422, not a value to guess at.
+ContextLength = Annotated[int, Field(strict=True, gt=0, le=65536)]
+Dimensions = Annotated[int, Field(strict=True, gt=0, le=65536)]
+
+# A lone surrogate (U+D800..U+DFFF on its own) is not a Unicode scalar value: JSON's \u
+# escapes can carry one, but a tokenizer or PostgreSQL cannot take it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _unicode_text(value: str) -> str:
+    if _LONE_SURROGATE.search(value):
+        raise ValueError("must be Unicode text: it holds a lone surrogate code point")
+    return value
+
+
+def _storable_text(value: str) -> str:
+    # PostgreSQL's text and jsonb types cannot hold U+0000.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL (U+0000) characters")
+    return _unicode_text(value)
+
+
+# Text a model tokenizes: refused with a 422 naming the field when it is not Unicode text.
+UnicodeText = Annotated[str, AfterValidator(_unicode_text)]
+# Text the API stores or matches in PostgreSQL: additionally no NUL characters.
+StoredText = Annotated[str, AfterValidator(_storable_text)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+# JSON booleans only: `0` or `"yes"` for a flag is a client bug worth a 422.
+Flag = Annotated[bool, Field(strict=True)]
+# Model inputs must be non-empty and not blank. The routes enforce that with a 400 (as
+# OpenAI and TEI answer); the OpenAPI document says so.
+InputText = Annotated[
+    UnicodeText, WithJsonSchema({"type": "string", "minLength": 1, "pattern": "\\S"})
+]
+InputTexts = Annotated[list[InputText], Field(json_schema_extra={"minItems": 1})]
+MetadataValue = StoredText | int | FiniteFloat | bool
 
 
 class TextType(StrEnum):
@@ -26,13 +64,13 @@ class TextType(StrEnum):
 class EmbedRequest(BaseModel):
     model_config = ConfigDict(protected_namespaces=(), extra="ignore")
 
-    texts: list[str]
+    texts: InputTexts
     model_name: str | None = None
-    max_context_length: PositiveInt = 512
-    normalize_embeddings: bool = True
+    max_context_length: ContextLength = 512
+    normalize_embeddings: Flag = True
     text_type: TextType = TextType.PASSAGE
-    manual_query_prefix: str | None = None
-    manual_passage_prefix: str | None = None
+    manual_query_prefix: UnicodeText | None = None
+    manual_passage_prefix: UnicodeText | None = None
     # Onyx clients may name a cloud provider; this server embeds locally only.
     provider_type: str | None = None
 
@@ -44,8 +82,8 @@ class EmbedResponse(BaseModel):
 class CrossEncoderRequest(BaseModel):
     model_config = ConfigDict(protected_namespaces=(), extra="ignore")
 
-    query: str
-    documents: list[str]
+    query: InputText
+    documents: InputTexts
     model_name: str | None = None
     provider_type: str | None = None
 
@@ -60,10 +98,10 @@ class CrossEncoderResponse(BaseModel):
 class OpenAIEmbeddingRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    input: str | list[str]
+    input: InputText | InputTexts
     model: str | None = None
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: PositiveInt | None = None
+    dimensions: Dimensions | None = None
     user: str | None = None
 
 
@@ -85,32 +123,73 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: OpenAIUsage
 
 
+class OpenAIModel(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int  # Unix time the model was prepared
+    owned_by: str
+
+
+class OpenAIModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[OpenAIModel]
+
+
 # --- Hugging Face TEI /embed and /rerank --------------------------------------------
 
 
 class TEIEmbedRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    inputs: str | list[str]
-    normalize: bool = True
-    truncate: bool = True
-    dimensions: PositiveInt | None = None
+    inputs: InputText | InputTexts
+    normalize: Flag = True
+    truncate: Flag = True
+    dimensions: Dimensions | None = None
 
 
 class TEIRerankRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    query: str
-    texts: list[str]
-    raw_scores: bool = False
-    return_text: bool = False
-    truncate: bool = True
+    query: InputText
+    texts: InputTexts
+    raw_scores: Flag = False
+    return_text: Flag = False
+    truncate: Flag = True
 
 
 class TEIRank(BaseModel):
     index: int
     score: float
     text: str | None = None
+
+
+class TEIEmbeddingModel(BaseModel):
+    pooling: str
+
+
+class TEIModelType(BaseModel):
+    embedding: TEIEmbeddingModel
+
+
+class TEIInfo(BaseModel):
+    """TEI's `GET /info`, field for field."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    model_sha: str | None
+    model_dtype: str
+    model_type: TEIModelType
+    max_concurrent_requests: int
+    max_input_length: int
+    max_batch_tokens: int
+    max_batch_requests: int | None
+    max_client_batch_size: int
+    auto_truncate: bool
+    tokenization_workers: int
+    version: str
+    sha: str | None
+    docker_label: str | None
 
 
 # --- Errors and health --------------------------------------------------------------
@@ -141,17 +220,20 @@ class ReadyResponse(BaseModel):
 
 # --- API server: documents, index attempts, search ----------------------------------
 
-DocumentId = Annotated[str, Field(min_length=1, max_length=512, pattern=r"^[^\s/][^\x00]*$")]
+DocumentId = Annotated[
+    StoredText, Field(min_length=1, max_length=512, pattern=r"^[^\s/\x00][^\x00]*$")
+]
+Metadata = dict[StoredText, MetadataValue]
 
 
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: DocumentId
-    title: Annotated[str, Field(min_length=1, max_length=1000)]
-    text: Annotated[str, Field(min_length=1)]
-    source: Annotated[str | None, Field(max_length=2000)] = None
-    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    title: Annotated[StoredText, Field(min_length=1, max_length=1000)]
+    text: Annotated[StoredText, Field(min_length=1)]
+    source: Annotated[StoredText | None, Field(max_length=2000)] = None
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class BatchRequest(BaseModel):
@@ -229,20 +311,20 @@ class SearchModeName(StrEnum):
 class SearchFiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    document_ids: list[str] = Field(default_factory=list, max_length=1000)
-    sources: list[str] = Field(default_factory=list, max_length=1000)
-    content_types: list[str] = Field(default_factory=list, max_length=20)
-    metadata: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    document_ids: list[StoredText] = Field(default_factory=list, max_length=1000)
+    sources: list[StoredText] = Field(default_factory=list, max_length=1000)
+    content_types: list[StoredText] = Field(default_factory=list, max_length=20)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class SearchRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    query: Annotated[str, Field(min_length=1)]
-    limit: Annotated[int, Field(ge=1, le=100)] = 10
+    query: Annotated[StoredText, Field(min_length=1)]
+    limit: Annotated[int, Field(strict=True, ge=1, le=100)] = 10
     mode: SearchModeName = SearchModeName.HYBRID
-    alpha: Annotated[float | None, Field(ge=0.0, le=1.0)] = None
-    rerank: bool = False
+    alpha: Annotated[float | None, Field(strict=True, ge=0.0, le=1.0)] = None
+    rerank: Flag = False
     filters: SearchFiltersIn | None = None
 
 

@@ -21,7 +21,7 @@ from tandem.config import ApiSettings
 from tandem.db import catalog
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
-from tandem.http_errors import BodySizeLimit, install_error_handlers
+from tandem.http_errors import BodySizeLimit, error_responses, install_error_handlers
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.model_client import ModelClient
@@ -37,7 +37,7 @@ def health() -> dict[str, str]:
     return {"status": "ok", "service": "api"}
 
 
-@ops_router.get("/ready")
+@ops_router.get("/ready", responses={503: {"description": "The database is not reachable"}})
 def ready(state: StateDep) -> JSONResponse:
     try:
         with state.engine.connect() as connection:
@@ -47,7 +47,7 @@ def ready(state: StateDep) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@ops_router.get("/stats", dependencies=[Authorized])
+@ops_router.get("/stats", dependencies=[Authorized], responses=error_responses(401))
 def stats(state: StateDep) -> dict[str, object]:
     """For the status page: counts, queue length, and both model servers' status (the
     inference server as this API server sees it, the indexing server as workers report it)."""
@@ -110,7 +110,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
-    for router in (ops_router, documents_router, search_router):
-        app.include_router(router)
+    app.include_router(ops_router)
+    app.include_router(documents_router)
+    # Search is documented here, with the errors every JSON endpoint can answer.
+    app.include_router(search_router, responses=error_responses(400, 401, 413, 422))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     return app

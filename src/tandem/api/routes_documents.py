@@ -14,7 +14,7 @@ from kombu.exceptions import OperationalError
 from tandem.api.state import Authorized, StateDep
 from tandem.db import attempts, catalog
 from tandem.db.models import AttemptStatus, Document
-from tandem.http_errors import ApiError
+from tandem.http_errors import ApiError, error_responses
 from tandem.schemas import (
     AttemptItemOut,
     AttemptOut,
@@ -31,7 +31,14 @@ from tandem.worker.parsing import detect_content_type
 from tandem.worker.queue import enqueue_items
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api", tags=["documents"], dependencies=[Authorized])
+router = APIRouter(
+    prefix="/api",
+    tags=["documents"],
+    dependencies=[Authorized],
+    responses=error_responses(401, 422),
+)
+# Far beyond any catalog, and inside PostgreSQL's bigint.
+MAX_OFFSET = 2**31 - 1
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -57,7 +64,16 @@ def _safe_filename(raw: str | None) -> str:
     name = PureWindowsPath(PurePosixPath(raw or "").name).name.strip()
     if not name or name in (".", ".."):
         raise ApiError(422, "every uploaded file needs a filename", "validation_error")
+    if "\x00" in name:
+        raise ApiError(
+            422, f"files: filename {name!r} contains a NUL character", "validation_error"
+        )
     return name[:512]
+
+
+def _storable_id(document_id: str) -> bool:
+    # No stored document id holds NUL (PostgreSQL text cannot): such an id is simply absent.
+    return "\x00" not in document_id
 
 
 def _queue(state: StateDep, new_items: list[attempts.NewItem], failed: dict[int, str]) -> str:
@@ -75,7 +91,12 @@ def _queue(state: StateDep, new_items: list[attempts.NewItem], failed: dict[int,
     return str(attempt_id)
 
 
-@router.post("/documents", response_model=IngestResponse, status_code=202)
+@router.post(
+    "/documents",
+    response_model=IngestResponse,
+    status_code=202,
+    responses=error_responses(400, 413),
+)
 def upload_documents(files: list[UploadFile], state: StateDep) -> IngestResponse:
     """Upload one or many files; each is parsed, chunked and indexed in the background."""
     limit = state.settings.max_file_bytes
@@ -112,7 +133,12 @@ def upload_documents(files: list[UploadFile], state: StateDep) -> IngestResponse
     )
 
 
-@router.post("/documents/batch", response_model=IngestResponse, status_code=202)
+@router.post(
+    "/documents/batch",
+    response_model=IngestResponse,
+    status_code=202,
+    responses=error_responses(400, 413),
+)
 def ingest_batch(body: BatchRequest, state: StateDep) -> IngestResponse:
     """Index documents given as JSON (id, title, text, metadata)."""
     ids = [d.id for d in body.documents]
@@ -138,7 +164,9 @@ def ingest_batch(body: BatchRequest, state: StateDep) -> IngestResponse:
     )
 
 
-@router.get("/index-attempts/{attempt_id}", response_model=AttemptOut)
+@router.get(
+    "/index-attempts/{attempt_id}", response_model=AttemptOut, responses=error_responses(404)
+)
 def get_attempt(attempt_id: uuid.UUID, state: StateDep) -> AttemptOut:
     with state.sessions() as session:
         attempt = attempts.get_attempt(session, attempt_id)
@@ -173,7 +201,7 @@ def get_attempt(attempt_id: uuid.UUID, state: StateDep) -> AttemptOut:
 @router.get("/documents", response_model=DocumentPage)
 def list_documents(
     state: StateDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DocumentPage:
     with state.sessions() as session:
@@ -183,8 +211,12 @@ def list_documents(
         )
 
 
-@router.get("/documents/{document_id:path}", response_model=DocumentDetail)
+@router.get(
+    "/documents/{document_id:path}", response_model=DocumentDetail, responses=error_responses(404)
+)
 def get_document(document_id: str, state: StateDep) -> DocumentDetail:
+    if not _storable_id(document_id):
+        raise ApiError(404, f"no document {document_id!r}", "not_found")
     with state.sessions() as session:
         document = catalog.get_document(session, document_id)
         if document is None:
@@ -194,8 +226,10 @@ def get_document(document_id: str, state: StateDep) -> DocumentDetail:
     return DocumentDetail(**summary.model_dump(), chunks=chunks)
 
 
-@router.delete("/documents/{document_id:path}", status_code=204)
+@router.delete("/documents/{document_id:path}", status_code=204, responses=error_responses(404))
 def delete_document(document_id: str, state: StateDep) -> None:
+    if not _storable_id(document_id):
+        raise ApiError(404, f"no document {document_id!r}", "not_found")
     removed = state.index.delete_document(document_id)
     with state.sessions.begin() as session:
         existed = catalog.delete_document(session, document_id)

@@ -6,21 +6,41 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
+from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import APIRouter, FastAPI
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import ModelServerSettings, Role
-from tandem.http_errors import BodySizeLimit, install_error_handlers
+from tandem.http_errors import ApiError, BodySizeLimit, error_responses, install_error_handlers
+from tandem.model_server.manifest import MANIFEST_FILE, model_dir
 from tandem.model_server.metrics import ModelServerMetrics
+from tandem.model_server.routes_embed import names_model
 from tandem.model_server.routes_embed import router as embed_router
 from tandem.model_server.routes_rerank import router as rerank_router
 from tandem.model_server.routes_rerank import wrong_role_router
-from tandem.model_server.state import ServerState, StateDep
-from tandem.schemas import HealthResponse, ReadyResponse
+from tandem.model_server.state import EnginesDep, ServerState, StateDep
+from tandem.schemas import (
+    HealthResponse,
+    OpenAIModel,
+    OpenAIModelList,
+    ReadyResponse,
+    TEIEmbeddingModel,
+    TEIInfo,
+    TEIModelType,
+)
 
 ops_router = APIRouter(tags=["operations"])
+models_router = APIRouter()
+OWNER = "tandem"
+
+
+def _version() -> str:
+    try:
+        return version("tandem")
+    except PackageNotFoundError:
+        return "unknown"
 
 
 @ops_router.get("/api/health", response_model=HealthResponse)
@@ -28,7 +48,11 @@ async def health(state: StateDep) -> HealthResponse:
     return HealthResponse(role=state.settings.role.value)
 
 
-@ops_router.get("/api/ready", response_model=ReadyResponse)
+@ops_router.get(
+    "/api/ready",
+    response_model=ReadyResponse,
+    responses={503: {"model": ReadyResponse, "description": "Loading, or the model is missing"}},
+)
 async def ready(state: StateDep) -> Response:
     engines = state.engines
     body = ReadyResponse(
@@ -49,6 +73,69 @@ async def ready(state: StateDep) -> Response:
 @ops_router.get("/metrics", include_in_schema=False)
 async def metrics(state: StateDep) -> Response:
     return Response(state.metrics.render(), media_type="text/plain; version=0.0.4")
+
+
+def _served_models(state: ServerState) -> list[OpenAIModel]:
+    settings = state.settings
+    names = [settings.embedding_model]
+    if settings.role is Role.INFERENCE and settings.rerank_model:
+        names.append(settings.rerank_model)
+    return [
+        OpenAIModel(id=name, created=_prepared_at(settings, name), owned_by=OWNER) for name in names
+    ]
+
+
+def _prepared_at(settings: ModelServerSettings, name: str) -> int:
+    try:
+        return int((model_dir(settings.model_cache, name) / MANIFEST_FILE).stat().st_mtime)
+    except OSError:
+        return 0  # not prepared (yet): the server says so on /api/ready
+
+
+@models_router.get("/v1/models", response_model=OpenAIModelList, tags=["openai"])
+async def openai_models(state: StateDep) -> OpenAIModelList:
+    """The models served here, in OpenAI's list shape (what OpenAI clients ask first)."""
+    return OpenAIModelList(data=_served_models(state))
+
+
+@models_router.get(
+    "/v1/models/{model_id:path}",
+    response_model=OpenAIModel,
+    tags=["openai"],
+    responses=error_responses(404, s404="Model not served (strict model names only)"),
+)
+async def openai_model(model_id: str, state: StateDep) -> OpenAIModel:
+    served = _served_models(state)
+    for model in served:
+        if names_model(model_id, model.id):
+            return model
+    if not state.settings.strict_model_name:
+        return served[0]  # any name means the one embedding model, as for embeddings
+    raise ApiError(404, f"model {model_id!r} is not served here", "model_not_found")
+
+
+@models_router.get("/info", response_model=TEIInfo, tags=["tei"], responses=error_responses(503))
+async def tei_info(engines: EnginesDep, state: StateDep) -> TEIInfo:
+    """TEI's description of the server, with this server's limits under TEI's names."""
+    settings = state.settings
+    limits = settings.scheduling()
+    embedding = engines.embedding
+    return TEIInfo(
+        model_id=embedding.name,
+        model_sha=None,
+        model_dtype="float32",
+        model_type=TEIModelType(embedding=TEIEmbeddingModel(pooling="mean")),
+        max_concurrent_requests=limits.max_queue_items,
+        max_input_length=min(settings.max_context_length, embedding.max_seq_length),
+        max_batch_tokens=limits.max_batch_tokens,
+        max_batch_requests=limits.max_batch_size,
+        max_client_batch_size=settings.max_items_per_request,
+        auto_truncate=True,  # /embed truncates unless a request sends truncate=false
+        tokenization_workers=1,
+        version=_version(),
+        sha=None,
+        docker_label=None,
+    )
 
 
 class RequestMetrics:
@@ -104,6 +191,7 @@ def create_app(settings: ModelServerSettings) -> FastAPI:
     install_error_handlers(app)
     routers = [
         ops_router,
+        models_router,
         embed_router,
         rerank_router if settings.role is Role.INFERENCE else wrong_role_router(),
     ]

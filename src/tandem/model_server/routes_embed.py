@@ -9,7 +9,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from tandem.http_errors import ApiError, parse_body
+from tandem.http_errors import ApiError, error_responses, parse_body
 from tandem.model_server.engine import Embedded, InputTooLong, l2_normalize
 from tandem.model_server.onnx_model import FloatArray
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped
@@ -30,6 +30,10 @@ from tandem.schemas import (
 )
 
 router = APIRouter()
+# Every embedding endpoint can answer these, besides 200.
+EMBED_ERRORS = error_responses(
+    400, 404, 413, 422, 429, 503, s404="Model not served (strict model names only)"
+)
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -83,11 +87,17 @@ async def run_embed(
         raise ApiError(503, str(exc), "shutting_down", {"Retry-After": "1"}) from exc
 
 
-def check_model(requested: str | None, served: str) -> None:
+def names_model(requested: str, served: str) -> bool:
     # Clients name models loosely ("sentence-transformers/all-MiniLM-L6-v2"): compare tails.
-    if requested and requested.rsplit("/", 1)[-1].lower() != served.lower():
+    return requested.rsplit("/", 1)[-1].lower() == served.lower()
+
+
+def check_model(requested: str | None, served: str, strict: bool) -> None:
+    """One model is served: any requested name gets it (as TEI and Infinity answer), and
+    the response names it. With strict names, another name is OpenAI's 404."""
+    if strict and requested and not names_model(requested, served):
         raise ApiError(
-            400,
+            404,
             f"model {requested!r} is not served here; this server serves {served!r}",
             "model_not_found",
         )
@@ -105,6 +115,7 @@ def truncate_dimensions(vectors: FloatArray, dimensions: int | None, served: int
     "/encoder/bi-encoder-embed",
     response_model=EmbedResponse,
     tags=["onyx"],
+    responses=EMBED_ERRORS,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -122,7 +133,7 @@ async def onyx_embed(request: Request) -> FastJSONResponse:
         raise ApiError(
             400, "cloud embedding providers are not served by this server", "invalid_request"
         )
-    check_model(body.model_name, engines.embedding.name)
+    check_model(body.model_name, engines.embedding.name, state.settings.strict_model_name)
     check_texts(body.texts, state.settings.max_items_per_request, "texts")
     prefix = (
         body.manual_query_prefix if body.text_type is TextType.QUERY else body.manual_passage_prefix
@@ -132,11 +143,16 @@ async def onyx_embed(request: Request) -> FastJSONResponse:
     return FastJSONResponse({"embeddings": result.vectors})
 
 
-@router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, tags=["openai"])
+@router.post(
+    "/v1/embeddings",
+    response_model=OpenAIEmbeddingResponse,
+    tags=["openai"],
+    responses=EMBED_ERRORS,
+)
 async def openai_embeddings(
     body: OpenAIEmbeddingRequest, engines: EnginesDep, state: StateDep
 ) -> FastJSONResponse:
-    check_model(body.model, engines.embedding.name)
+    check_model(body.model, engines.embedding.name, state.settings.strict_model_name)
     texts = [body.input] if isinstance(body.input, str) else body.input
     check_texts(texts, state.settings.max_items_per_request, "input")
     result = await run_embed(engines, texts, state.settings.max_context_length, True)
@@ -152,13 +168,13 @@ async def openai_embeddings(
             "data": [
                 {"object": "embedding", "index": i, "embedding": e} for i, e in enumerate(encoded)
             ],
-            "model": body.model or engines.embedding.name,
+            "model": engines.embedding.name,
             "usage": {"prompt_tokens": result.token_count, "total_tokens": result.token_count},
         }
     )
 
 
-@router.post("/embed", response_model=list[list[float]], tags=["tei"])
+@router.post("/embed", response_model=list[list[float]], tags=["tei"], responses=EMBED_ERRORS)
 async def tei_embed(
     body: TEIEmbedRequest, engines: EnginesDep, state: StateDep
 ) -> FastJSONResponse:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter
 
-from tandem.http_errors import ApiError
+from tandem.http_errors import ApiError, error_responses
 from tandem.model_server.engine import Engines, InputTooLong, RerankEngine
 from tandem.model_server.onnx_model import FloatArray
 from tandem.model_server.routes_embed import check_model, check_texts
@@ -16,6 +16,9 @@ from tandem.schemas import CrossEncoderRequest, CrossEncoderResponse, TEIRank, T
 RERANK_PATHS = ("/rerank", "/encoder/cross-encoder-scores")
 
 router = APIRouter()
+RERANK_ERRORS = error_responses(
+    400, 404, 413, 422, 429, 501, 503, s404="Model not served (strict model names only)"
+)
 
 
 def sigmoid(logits: FloatArray) -> FloatArray:
@@ -53,7 +56,12 @@ def check_query(query: str) -> None:
         raise ApiError(400, "query is an empty string", "invalid_request")
 
 
-@router.post("/encoder/cross-encoder-scores", response_model=CrossEncoderResponse, tags=["onyx"])
+@router.post(
+    "/encoder/cross-encoder-scores",
+    response_model=CrossEncoderResponse,
+    tags=["onyx"],
+    responses=RERANK_ERRORS,
+)
 async def onyx_scores(
     body: CrossEncoderRequest, engines: EnginesDep, state: StateDep
 ) -> FastJSONResponse:
@@ -64,12 +72,12 @@ async def onyx_scores(
     check_query(body.query)
     check_texts(body.documents, state.settings.max_items_per_request, "documents")
     if body.model_name:
-        check_model(body.model_name, rerank_engine(engines).name)
+        check_model(body.model_name, rerank_engine(engines).name, state.settings.strict_model_name)
     logits = await run_scores(engines, body.query, body.documents)
     return FastJSONResponse({"scores": sigmoid(logits)})
 
 
-@router.post("/rerank", response_model=list[TEIRank], tags=["tei"])
+@router.post("/rerank", response_model=list[TEIRank], tags=["tei"], responses=RERANK_ERRORS)
 async def tei_rerank(
     body: TEIRerankRequest, engines: EnginesDep, state: StateDep
 ) -> FastJSONResponse:
