@@ -122,7 +122,7 @@ def test_tei_info_names_the_model_and_the_limits(
         assert set(info) == TEI_INFO_FIELDS
         assert info["model_id"] == SERVED
         assert info["model_type"] == {"embedding": {"pooling": "mean"}}
-        assert info["model_dtype"] == "float32"
+        assert info["model_dtype"] == "int8"  # the default precision
         assert info["max_input_length"] == 256  # MiniLM's window, under the 512 context
         assert info["max_client_batch_size"] == 2048
         assert info["auto_truncate"] is True
@@ -136,11 +136,16 @@ def test_tei_info_names_the_model_and_the_limits(
 
 
 def test_tei_info_follows_the_configured_limits(model_cache: Path, server_logs: Path) -> None:
-    env = {"TANDEM_MAX_ITEMS_PER_REQUEST": "16", "TANDEM_MAX_CONTEXT_LENGTH": "128"}
+    env = {
+        "TANDEM_MAX_ITEMS_PER_REQUEST": "16",
+        "TANDEM_MAX_CONTEXT_LENGTH": "128",
+        "TANDEM_PRECISION": "fp32",
+    }
     with model_server("inference", server_logs, env) as server:
         info = httpx.get(f"{server.url}/info").json()
         assert info["max_client_batch_size"] == 16
         assert info["max_input_length"] == 128
+        assert info["model_dtype"] == "float32"
         # Over max_client_batch_size: TEI answers 413, so does this server.
         too_many = httpx.post(f"{server.url}/embed", json={"inputs": ["x"] * 17})
         assert too_many.status_code == 413

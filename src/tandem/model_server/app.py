@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import ModelServerSettings, Role
 from tandem.http_errors import ApiError, BodySizeLimit, error_responses, install_error_handlers
-from tandem.model_server.manifest import MANIFEST_FILE, model_dir
+from tandem.model_server.manifest import MANIFEST_FILE, Precision, model_dir
 from tandem.model_server.metrics import ModelServerMetrics
 from tandem.model_server.routes_embed import names_model
 from tandem.model_server.routes_embed import router as embed_router
@@ -34,6 +34,8 @@ from tandem.schemas import (
 ops_router = APIRouter(tags=["operations"])
 models_router = APIRouter()
 OWNER = "tandem"
+# TEI names the weights' type as torch does.
+TEI_DTYPES = {Precision.FP32: "float32", Precision.INT8: "int8"}
 
 
 def _version() -> str:
@@ -123,7 +125,7 @@ async def tei_info(engines: EnginesDep, state: StateDep) -> TEIInfo:
     return TEIInfo(
         model_id=embedding.name,
         model_sha=None,
-        model_dtype="float32",
+        model_dtype=TEI_DTYPES[settings.precision],
         model_type=TEIModelType(embedding=TEIEmbeddingModel(pooling="mean")),
         max_concurrent_requests=limits.max_queue_items,
         max_input_length=min(settings.max_context_length, embedding.max_seq_length),
