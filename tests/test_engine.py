@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import time
+import queue
+import threading
 from pathlib import Path
 
 import httpx
@@ -61,30 +62,68 @@ def _limits(shortest_first: bool, **overrides: int) -> SchedulingLimits:
     )
 
 
-def test_latency_policy_lets_a_query_overtake_a_bulk_request(onnx_model: OnnxModel) -> None:
-    passage = "bulk indexing text that keeps the inference thread busy " * 20
-    bulk = onnx_model.tokenize([passage] * 320, 256)
-    query = onnx_model.tokenize(["where is the invoice"], 256)
+class GatedRunner:
+    """A fake model whose batches run only when the test opens the gate, one `release()`
+    per batch, so the test, not the clock, decides what is in flight when. Each row is the
+    item's first id and its length, so rows can be traced to items."""
 
-    async def scenario() -> tuple[float, float]:
-        scheduler = BatchScheduler(onnx_model.run, _limits(True), ModelServerMetrics("t"), "m")
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.batches: list[list[int]] = []  # the first id of each item, per batch
+        self.started: queue.Queue[int] = queue.Queue()  # batch numbers, as each one starts
+        self._gate = threading.Semaphore(0)
+        self._timeout = timeout
+
+    def release(self, batches: int = 1) -> None:
+        for _ in range(batches):
+            self._gate.release()
+
+    async def wait_started(self) -> int:
+        return await asyncio.to_thread(self.started.get, timeout=self._timeout)
+
+    def __call__(self, items: list[TokenizedItem]) -> FloatArray:
+        self.batches.append([int(item.ids[0]) for item in items])
+        self.started.put(len(self.batches))
+        if not self._gate.acquire(timeout=self._timeout):
+            raise TimeoutError("the test never released this batch")
+        return np.array([[item.ids[0], len(item)] for item in items], dtype=np.float32)
+
+
+def test_latency_policy_lets_a_query_overtake_a_bulk_request() -> None:
+    runner = GatedRunner()
+    bulk = _items([16] * 64)  # four batches of 16
+    query = [TokenizedItem(ids=np.full(4, 999, dtype=np.int64))]
+    finished: list[str] = []
+
+    async def scenario() -> None:
+        scheduler = BatchScheduler(runner, _limits(True), ModelServerMetrics("t"), "m")
         scheduler.start()
         try:
-            bulk_task = asyncio.create_task(scheduler.submit(bulk))
-            await asyncio.sleep(0.05)  # the bulk request is being worked through
-            started = time.perf_counter()
-            vector = await scheduler.submit(query)
-            query_done = time.perf_counter() - started
-            assert vector.shape == (1, 384)
-            await bulk_task
-            bulk_done = time.perf_counter() - started
-            return query_done, bulk_done
+
+            async def submit(name: str, items: list[TokenizedItem]) -> FloatArray:
+                rows = await scheduler.submit(items)
+                finished.append(name)
+                return rows
+
+            bulk_task = asyncio.create_task(submit("bulk", bulk))
+            assert await runner.wait_started() == 1  # the bulk's first batch is in flight
+            query_task = asyncio.create_task(submit("query", query))
+            await asyncio.sleep(0)  # the query task runs up to its wait: it is queued
+            assert scheduler.queued_items == 48 + 1
+            runner.release(5)
+            rows = await query_task
+            assert rows.tolist() == [[999.0, 4.0]]
+            assert (await bulk_task).shape == (64, 2)
         finally:
+            runner.release(10)
             scheduler.stop(10)
 
-    query_done, bulk_done = asyncio.run(scenario())
-    # The query waited for at most the batch in flight, not the rest of the bulk request.
-    assert query_done < bulk_done / 4, (query_done, bulk_done)
+    asyncio.run(scenario())
+    # The query waited for the batch in flight only, then went first in the next one,
+    # ahead of the 48 bulk items queued before it.
+    assert 999 not in runner.batches[0]
+    assert runner.batches[1][0] == 999
+    assert len(runner.batches[1]) == 16 and len(runner.batches) == 5
+    assert finished == ["query", "bulk"]
 
 
 class RecordingRunner:
@@ -126,35 +165,32 @@ def test_throughput_policy_sorts_by_length_and_returns_rows_in_order() -> None:
 
 
 def test_admission_control_refuses_over_the_queue_bound() -> None:
-    release = asyncio.Event()
-    runner = RecordingRunner()
+    runner = GatedRunner()
 
     async def scenario() -> None:
-        loop = asyncio.get_running_loop()
-
-        def slow(items: list[TokenizedItem]) -> FloatArray:
-            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(5)
-            return runner(items)
-
         scheduler = BatchScheduler(
-            slow, _limits(True, max_queue_items=4), ModelServerMetrics("t"), "m"
+            runner, _limits(True, max_queue_items=4), ModelServerMetrics("t"), "m"
         )
         scheduler.start()
         try:
             first = asyncio.create_task(scheduler.submit(_items([5] * 3)))
-            await asyncio.sleep(0.05)  # in flight: the queue is empty again
+            assert await runner.wait_started() == 1  # in flight: the queue is empty again
+            assert scheduler.queued_items == 0
             second = asyncio.create_task(scheduler.submit(_items([5] * 3)))
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # the second request runs up to its wait: queued
+            assert scheduler.queued_items == 3
             with pytest.raises(QueueFull):
-                await scheduler.submit(_items([5] * 2))
-            release.set()
+                await scheduler.submit(_items([5] * 2))  # 3 + 2 > 4
+            assert scheduler.queued_items == 3  # the refused request left no trace
+            runner.release(2)
             assert (await first).shape == (3, 2)
             assert (await second).shape == (3, 2)
         finally:
-            release.set()
+            runner.release(10)
             scheduler.stop(10)
 
     asyncio.run(scenario())
+    assert len(runner.batches) == 2
 
 
 def test_not_ready_until_models_load(model_cache: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import socket
 from pathlib import Path
 
@@ -14,7 +15,12 @@ import sqlalchemy as sa
 from tandem.launcher import Stack
 from tandem.services import postgres as local_postgres
 from tandem.services import redis as local_redis
-from tandem.services.postgres import THROWAWAY_SETTINGS, LocalPostgres, running_postgres
+from tandem.services.postgres import (
+    SYSTEM_USER,
+    THROWAWAY_SETTINGS,
+    LocalPostgres,
+    running_postgres,
+)
 from tandem.services.privileges import is_root
 from tandem.services.redis import LocalRedis, running_redis
 from tests.support import free_port
@@ -117,10 +123,12 @@ def test_cli_services_under_the_stack_supervisor(
                 " WHERE extname = 'vector')"
             ).fetchone()
         assert row == ("tandem", 1)
-        if is_root():
-            status = Path(f"/proc/{pg_process.pid}/status").read_text()
-            uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
-            assert set(uid_line.split()[1:]) != {"0"}
+        # As root the server runs as its own system user (PostgreSQL refuses root);
+        # otherwise as whoever ran it. Either way it is checked, not skipped.
+        status = Path(f"/proc/{pg_process.pid}/status").read_text()
+        uid_line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        expected = pwd.getpwnam(SYSTEM_USER).pw_uid if is_root() else os.getuid()
+        assert set(uid_line.split()[1:]) == {str(expected)}
         client = redis.Redis.from_url(rd.url())
         assert client.ping()
         client.close()

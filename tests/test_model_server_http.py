@@ -112,10 +112,8 @@ def test_openai_client_round_trip(inference_server: ServerProcess, model_cache: 
     short = np.array(floats.data[0].embedding)
     assert short.shape == (128,)
     assert abs(np.linalg.norm(short) - 1.0) < 1e-5
-    # One model is served: any name gets it, and the response says which.
-    assert client.embeddings.create(model="text-embedding-3-large", input="x").model == (
-        "all-MiniLM-L6-v2"
-    )
+    with pytest.raises(openai.BadRequestError):
+        client.embeddings.create(model="text-embedding-3-large", input="x")
 
 
 def test_openai_base64_is_little_endian_float32(inference_server: ServerProcess) -> None:
@@ -133,15 +131,20 @@ def test_tei_embed(indexing_server: ServerProcess) -> None:
     single = httpx.post(f"{indexing_server.url}/embed", json={"inputs": QUERIES[0]})
     assert single.status_code == 200
     assert np.array(single.json()).shape == (1, 384)
+    reference = embed(indexing_server, QUERIES[:1]).json()["embeddings"]
+    np.testing.assert_allclose(single.json(), reference, atol=1e-5)
     long_text = "word " * 600
     assert_error(
         httpx.post(f"{indexing_server.url}/embed", json={"inputs": [long_text], "truncate": False}),
         413,
         "input_too_long",
     )
-    assert (
-        httpx.post(f"{indexing_server.url}/embed", json={"inputs": [long_text]}).status_code == 200
-    )
+    # Truncated by default: the vector of the text's first tokens, like the native API's.
+    truncated = httpx.post(f"{indexing_server.url}/embed", json={"inputs": [long_text]})
+    assert truncated.status_code == 200
+    cut = embed(indexing_server, [long_text]).json()["embeddings"]
+    np.testing.assert_allclose(truncated.json(), cut, atol=1e-5)
+    assert not np.allclose(truncated.json(), reference, atol=1e-2)
 
 
 @pytest.mark.parametrize(
@@ -227,18 +230,25 @@ def test_shutdown_drains_in_flight_requests(model_cache: Path, server_logs: Path
     try:
         passages = [f"passage number {i} about draining requests " * 25 for i in range(160)]
         result: dict[str, httpx.Response] = {}
-        worker = threading.Thread(target=lambda: result.update(r=embed(server, passages)))
+        answered: dict[str, float] = {}
+
+        def send() -> None:
+            result["r"] = embed(server, passages)
+            answered["at"] = time.monotonic()
+
+        worker = threading.Thread(target=send)
         worker.start()
+        idle = 'tandem_queue_items{model="all-MiniLM-L6-v2"} 0.0'
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:  # wait until the request is being worked on
-            if (
-                'tandem_queue_items{model="all-MiniLM-L6-v2"} 0.0'
-                not in httpx.get(f"{server.url}/metrics").text
-            ):
-                break
+        while idle in httpx.get(f"{server.url}/metrics").text:  # until it is being worked on
+            assert time.monotonic() < deadline, "the request never showed up in the queue"
+            assert worker.is_alive(), "the request finished before it was seen in the queue"
             time.sleep(0.01)
+        signalled = time.monotonic()
         code = server.stop(timeout=60)
         worker.join(60)
+        # The answer came after SIGTERM: the request was in flight during the shutdown.
+        assert answered["at"] > signalled
         assert result["r"].status_code == 200
         assert len(result["r"].json()["embeddings"]) == len(passages)
         assert code in (0, -15)  # uvicorn re-raises SIGTERM after a clean shutdown

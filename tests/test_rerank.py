@@ -233,14 +233,22 @@ def test_both_apis_agree_and_scores_do_not_depend_on_the_batch(
 
 
 def test_tei_truncate_false_refuses_pairs_over_the_context(
-    rerank_server: ServerProcess, client: httpx.Client
+    rerank_server: ServerProcess, reference: TorchCrossEncoder, client: httpx.Client
 ) -> None:
     url = f"{rerank_server.url}/rerank"
-    body = {"query": QUERIES[0], "texts": ["short text", LONG_DOCUMENT], "truncate": False}
+    texts = ["short text", LONG_DOCUMENT]
+    body = {"query": QUERIES[0], "texts": texts, "truncate": False}
     message = assert_error(client.post(url, json=body), 413, "input_too_long")
     assert "index 1" in message
     body["truncate"] = True
-    assert client.post(url, json=body).status_code == 200
+    truncated = client.post(url, json=body)
+    assert truncated.status_code == 200, truncated.text
+    # Scored like torch scores the pair cut to the context length, not refused or zeroed.
+    expected = [sigmoid(x) for x in reference.logits(QUERIES[0], texts)]
+    ranks = truncated.json()
+    assert sorted(r["index"] for r in ranks) == [0, 1]
+    for rank in ranks:
+        assert rank["score"] == pytest.approx(expected[rank["index"]], abs=TOLERANCE)
 
 
 def test_relevant_passage_ranks_first(rerank_server: ServerProcess, client: httpx.Client) -> None:
@@ -300,17 +308,16 @@ def test_invalid_requests_are_400(
     assert fragment in message
 
 
-def test_onyx_model_name_gets_the_served_reranker(
-    rerank_server: ServerProcess, client: httpx.Client
-) -> None:
-    # One reranker is served: any name gets it, as TEI answers. Strict names are opt-in
-    # (TANDEM_STRICT_MODEL_NAME, tested in test_openai_tei_compat).
+def test_onyx_model_name_must_match(rerank_server: ServerProcess, client: httpx.Client) -> None:
     url = f"{rerank_server.url}/encoder/cross-encoder-scores"
     body = {"query": "tides", "documents": ["Moon"]}
-    for name in ("cross-encoder/ms-marco-MiniLM-L-6-v2", f"some-org/{RERANKER}"):
-        response = client.post(url, json=body | {"model_name": name})
-        assert response.status_code == 200, response.text
-        assert len(response.json()["scores"]) == 1
+    wrong = client.post(url, json=body | {"model_name": "cross-encoder/ms-marco-MiniLM-L-6-v2"})
+    message = assert_error(wrong, 400, "model_not_found")
+    assert RERANKER in message
+    # Clients may prefix an organisation: only the last path segment is compared.
+    right = client.post(url, json=body | {"model_name": f"some-org/{RERANKER}"})
+    assert right.status_code == 200, right.text
+    assert len(right.json()["scores"]) == 1
 
 
 # --- servers that do not rerank -----------------------------------------------------
