@@ -1,0 +1,192 @@
+"""Tandem's side of the ranking-quality benchmark: chunk, embed, write, search.
+
+Documents are chunked by the worker's Chunker and written the way the worker writes them
+(catalogue row, then `PostgresIndex.replace_document`; the chunk count is left at 0), into a
+throwaway PostgreSQL with the project's migrations, so whatever the schema maintains on
+write (statistics, triggers) is maintained here too. Queries go through
+`PostgresIndex.search`, the index's stable entry point.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from sqlalchemy.orm import Session, sessionmaker
+
+from benchmarks.embedding_cache import CachedEmbedder, Matrix
+from benchmarks.quality_set import LabelledDocument, LabelledQuery
+from tandem.db import catalog, migrate
+from tandem.db.session import make_engine, make_session_factory
+from tandem.index.fusion import Fusion
+from tandem.index.postgres import PostgresIndex
+from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, IndexQuery, SearchMode
+from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.worker.chunking import Chunk, Chunker
+from tandem.worker.document import ContentType, ParsedDocument
+
+CANDIDATES = 100  # per retriever, as the API asks
+
+
+@dataclass(frozen=True)
+class Configuration:
+    name: str
+    mode: SearchMode
+    fusion: Fusion = Fusion.LINEAR  # only hybrid mode fuses
+    alpha: float | None = None
+
+    def describe(self) -> dict[str, Any]:
+        hybrid = self.mode is SearchMode.HYBRID
+        return {
+            "mode": self.mode.value,
+            "fusion": self.fusion.value if hybrid else None,
+            "alpha": self.alpha,
+        }
+
+
+def configurations(alphas: tuple[float, ...]) -> list[Configuration]:
+    found = [
+        Configuration("keyword", SearchMode.KEYWORD),
+        Configuration("semantic", SearchMode.SEMANTIC),
+    ]
+    for fusion in (Fusion.LINEAR, Fusion.RRF):
+        found += [
+            Configuration(f"hybrid-{fusion.value}-{a}", SearchMode.HYBRID, fusion, a)
+            for a in alphas
+        ]
+    return found
+
+
+@dataclass(frozen=True)
+class PreparedSet:
+    name: str
+    documents: list[LabelledDocument]
+    queries: list[LabelledQuery]
+    chunks: list[list[Chunk]]  # per document
+    chunk_texts: list[str]  # title + "\n" + body, every chunk in document order
+    chunk_document: npt.NDArray[np.int64]  # chunk -> index of its document
+    chunk_vectors: Matrix
+    query_vectors: Matrix
+
+
+def chunk_documents(
+    name: str,
+    documents: list[LabelledDocument],
+    queries: list[LabelledQuery],
+    chunker: Chunker,
+    embedder: CachedEmbedder,
+) -> PreparedSet:
+    chunks = [
+        chunker.chunk(ParsedDocument(d.title, d.text, d.source, ContentType.TEXT))
+        for d in documents
+    ]
+    if any(not c for c in chunks):
+        empty = [d.id for d, c in zip(documents, chunks, strict=True) if not c]
+        raise RuntimeError(f"documents with no chunks: {empty[:5]}")
+    flat = [c for per_document in chunks for c in per_document]
+    owner = np.repeat(np.arange(len(documents)), [len(c) for c in chunks])
+    return PreparedSet(
+        name=name,
+        documents=documents,
+        queries=queries,
+        chunks=chunks,
+        chunk_texts=[c.embed_text for c in flat],
+        chunk_document=owner.astype(np.int64),
+        chunk_vectors=embedder.embed([c.embed_text for c in flat], f"{name} chunks"),
+        query_vectors=embedder.embed([q.text for q in queries], f"{name} queries"),
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextmanager
+def throwaway_database(work: Path) -> Iterator[sessionmaker[Session]]:
+    """A migrated PostgreSQL in `work` (fsync off), stopped when the block exits."""
+    with running_postgres(work / "postgres", _free_port(), THROWAWAY_SETTINGS) as url:
+        engine = make_engine(url, pool_size=2)
+        try:
+            migrate.upgrade(engine)
+            yield make_session_factory(engine)
+        finally:
+            engine.dispose()
+
+
+def ingest(sessions: sessionmaker[Session], prepared: PreparedSet) -> float:
+    """Write every document as the worker does; returns the seconds it took."""
+    started = time.perf_counter()
+    index = PostgresIndex(sessions)
+    offset = 0
+    for document, chunks in zip(prepared.documents, prepared.chunks, strict=True):
+        vectors = prepared.chunk_vectors[offset : offset + len(chunks)]
+        offset += len(chunks)
+        with sessions.begin() as session:
+            catalog.upsert_document(
+                session,
+                catalog.DocumentInfo(
+                    id=document.id,
+                    title=document.title,
+                    source=document.source,
+                    content_type=ContentType.TEXT,
+                    metadata={},
+                    content_hash=hashlib.sha256(document.text.encode()).hexdigest(),
+                    size_bytes=len(document.text.encode()),
+                ),
+            )
+        index.replace_document(
+            document.id,
+            [
+                IndexedChunk(
+                    ordinal=c.ordinal,
+                    text=c.text,
+                    title=c.title,
+                    source=c.source,
+                    content_type=ContentType.TEXT,
+                    token_count=c.token_count,
+                    embedding=vector,
+                )
+                for c, vector in zip(chunks, vectors, strict=True)
+            ],
+        )
+    with sessions.begin() as session:
+        session.connection().exec_driver_sql("ANALYZE")
+    return time.perf_counter() - started
+
+
+def tandem_rankings(
+    sessions: sessionmaker[Session],
+    prepared: PreparedSet,
+    configs: list[Configuration],
+    depth: int,
+) -> Iterator[tuple[Configuration, list[list[str]]]]:
+    """Each configuration's document rankings, one per query (a document at its best
+    chunk's rank)."""
+    indexes = {fusion: PostgresIndex(sessions, fusion) for fusion in Fusion}
+    for config in configs:
+        rankings: list[list[str]] = []
+        for query, vector in zip(prepared.queries, prepared.query_vectors, strict=True):
+            request = IndexQuery(
+                text=query.text,
+                vector=vector,
+                mode=config.mode,
+                limit=depth,
+                alpha=DEFAULT_HYBRID_ALPHA if config.alpha is None else config.alpha,
+                candidates=CANDIDATES,
+            )
+            ranking: list[str] = []
+            for hit in indexes[config.fusion].search(request):
+                if hit.document_id not in ranking:
+                    ranking.append(hit.document_id)
+            rankings.append(ranking)
+        yield config, rankings

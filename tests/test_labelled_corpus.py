@@ -1,0 +1,163 @@
+"""Text extraction and query selection of the man-page / POD labelled set."""
+
+from __future__ import annotations
+
+from benchmarks.doc_text import parse_man, parse_pod, pod_inline, roff_inline
+from benchmarks.labelled_corpus import MAX_WORDS, Page, cap_words, select
+
+MAN_PAGE = r""".\" Copyright and licence lines are comments.
+.de XX
+.ft B
+..
+.TH PRINTF 3 2023-02-05 "Linux man-pages 6.03"
+.SH NAME
+printf, fprintf \- formatted output conversion
+.SH SYNOPSIS
+.nf
+.B #include <stdio.h>
+.BI "int printf(const char *restrict " format ", ...);"
+.fi
+.SH DESCRIPTION
+The functions in the
+.BR printf ()
+family produce output according to a
+.I format
+\(em see
+.BR stdio (3).
+.PP
+A second paragraph with \fBbold\fR and \*(lqquoted\*(rq words\-and dashes.
+.TS
+tab(:);
+l l.
+T{
+cell one
+T}:cell two
+.TE
+"""
+
+MDOC_PAGE = """.Dd March 1, 2020
+.Dt TREE 3
+.Os
+.Sh NAME
+.Nm SPLAY_INIT ,
+.Nm RB_INIT
+.Nd implementations of splay and
+red-black trees
+.Sh DESCRIPTION
+These macros define data structures for
+.Xr queue 3 .
+"""
+
+POD = """package List::Util;
+use strict;
+
+=head1 NAME
+
+List::Util - A selection of general-utility list subroutines
+
+=head1 SYNOPSIS
+
+    use List::Util qw(first sum);
+
+=head1 DESCRIPTION
+
+C<List::Util> contains a B<selection> of subroutines, see L<perlfunc/sort> and
+L<the docs|List::Util::XS>; E<lt>tagsE<gt> and C<< $a <=> $b >> stay readable.
+
+=over 4
+
+=item first BLOCK LIST
+
+Returns the first element.
+
+=back
+
+=cut
+
+sub first { 1 }
+"""
+
+
+def test_roff_escapes_become_plain_characters() -> None:
+    assert roff_inline(r"\fBbold\fR \(em \-x \e \*(lqq\*(rq \s-1CA\s0") == 'bold — -x \\ "q" CA'
+    assert roff_inline(r"text \" a comment") == "text "
+
+
+def test_man_page_splits_its_name_line_and_keeps_the_rest() -> None:
+    page = parse_man(MAN_PAGE)
+    assert page is not None
+    assert page.names == "printf, fprintf"
+    assert page.description == "formatted output conversion"
+    assert "formatted output conversion" not in page.text
+    assert "SYNOPSIS\n\n#include <stdio.h>\nint printf(const char *restrict format, ...);" in (
+        page.text
+    )
+    assert "family produce output according to a format — see stdio(3)." in page.text
+    assert 'A second paragraph with bold and "quoted" words-and dashes.' in page.text
+    assert "cell one" in page.text and "tab(:)" not in page.text
+    assert ".ft" not in page.text and "Copyright" not in page.text
+
+
+def test_mdoc_page_takes_its_description_from_nd() -> None:
+    page = parse_man(MDOC_PAGE)
+    assert page is not None
+    assert page.names == "SPLAY_INIT, RB_INIT"
+    assert page.description == "implementations of splay and red-black trees"
+    assert "These macros define data structures for queue 3 ." in page.text
+
+
+def test_man_alias_and_page_without_name_are_skipped() -> None:
+    assert parse_man(".so man3/printf.3\n") is None
+    assert parse_man(".TH X 1\n.SH DESCRIPTION\nwords\n") is None
+
+
+def test_pod_name_line_and_text() -> None:
+    page = parse_pod(POD)
+    assert page is not None
+    assert page.name == "List::Util"
+    assert page.description == "A selection of general-utility list subroutines"
+    assert "sub first" not in page.text and "use strict" not in page.text
+    assert "    use List::Util qw(first sum);" in page.text
+    assert "List::Util contains a selection of subroutines, see perlfunc sort and the docs;" in (
+        page.text
+    )
+    assert "<tags> and $a <=> $b stay readable." in page.text
+    assert "first BLOCK LIST\n\nReturns the first element." in page.text
+
+
+def test_pod_formatting_codes_nest() -> None:
+    assert pod_inline("B<I<deep>> C<< a->b >> X<index>") == "deep a->b "
+
+
+def test_words_are_capped_at_a_word_boundary_keeping_breaks() -> None:
+    assert cap_words("one two\n\nthree four", 3) == "one two\n\nthree"
+    assert cap_words("short", MAX_WORDS) == "short"
+
+
+def _page(page_id: str, description: str, text: str) -> Page:
+    return Page(page_id, page_id, f"pkg/{page_id}", description, text)
+
+
+def test_selection_drops_leaking_ambiguous_short_queries_and_empty_pages() -> None:
+    body = " ".join(f"word{i}" for i in range(60))
+    pages = [
+        _page("man/a.1", "list directory contents", body),
+        _page("man/b.1", "copy files and directories", f"{body} Copy files and  directories."),
+        _page("man/c.1", "shared description here", body),
+        _page("man/d.1", "shared  Description here", body),
+        _page("man/e.1", "too short", body),
+        _page("man/f.1", "an almost empty page", "few words"),
+        _page("man/a.1", "a duplicate id is read once", body),
+    ]
+    built = select(pages, queries=10, seed=1)
+    assert [d["id"] for d in built["documents"]] == [
+        "man/a.1",
+        "man/b.1",
+        "man/c.1",
+        "man/d.1",
+        "man/e.1",
+    ]
+    assert [(q["text"], q["relevant"]) for q in built["queries"]] == [
+        ("list directory contents", ["man/a.1"])
+    ]
+    assert built["dropped_ambiguous"] == 2
