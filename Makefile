@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_SOURCES := src tests benchmarks
 
-.PHONY: up test lint typecheck deploy-tools deploy-check browser models bench clean
+.PHONY: up test lint typecheck deploy-tools deploy-check browser models bench bench-data clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,16 @@ test: $(VENV)/.installed-dev lint typecheck deploy-check browser
 bench: $(VENV)/.installed-dev
 	$(BIN)/tandem models prepare
 	$(BIN)/python -m benchmarks.model_server_bench
+
+# The man-page / Perl labelled set of benchmarks/ranking_quality.py, built in the user's
+# cache directory from Debian packages fetched with `apt-get download` (nothing is
+# installed). It needs apt's package lists: as root they are fetched when missing;
+# otherwise run `apt-get update` as root once.
+bench-data: $(VENV)/.installed-dev
+	@if [ "$$(id -u)" -eq 0 ] && ! ls /var/lib/apt/lists/*_Packages* >/dev/null 2>&1; then \
+		apt-get update -qq; \
+	fi
+	$(BIN)/python -m benchmarks.labelled_corpus
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
