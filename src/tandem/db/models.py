@@ -12,18 +12,25 @@ from typing import Any, ClassVar
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
+    REAL,
     BigInteger,
+    Boolean,
+    CheckConstraint,
     Computed,
     DateTime,
+    Double,
     Enum,
     ForeignKey,
+    Identity,
     Index,
     Integer,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -169,3 +176,45 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# BM25 statistics, kept by triggers on `chunks` (migration 0002; tandem.index.bm25 reads
+# them). The application never writes these tables itself.
+
+
+class Bm25Corpus(Base):
+    __tablename__ = "bm25_corpus"
+    __table_args__ = (CheckConstraint("singleton", name="bm25_corpus_singleton_check"),)
+
+    singleton: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=True)
+    chunks: Mapped[int] = mapped_column(BigInteger, default=0)
+    total_length: Mapped[float] = mapped_column(Double, default=0.0)
+    title_weight: Mapped[float] = mapped_column(REAL)
+
+
+class Bm25Term(Base):
+    __tablename__ = "bm25_terms"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    lexeme: Mapped[str] = mapped_column(Text, unique=True)
+    df: Mapped[int] = mapped_column(Integer)
+    max_tf: Mapped[float] = mapped_column(REAL)
+    min_length: Mapped[float] = mapped_column(REAL)
+
+
+class Bm25Posting(Base):
+    __tablename__ = "bm25_postings"
+    __table_args__ = (
+        PrimaryKeyConstraint("term_id", "chunk_id", postgresql_include=["tf", "length"]),
+        Index(
+            "bm25_postings_impact",
+            "term_id",
+            text("(tf / (tf + 0.3 + 0.009 * length)) DESC"),
+            postgresql_include=["chunk_id"],
+        ),
+    )
+
+    term_id: Mapped[int] = mapped_column(Integer)
+    chunk_id: Mapped[int] = mapped_column(BigInteger)
+    tf: Mapped[float] = mapped_column(REAL)
+    length: Mapped[float] = mapped_column(REAL)

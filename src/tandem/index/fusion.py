@@ -1,19 +1,19 @@
 """Fusing the vector and keyword candidate lists into one ranking.
 
-Both retrievers report both scores for every candidate they return (the vector query
-also computes the keyword rank and vice versa), so the blend compares like with like
-instead of treating "not in the other top-k" as zero.
+Every candidate carries both scores (the retrieval layer scores the vector candidates'
+BM25 and the keyword candidates' cosine), so the blend compares like with like instead of
+treating "not in the other top-k" as zero.
 
-* ``linear`` (default): ``alpha * cosine + (1 - alpha) * keyword / max(keyword)`` — a
-  tunable alpha (Onyx: 0.5; Tandem: 0.7, see protocol.DEFAULT_HYBRID_ALPHA); keyword
-  scores are scaled into [0, 1] per query.
+* ``linear`` (default): ``alpha * cosine + (1 - alpha) * bm25 / max(bm25)`` — a tunable
+  alpha (Onyx: 0.5; Tandem: see protocol.DEFAULT_HYBRID_ALPHA); BM25 scores are scaled
+  into [0, 1] per query by the best candidate's.
 * ``rrf``: reciprocal-rank fusion, ``sum 1 / (k + rank)``; ignores score magnitudes.
 Measured side by side in benchmarks/retrieval_quality.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
@@ -27,14 +27,13 @@ class Fusion(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Candidate:
-    key: tuple[str, int]  # (document id, ordinal)
+    key: int  # the chunk's id
     vector_score: float | None
     keyword_score: float | None
-    payload: object = None
     score: float = 0.0
 
 
-def _ranks(candidates: list[Candidate], attr: str) -> dict[tuple[str, int], int]:
+def _ranks(candidates: Sequence[Candidate], attr: str) -> dict[int, int]:
     scored = [c for c in candidates if getattr(c, attr) is not None]
     scored.sort(key=lambda c: getattr(c, attr), reverse=True)
     return {c.key: rank for rank, c in enumerate(scored, start=1)}
@@ -45,13 +44,8 @@ def _rrf_term(rank: int | None, weight: float) -> float:
     return 0.0 if rank is None else 2 * weight / (RRF_K + rank)
 
 
-def fuse(
-    vector: Iterable[Candidate], keyword: Iterable[Candidate], *, alpha: float, method: Fusion
-) -> list[Candidate]:
-    merged: dict[tuple[str, int], Candidate] = {}
-    for candidate in (*vector, *keyword):
-        merged.setdefault(candidate.key, candidate)
-    pool = list(merged.values())
+def fuse(pool: Sequence[Candidate], *, alpha: float, method: Fusion) -> list[Candidate]:
+    """The candidates (distinct keys) ranked by their fused score, best first."""
     if method is Fusion.RRF:
         vector_ranks, keyword_ranks = _ranks(pool, "vector_score"), _ranks(pool, "keyword_score")
         fused = [

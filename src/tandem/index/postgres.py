@@ -1,93 +1,114 @@
-"""The document index on PostgreSQL: pgvector HNSW (cosine) + tsvector/GIN, fused in Python."""
+"""The document index on PostgreSQL: chunks with pgvector embeddings and BM25 postings.
+
+Writes here; retrieval (HNSW + BM25, fused) in tandem.index.retrieval."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import replace
-from typing import Any
+import struct
+from collections.abc import Collection, Mapping, Sequence
 
-from sqlalchemy import (
-    ColumnElement,
-    Select,
-    Text,
-    cast,
-    delete,
-    func,
-    insert,
-    literal,
-    select,
-    text,
-)
-from sqlalchemy.dialects.postgresql import TSQUERY
+import numpy as np
+import orjson
+import psycopg
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db.models import TEXT_SEARCH_CONFIG, Chunk
-from tandem.index.fusion import Candidate, Fusion, fuse
-from tandem.index.protocol import (
-    IndexedChunk,
-    IndexHit,
-    IndexQuery,
-    SearchFilters,
-    SearchMode,
-    Vector,
+from tandem.db.models import Chunk
+from tandem.index.bm25 import Bm25Parameters
+from tandem.index.fusion import Fusion
+from tandem.index.protocol import IndexedChunk, IndexHit, IndexQuery
+from tandem.index.retrieval import PostgresRetrieval
+
+CHUNK_COLUMNS = (
+    "document_id",
+    "ordinal",
+    "title",
+    "source",
+    "content_type",
+    "metadata",
+    "text",
+    "token_count",
+    "embedding",
 )
 
-# ts_rank_cd normalization 32 maps a rank r to r / (r + 1): bounded, comparable per query.
-RANK_NORMALIZATION = 32
+
+# PostgreSQL's binary COPY format: a signature, flags and header extension, then per row
+# a field count and length-prefixed fields, then -1. Much cheaper than formatting each
+# vector's 384 floats as text.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
+_COPY_TRAILER = struct.pack(">h", -1)
+_JSONB_VERSION = b"\x01"
 
 
-def _or_query(query_text: str) -> ColumnElement[Any]:
-    """Any query word may match (plainto_tsquery ANDs them; natural queries rarely match all).
-
-    The rank still rewards chunks that match more of the words.
-    """
-    plain = func.plainto_tsquery(TEXT_SEARCH_CONFIG, query_text)
-    return cast(func.replace(cast(plain, Text), "&", "|"), TSQUERY)
+def _field(value: bytes) -> bytes:
+    return struct.pack(">i", len(value)) + value
 
 
-def _filters(filters: SearchFilters) -> list[ColumnElement[bool]]:
-    clauses: list[ColumnElement[bool]] = []
-    if filters.document_ids:
-        clauses.append(Chunk.document_id.in_(list(filters.document_ids)))
-    if filters.sources:
-        clauses.append(Chunk.source.in_(list(filters.sources)))
-    if filters.content_types:
-        clauses.append(Chunk.content_type.in_(list(filters.content_types)))
-    if filters.metadata:
-        clauses.append(Chunk.metadata_.contains(filters.metadata))
-    return clauses
+def _binary_row(document_id: str, chunk: IndexedChunk) -> bytes:
+    vector = np.asarray(chunk.embedding, dtype=">f4")
+    fields = (
+        document_id.encode(),
+        struct.pack(">i", chunk.ordinal),
+        chunk.title.encode(),
+        chunk.source.encode(),
+        chunk.content_type.encode(),
+        _JSONB_VERSION + orjson.dumps(chunk.metadata),
+        chunk.text.encode(),
+        struct.pack(">i", chunk.token_count),
+        struct.pack(">HH", vector.shape[0], 0) + vector.tobytes(),  # pgvector's binary form
+    )
+    return struct.pack(">h", len(fields)) + b"".join(_field(f) for f in fields)
+
+
+def replace_chunks(
+    session: Session,
+    documents: Mapping[str, Sequence[IndexedChunk]],
+    existing: Collection[str] | None = None,
+) -> None:
+    """Make each document's chunks exactly `documents[id]`, inside the caller's transaction
+    (so a caller can write the catalogue row and the chunks together). `existing`: the ids
+    that may have chunks already (None: any may); a new document's delete is skipped.
+
+    One DELETE and one COPY for all the documents: the statement-level triggers on `chunks`
+    (BM25 statistics) run once per statement, not once per row."""
+    ids = sorted(documents)
+    if not ids:
+        return
+    # Serialize concurrent re-indexing of one document (a retried task racing its
+    # predecessor) so the delete + insert pairs cannot interleave; sorted: no deadlock.
+    session.execute(
+        text(
+            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(id, 0) AS h "
+            "FROM unnest(CAST(:ids AS text[])) AS id ORDER BY h) AS locks"
+        ),
+        {"ids": ids},
+    )
+    stale = ids if existing is None else sorted(set(existing) & set(ids))
+    if stale:
+        session.execute(delete(Chunk).where(Chunk.document_id.in_(stale)))
+    rows = [_binary_row(d, c) for d in ids for c in documents[d]]
+    if not rows:
+        return
+    driver = session.connection().connection.driver_connection
+    assert isinstance(driver, psycopg.Connection)
+    statement = f"COPY chunks ({', '.join(CHUNK_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
+    with driver.cursor() as cursor, cursor.copy(statement) as copy:
+        copy.write(b"".join([_COPY_HEADER, *rows, _COPY_TRAILER]))
 
 
 class PostgresIndex:
-    def __init__(self, sessions: sessionmaker[Session], fusion: Fusion = Fusion.LINEAR) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        fusion: Fusion = Fusion.LINEAR,
+        bm25_parameters: Bm25Parameters | None = None,
+    ) -> None:
         self._sessions = sessions
-        self._fusion = fusion
+        self._retrieval = PostgresRetrieval(fusion, bm25_parameters or Bm25Parameters())
 
     def replace_document(self, document_id: str, chunks: Sequence[IndexedChunk]) -> None:
-        rows = [
-            {
-                "document_id": document_id,
-                "ordinal": c.ordinal,
-                "title": c.title,
-                "source": c.source,
-                "content_type": c.content_type,
-                "metadata_": c.metadata,
-                "text": c.text,
-                "token_count": c.token_count,
-                "embedding": c.embedding,
-            }
-            for c in chunks
-        ]
         with self._sessions.begin() as session:
-            # Serialize concurrent re-indexing of one document (a retried task racing
-            # its predecessor) so the delete + insert pairs cannot interleave.
-            session.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:id, 0))"),
-                {"id": document_id},
-            )
-            session.execute(delete(Chunk).where(Chunk.document_id == document_id))
-            if rows:
-                session.execute(insert(Chunk), rows)
+            replace_chunks(session, {document_id: chunks})
 
     def delete_document(self, document_id: str) -> int:
         with self._sessions.begin() as session:
@@ -114,88 +135,5 @@ class PostgresIndex:
             ]
 
     def search(self, query: IndexQuery) -> list[IndexHit]:
-        use_vector = query.vector is not None and query.mode is not SearchMode.KEYWORD
-        use_keyword = query.mode is not SearchMode.SEMANTIC or query.vector is None
-        vector_hits: list[Candidate] = []
-        keyword_hits: list[Candidate] = []
         with self._sessions() as session:
-            if use_vector and query.vector is not None:
-                # Filtered HNSW scans keep looking until enough rows pass the filter.
-                session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
-                session.execute(
-                    text(f"SET LOCAL hnsw.ef_search = {max(40, min(1000, query.candidates))}")
-                )
-                vector_hits = self._vector_candidates(session, query, query.vector)
-            if use_keyword:
-                keyword_hits = self._keyword_candidates(session, query)
-        if not use_vector:
-            ranked = [replace(c, score=c.keyword_score or 0.0) for c in keyword_hits]
-        elif not use_keyword:
-            ranked = [replace(c, score=c.vector_score or 0.0) for c in vector_hits]
-        else:
-            ranked = fuse(vector_hits, keyword_hits, alpha=query.alpha, method=self._fusion)
-        return [self._hit(c) for c in ranked[: query.limit]]
-
-    @staticmethod
-    def _hit(candidate: Candidate) -> IndexHit:
-        row = candidate.payload
-        assert isinstance(row, tuple)
-        return IndexHit(
-            document_id=row[0],
-            ordinal=row[1],
-            title=row[2],
-            source=row[3],
-            text=row[4],
-            score=candidate.score,
-            vector_score=candidate.vector_score,
-            keyword_score=candidate.keyword_score,
-        )
-
-    def _base(self, query: IndexQuery, *scores: ColumnElement[Any]) -> Select[Any]:
-        columns = (Chunk.document_id, Chunk.ordinal, Chunk.title, Chunk.source, Chunk.text)
-        return select(*columns, *scores).where(*_filters(query.filters))
-
-    def _vector_candidates(
-        self, session: Session, query: IndexQuery, vector: Vector
-    ) -> list[Candidate]:
-        distance = Chunk.embedding.cosine_distance(vector)
-        tsquery = _or_query(query.text)
-        keyword = func.ts_rank_cd(Chunk.tsv, tsquery, RANK_NORMALIZATION)
-        statement = self._base(query, (1 - distance).label("v"), keyword.label("k"))
-        statement = statement.order_by(distance).limit(query.candidates)
-        return [
-            Candidate((r[0], r[1]), float(r[5]), float(r[6]), tuple(r[:5]))
-            for r in session.execute(statement)
-        ]
-
-    def _keyword_candidates(self, session: Session, query: IndexQuery) -> list[Candidate]:
-        tsquery = _or_query(query.text)
-        keyword = func.ts_rank_cd(Chunk.tsv, tsquery, RANK_NORMALIZATION)
-        # Every match is ranked, but only the top candidates' vectors are read and scored:
-        # an OR query can match a large share of the chunks (benchmarks/search_latency.py).
-        columns = (Chunk.document_id, Chunk.ordinal, Chunk.title, Chunk.source, Chunk.text)
-        top = (
-            select(*columns, Chunk.id, Chunk.embedding, keyword.label("k"))
-            .where(*_filters(query.filters), Chunk.tsv.bool_op("@@")(tsquery))
-            .order_by(keyword.desc(), Chunk.id)
-            .limit(query.candidates)
-            .subquery()
-        )
-        vector_score: ColumnElement[Any] = (
-            (1 - top.c.embedding.cosine_distance(query.vector))
-            if query.vector is not None
-            else literal(None)
-        )
-        outer = (top.c.document_id, top.c.ordinal, top.c.title, top.c.source, top.c.text)
-        statement = select(*outer, vector_score.label("v"), top.c.k).order_by(
-            top.c.k.desc(), top.c.id
-        )
-        return [
-            Candidate(
-                (r[0], r[1]),
-                None if r[5] is None else float(r[5]),
-                float(r[6]),
-                tuple(r[:5]),
-            )
-            for r in session.execute(statement)
-        ]
+            return self._retrieval.search(session, query)
