@@ -1,6 +1,8 @@
 """Reference rankings computed in-process, to hold Tandem's ranking against.
 
-* BM25 with `bm25s`: k1 1.2, b 0.75, Lucene's idf ln(1 + (N - df + 0.5) / (df + 0.5)),
+* BM25 with `bm25s`: k1 1.2, b 0.75, Lucene's idf ln(1 + (N - df + 0.5) / (df + 0.5))
+  and term weight tf / (tf + k1 * (1 - b + b * dl / avgdl)) (Lucene leaves out the
+  constant factor k1 + 1, which changes no ranking and no max-normalised score),
   English Snowball stemmer (PyStemmer), English stopwords, over title + text of each
   whole document (the text Tandem indexes). `bm25_chunks` is the same over Tandem's
   chunks (title + chunk), a document scoring its best chunk: what chunk-level BM25 can
@@ -39,7 +41,7 @@ class ReferenceScores:
     dense: Scores
 
 
-def _bm25(corpus: list[str], queries: list[str]) -> Scores:
+def bm25_scores(corpus: list[str], queries: list[str]) -> Scores:
     stemmer = Stemmer.Stemmer("english")
     tokens = bm25s.tokenize(corpus, stopwords="en", stemmer=stemmer, show_progress=False)
     retriever = bm25s.BM25(k1=K1, b=B, method="lucene")
@@ -72,8 +74,8 @@ def compute(
 ) -> ReferenceScores:
     """`document_texts`/`chunk_texts`: title + text; chunks grouped by document, in order."""
     dense = best_per_document(query_vectors @ chunk_vectors.T, chunk_document)
-    chunks = best_per_document(_bm25(chunk_texts, queries), chunk_document)
-    return ReferenceScores(_bm25(document_texts, queries), chunks, dense)
+    chunks = best_per_document(bm25_scores(chunk_texts, queries), chunk_document)
+    return ReferenceScores(bm25_scores(document_texts, queries), chunks, dense)
 
 
 def top(scores: Scores, depth: int, require_positive: bool = False) -> list[list[int]]:

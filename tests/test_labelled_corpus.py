@@ -1,7 +1,13 @@
-"""Text extraction and query selection of the man-page / POD labelled set."""
+"""The man-page / POD labelled set (text extraction, query selection) and the reference
+rankings of benchmarks/ranking_references.py."""
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
+import pytest
+from benchmarks import ranking_references
 from benchmarks.doc_text import parse_man, parse_pod, pod_inline, roff_inline
 from benchmarks.labelled_corpus import MAX_WORDS, Page, cap_words, select
 
@@ -161,3 +167,37 @@ def test_selection_drops_leaking_ambiguous_short_queries_and_empty_pages() -> No
         ("list directory contents", ["man/a.1"])
     ]
     assert built["dropped_ambiguous"] == 2
+
+
+def test_reference_bm25_matches_the_formula_by_hand() -> None:
+    corpus = ["cats chase mice", "dogs chase cats and cats run", "birds sing"]
+    scores = ranking_references.bm25_scores(corpus, ["cat running"])[0]
+    # After stopwords and stemming: lengths 3, 5, 2 (average 10/3); "cat" in docs 0 and 1,
+    # "run" in doc 1 only.
+    n, average = 3, 10 / 3
+
+    def term(tf: int, df: int, length: int) -> float:
+        idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+        k1, b = ranking_references.K1, ranking_references.B
+        # Lucene's variant leaves out the constant factor (k1 + 1): the same ranking.
+        return idf * tf / (tf + k1 * (1 - b + b * length / average))
+
+    expected = [term(1, 2, 3), term(2, 2, 5) + term(1, 1, 5), 0.0]
+    assert scores.tolist() == pytest.approx(expected, rel=1e-5)
+
+
+def test_reference_fusions_rank_by_their_formulas() -> None:
+    bm25 = np.array([[4.0, 0.0, 0.0]], dtype=np.float32)
+    dense = np.array([[0.1, 0.5, 0.6]], dtype=np.float32)
+    # Linear, alpha 0.5: 0.5 * 0.1 + 0.5 * 1 = 0.55; 0.25; 0.3.
+    assert ranking_references.linear(bm25, dense, 0.5, 10) == [[0, 2, 1]]
+    # Alpha 0.9: 0.19; 0.45; 0.54.
+    assert ranking_references.linear(bm25, dense, 0.9, 10) == [[2, 1, 0]]
+    # RRF: doc 0 1/61 + 1/63; docs 1 and 2 get nothing from BM25, which does not match
+    # them: 1/62 and 1/61. (Ranked 2nd and 3rd by BM25 they would swap places.)
+    assert ranking_references.rrf(bm25, dense, 10) == [[0, 2, 1]]
+    chunk_scores = np.array([[0.2, 0.9, 0.4, 0.1]], dtype=np.float32)
+    owners = np.array([0, 0, 1, 2], dtype=np.int64)
+    assert ranking_references.best_per_document(chunk_scores, owners).tolist() == [
+        pytest.approx([0.9, 0.4, 0.1])
+    ]
