@@ -33,15 +33,26 @@ SEED = 20261129
 
 
 def fuzz(
-    base_url: str, workdir: Path, headers: dict[str, str] | None = None, timeout: float = 600.0
+    base_url: str,
+    workdir: Path,
+    headers: dict[str, str] | None = None,
+    config: str = "",
+    timeout: float = 600.0,
 ) -> dict[str, Any]:
-    """Run schemathesis against ``base_url``; return its JSON report (the output on failure
-    to produce one)."""
+    """Run schemathesis against ``base_url``; return its JSON report (with its output).
+
+    ``config`` is the text of a `schemathesis.toml`, e.g. known identifiers for path
+    parameters, so operations on existing resources are reached, not only their 404s.
+    """
     report = workdir / "report.json"
+    config_file = workdir / "schemathesis.toml"
+    config_file.write_text(config)
     argv = [
         sys.executable,
         "-m",
         "schemathesis.cli",
+        "--config-file",
+        str(config_file),
         "run",
         f"{base_url}/openapi.json",
         "--checks",

@@ -4,13 +4,14 @@ server error fuzzing found."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.e2e_support import Backends, create_api_key, running, start_api
+from tests.e2e_support import Backends, create_api_key, running, start_api, start_worker
 from tests.fuzz_support import assert_no_failures, fuzz
 from tests.support import ServerProcess
 
@@ -18,6 +19,10 @@ pytestmark = pytest.mark.slow
 
 # health, ready, stats; upload, batch, attempt, list, get, delete; search
 API_OPERATIONS = 10
+# Indexed before fuzzing, so reads and deletes reach real documents, not only 404s:
+# fuzzing reads the first, deletes the second.
+KEPT = ["kept-tides", "kept-chess"]
+DELETABLE = ["gone-one", "gone-two", "gone-three"]
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +45,76 @@ def client(api: ServerProcess, api_key: str) -> Iterator[httpx.Client]:
         yield http
 
 
-def test_fuzz_api_server(api: ServerProcess, api_key: str, tmp_path: Path) -> None:
-    result = fuzz(api.url, tmp_path, headers={"Authorization": f"Bearer {api_key}"})
+@pytest.fixture(scope="module")
+def indexed_attempt(
+    api: ServerProcess, api_key: str, backends: Backends, indexing_server: ServerProcess
+) -> str:
+    """Index a few documents through a real worker; the id of their index attempt."""
+    documents = [
+        {"id": doc_id, "title": doc_id, "text": f"{doc_id}: the moon raises tides twice a day."}
+        for doc_id in KEPT + DELETABLE
+    ]
+    headers = {"Authorization": f"Bearer {api_key}"}
+    with (
+        running(start_worker(backends, indexing_server.url)),
+        httpx.Client(base_url=api.url, headers=headers, timeout=30) as http,
+    ):
+        response = http.post("/api/documents/batch", json={"documents": documents})
+        assert response.status_code == 202, response.text
+        attempt_id = str(response.json()["attempt_id"])
+        deadline = time.monotonic() + 120
+        while (status := http.get(f"/api/index-attempts/{attempt_id}").json())["status"] in (
+            "queued",
+            "running",
+        ):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+    assert status["status"] == "succeeded", status
+    return attempt_id
+
+
+def known_identifiers(attempt_id: str) -> str:
+    """schemathesis configuration: half the path parameters are existing resources."""
+
+    def values(ids: list[str]) -> str:
+        return ", ".join(f'"{i}"' for i in ids)
+
+    def binding(method: str, path: str, name: str, dictionary: str) -> str:
+        drawn = f'{{ dictionary = "{dictionary}", probability = 0.5 }}'
+        return (
+            f'[[operations]]\ninclude-method = "{method}"\ninclude-path = "{path}"\n'
+            f'parameters = {{ "path.{name}" = {drawn} }}\n'
+        )
+
+    # One parameter bound per operation entry: a second entry's binding is not applied,
+    # so the attempt id, a name only one operation has, is bound for all.
+    return (
+        f"[dictionaries.kept]\nvalues = [{values(KEPT)}]\n"
+        f"[dictionaries.deletable]\nvalues = [{values(DELETABLE)}]\n"
+        f'[dictionaries.attempts]\nvalues = ["{attempt_id}"]\n'
+        '[parameters]\n"path.attempt_id" = { dictionary = "attempts", probability = 0.5 }\n'
+        + binding("GET", "/api/documents/{document_id}", "document_id", "kept")
+        + binding("DELETE", "/api/documents/{document_id}", "document_id", "deletable")
+    )
+
+
+def test_fuzz_api_server(
+    api: ServerProcess, api_key: str, indexed_attempt: str, tmp_path: Path
+) -> None:
+    result = fuzz(
+        api.url,
+        tmp_path,
+        headers={"Authorization": f"Bearer {api_key}"},
+        config=known_identifiers(indexed_attempt),
+    )
     assert_no_failures(result, API_OPERATIONS)
+    # The known identifiers were used: reads and deletes reached real resources.
+    for operation in (
+        "GET /api/documents/{document_id}",
+        "DELETE /api/documents/{document_id}",
+        "GET /api/index-attempts/{attempt_id}",
+    ):
+        assert result["valid_rates"][operation]["fuzzing"]["accepted"] > 0, operation
 
 
 def test_every_error_status_is_documented(api: ServerProcess) -> None:
