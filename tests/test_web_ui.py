@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -25,6 +26,7 @@ from tests.e2e_support import (
     upload,
     wait_attempt,
 )
+from tests.hostile_text import HOSTILE_FILENAME, HOSTILE_QUERY, HOSTILE_TEXT
 from tests.support import ServerProcess, free_port
 
 pytestmark = pytest.mark.slow
@@ -153,6 +155,51 @@ def test_upload_index_search_open_and_delete(
     page.wait_for("#search-summary", "No matches")
     assert page.find_all("#search-results .result") == []
     page.screenshot("08-search-after-delete")
+
+
+# Elements the hostile text would create if anything rendered it as HTML: any <img> but
+# the logo, any <script> in the body, any element with an inline event handler.
+INJECTED_ELEMENTS = """
+return [...document.querySelectorAll("body img:not([src='favicon.svg']), body script, [onerror]")]
+  .map((e) => e.outerHTML);
+"""
+
+
+def test_hostile_document_text_and_name_render_as_text(
+    page: Page, api: ServerProcess, worker: ServerProcess
+) -> None:
+    """Upload -> index -> search -> snippet -> document page, with markup in the text and in
+    the filename: the page shows it all as text, and none of it runs."""
+    accepted = upload(api, {HOSTILE_FILENAME: HOSTILE_TEXT.encode()})
+    assert wait_attempt(api, accepted.json()["attempt_id"])["status"] == "succeeded"
+    selector = f'[data-document-id="{HOSTILE_FILENAME}"]'
+    page.open(f"#/search?q={quote(HOSTILE_QUERY)}&mode=keyword")
+    result = page.wait_for(f"#search-results .result{selector}")
+    snippet = result.find_element("css selector", ".snippet")
+    assert "<script>window.xssRan = 1</script>" in snippet.text
+    assert '<img src=x onerror="window.xssRan = 2">' in snippet.text
+    assert "<mark>heron</mark>" in snippet.text  # the document's own tags, as text
+    marks = [m.text for m in snippet.find_elements("css selector", "mark")]
+    assert {"heron", "script", "onerror", "bitterns"} <= {m.lower() for m in marks}
+    tags = page.driver.execute_script(
+        "return [...arguments[0].querySelectorAll('*')].map((e) => e.tagName)", snippet
+    )
+    assert set(tags) == {"MARK"}
+    assert HOSTILE_FILENAME in result.text
+    assert page.driver.execute_script(INJECTED_ELEMENTS) == []
+    page.screenshot("17-search-hostile-text")
+
+    result.find_element("css selector", ".result-title").click()
+    chunk = page.wait_for("#document-chunks .chunk", "window.xssRan = 1")
+    assert HOSTILE_TEXT in chunk.text
+    assert HOSTILE_FILENAME in page.find("#document-details").text
+    assert page.driver.execute_script(INJECTED_ELEMENTS) == []
+    page.go("#/documents")
+    row = page.wait_for(f"#documents-table tr{selector}")
+    assert HOSTILE_FILENAME in row.text
+    assert page.driver.execute_script(INJECTED_ELEMENTS) == []
+    assert page.driver.execute_script("return window.xssRan ?? null") is None
+    page.screenshot("18-documents-hostile-name")
 
 
 SANITIZE_SNIPPET = """
