@@ -16,6 +16,8 @@ from starlette.responses import JSONResponse
 
 from tandem.api.routes_documents import router as documents_router
 from tandem.api.routes_search import router as search_router
+from tandem.api.routes_status import record_samples
+from tandem.api.routes_status import router as status_router
 from tandem.api.state import ApiState, Authorized, StateDep
 from tandem.config import ApiSettings
 from tandem.db import catalog
@@ -24,6 +26,7 @@ from tandem.db.session import make_engine, make_session_factory
 from tandem.http_errors import BodySizeLimit, error_responses, install_error_handlers
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
+from tandem.metrics_history import MetricsHistory
 from tandem.model_client import ModelClient
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
 from tandem.worker.queue import QUEUE, make_celery
@@ -92,7 +95,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = build_state(settings)
         app.state.api = state
-        probe = StatusProbe(settings.model_server_url, state.record_inference_status)
+        # The status page's charts: each inference probe also samples the indexing
+        # server's last report and the queue into this app's bounded history.
+        history = MetricsHistory()
+        app.state.metrics_history = history
+        probe = StatusProbe(settings.model_server_url, record_samples(state, history))
         probe.start()
         log.info(
             "api_ready inference_server=%s open_access=%s",
@@ -112,6 +119,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_error_handlers(app)
     app.include_router(ops_router)
     app.include_router(documents_router)
+    app.include_router(status_router)
     # Search is documented here, with the errors every JSON endpoint can answer.
     app.include_router(search_router, responses=error_responses(400, 401, 413, 422))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)

@@ -1,0 +1,91 @@
+"""The status page's chart data: the last few minutes of both model servers and the queue.
+
+The samples are taken by the API server's inference-status probe (see `record_samples`);
+this module only serves them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
+from redis.exceptions import RedisError
+
+from tandem.api.state import ApiState, Authorized
+from tandem.http_errors import error_responses
+from tandem.metrics_history import MetricsHistory, sample_from
+from tandem.model_status import INDEXING_STATUS_KEY, ModelServerStatus, read_published
+from tandem.worker.queue import QUEUE
+
+router = APIRouter(prefix="/api", tags=["operations"])
+
+
+class MetricsPoint(BaseModel):
+    at: float = Field(description="Unix time of the sample (the API server's clock)")
+    query_p50_ms: float | None = Field(
+        description="Inference model server: median latency of model requests since the "
+        "previous sample, in ms (from its Prometheus histogram); null when none was served"
+    )
+    query_p99_ms: float | None = Field(description="The same, 99th percentile")
+    queries_per_second: float | None = Field(description="Inference model server: requests/s")
+    indexing_passages_per_second: float | None = Field(
+        description="Indexing model server: passages embedded per second, as the workers "
+        "report it; null when no worker reported recently"
+    )
+    indexing_queue_items: float | None = Field(
+        description="Indexing model server: items waiting to be batched"
+    )
+    worker_queue_length: int | None = Field(
+        description="Tasks waiting in the worker queue; null when the queue is unreachable"
+    )
+
+
+class MetricsHistoryOut(BaseModel):
+    interval_seconds: float = Field(description="Time between samples")
+    window_seconds: float = Field(description="How far back the samples reach")
+    samples: list[MetricsPoint] = Field(description="Oldest first")
+
+
+def get_history(request: Request) -> MetricsHistory:
+    history: MetricsHistory = request.app.state.metrics_history
+    return history
+
+
+HistoryDep = Annotated[MetricsHistory, Depends(get_history)]
+
+
+@router.get(
+    "/stats/history",
+    dependencies=[Authorized],
+    response_model=MetricsHistoryOut,
+    responses=error_responses(401),
+)
+def stats_history(history: HistoryDep) -> MetricsHistoryOut:
+    """The status page's charts: query latency, indexing throughput and queues over the
+    last few minutes, sampled in memory by this API server (a restart starts afresh)."""
+    return MetricsHistoryOut(
+        interval_seconds=history.interval_seconds,
+        window_seconds=history.window_seconds,
+        samples=[MetricsPoint.model_validate(s, from_attributes=True) for s in history.samples()],
+    )
+
+
+def record_samples(state: ApiState, history: MetricsHistory) -> Callable[[ModelServerStatus], None]:
+    """The inference probe's publisher: keep the status for /api/stats, and add a sample
+    with what the workers last reported about the indexing server and the queue length."""
+
+    def record(status: ModelServerStatus) -> None:
+        state.record_inference_status(status)
+        indexing = read_published(state.redis, INDEXING_STATUS_KEY)
+        try:
+            queued: int | None = int(state.redis.llen(QUEUE))
+        except RedisError:
+            queued = None
+        # A report older than two probes means no worker is probing: draw a gap.
+        max_age = 2.5 * history.interval_seconds
+        history.add(sample_from(status, indexing, queued, now=time.time(), max_report_age=max_age))
+
+    return record
