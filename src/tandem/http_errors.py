@@ -75,12 +75,41 @@ def error_response(
     )
 
 
+# pydantic names the member of a union in an error's location ("str", "int",
+# "function-after[...]", "list[...]"): not part of the field's path.
+_UNION_MEMBERS = frozenset({"str", "int", "float", "bool", "none"})
+
+
+def _is_union_member(part: object) -> bool:
+    return isinstance(part, str) and (part in _UNION_MEMBERS or ("[" in part and part != "[key]"))
+
+
+def _is_type_mismatch(error: Any) -> bool:
+    kind = str(error.get("type", ""))
+    return kind.endswith(("_type", "_parsing"))
+
+
 def validation_message(errors: Sequence[Any]) -> str:
-    """The first few problems of a pydantic/FastAPI error list, on one line."""
-    parts = []
-    for err in list(errors)[:5]:
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    """The first few problems of a pydantic/FastAPI error list, on one line: one per field,
+    and for a union field the member's real complaint (a refused value) over the others'
+    "not my type"."""
+    chosen: dict[str, Any] = {}
+    for err in errors:
+        loc = err.get("loc", ())
+        where = ".".join(str(p) for p in loc if p != "body" and not _is_union_member(p))
+        where = where or "body"
+        if where not in chosen or (_is_type_mismatch(chosen[where]) and not _is_type_mismatch(err)):
+            chosen[where] = err
+    # A union member that got further into the value (`input.1`) says more than one that
+    # refused its type at the top (`input`).
+    deeper = [
+        where
+        for where, err in chosen.items()
+        if _is_type_mismatch(err) and any(o.startswith(where + ".") for o in chosen)
+    ]
+    for where in deeper:
+        del chosen[where]
+    parts = [f"{where}: {err.get('msg', 'invalid')}" for where, err in list(chosen.items())[:5]]
     return "; ".join(parts) or "invalid request"
 
 
