@@ -37,10 +37,10 @@ EMBED_BATCH = 64
 CENTROID_SHARE = 0.4
 NOISE = 0.3
 INDEX_DDL = {
-    # The same definitions as migration 0001 (pgvector defaults: m=16, ef_construction=64).
+    # The same definition as migration 0001 (pgvector defaults: m=16, ef_construction=64).
+    # BM25 postings are written by the chunks triggers (migration 0002) during the COPY.
     "ix_chunks_embedding_hnsw": "CREATE INDEX ix_chunks_embedding_hnsw ON chunks "
     "USING hnsw (embedding vector_cosine_ops)",
-    "ix_chunks_tsv": "CREATE INDEX ix_chunks_tsv ON chunks USING gin (tsv)",
 }
 CHUNK_COLUMN_TYPES = ["text", "int4", "text", "text", "text", "jsonb", "text", "int4", "vector"]
 Matrix = npt.NDArray[np.float32]
@@ -205,7 +205,11 @@ def build_search_indexes(connection: psycopg.Connection[Any]) -> dict[str, float
         connection.execute(ddl)
         connection.commit()
         seconds[name] = time.perf_counter() - started
-    connection.execute("ANALYZE chunks")
-    connection.execute("ANALYZE documents")
     connection.commit()
+    # What autovacuum does on a live system: statistics, and the visibility map that lets
+    # BM25 read postings from its indexes alone.
+    connection.autocommit = True
+    for table in ("chunks", "documents", "bm25_postings", "bm25_terms"):
+        connection.execute(f"VACUUM ANALYZE {table}")
+    connection.autocommit = False
     return seconds

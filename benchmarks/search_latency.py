@@ -1,4 +1,5 @@
-"""Search latency through the API (POST /api/search) at 10k and 100k chunks, per mode.
+"""Search latency through the API (POST /api/search) at 10k and 100k chunks, per mode,
+one client at a time and CONCURRENT_CLIENTS at once.
 
 PostgreSQL is filled directly (COPY) with synthetic chunks whose vectors are built from
 real embeddings (see benchmarks/search_corpus.py); the HNSW and GIN indexes are then built
@@ -17,6 +18,7 @@ import argparse
 import random
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +44,7 @@ WARMUP = 10
 RECALL_QUERIES = 50
 SPLIT_QUERIES = 50  # the in-process split runs on the first 50 queries only
 REALISM_CHUNKS = 150
+CONCURRENT_CLIENTS = 4
 
 
 def make_queries(pool: corpus.SentencePool, count: int, seed: int) -> list[str]:
@@ -55,7 +58,29 @@ def make_queries(pool: corpus.SentencePool, count: int, seed: int) -> list[str]:
     return queries
 
 
-def api_latency(api_url: str, queries: list[str], mode: SearchMode) -> dict[str, Any]:
+def concurrent_api_latency(
+    api_url: str, queries: list[str], mode: SearchMode, clients: int
+) -> dict[str, Any]:
+    """The same queries split over `clients` threads, each with its own connection."""
+    shares = [queries[WARMUP + i :: clients] for i in range(clients)]
+    with ThreadPoolExecutor(clients) as pool:
+        started = time.perf_counter()
+        parts = list(pool.map(lambda share: api_latency(api_url, share, mode, 0), shares))
+        wall = time.perf_counter() - started
+    seconds = [s for part in parts for s in part.pop("client_seconds")]
+    return {
+        "clients": clients,
+        "queries": len(seconds),
+        "client_ms": summarize_ms(seconds),
+        "queries_per_second": len(seconds) / wall,
+        "empty_results": sum(p["empty_results"] for p in parts),
+        "degraded": sum(p["degraded"] for p in parts),
+    }
+
+
+def api_latency(
+    api_url: str, queries: list[str], mode: SearchMode, warmup: int = WARMUP
+) -> dict[str, Any]:
     client_seconds: list[float] = []
     took_ms: list[float] = []
     empty = degraded = 0
@@ -65,7 +90,7 @@ def api_latency(api_url: str, queries: list[str], mode: SearchMode) -> dict[str,
             response = client.post("/api/search", json={"query": query, "mode": mode.value})
             elapsed = time.perf_counter() - started
             body = response.raise_for_status().json()
-            if number < WARMUP:
+            if number < warmup:
                 continue
             client_seconds.append(elapsed)
             took_ms.append(float(body["took_ms"]))
@@ -77,6 +102,7 @@ def api_latency(api_url: str, queries: list[str], mode: SearchMode) -> dict[str,
         "server_took_ms": summarize_ms([t / 1000 for t in took_ms]),
         "empty_results": empty,
         "degraded": degraded,
+        "client_seconds": client_seconds,
     }
 
 
@@ -101,7 +127,7 @@ def index_latency(
     for query, vector in zip(queries, vectors, strict=True):
         given = None if mode is SearchMode.KEYWORD else vector  # as the API: no vector
         started = time.perf_counter()
-        index.search(IndexQuery(query, given, mode, limit=LIMIT, alpha=0.5, candidates=CANDIDATES))
+        index.search(IndexQuery(query, given, mode, limit=LIMIT, candidates=CANDIDATES))
         seconds.append(time.perf_counter() - started)
     return seconds[WARMUP:]
 
@@ -135,6 +161,10 @@ def measure_size(
         result: dict[str, Any] = {"modes": {}}
         for mode in MODES:
             api = api_latency(urls["api"], queries, mode)
+            del api["client_seconds"]
+            api["concurrent"] = concurrent_api_latency(
+                urls["api"], queries, mode, CONCURRENT_CLIENTS
+            )
             split = slice(0, WARMUP + SPLIT_QUERIES)
             seconds = index_latency(index, queries[split], vectors[split], mode)
             api["in_process_index_ms"] = summarize_ms(seconds)
@@ -190,6 +220,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 def _line(measured: dict[str, Any]) -> str:
     return "; ".join(
         f"{mode} p50 {m['client_ms']['p50']:.1f} ms p99 {m['client_ms']['p99']:.1f} ms"
+        f" (x{CONCURRENT_CLIENTS}: {m['concurrent']['client_ms']['p50']:.1f} /"
+        f" {m['concurrent']['client_ms']['p99']:.1f} ms)"
         for mode, m in measured["modes"].items()
     )
 

@@ -88,7 +88,6 @@ class Chunk(Base):
             postgresql_using="hnsw",
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
-        Index("ix_chunks_tsv", "tsv", postgresql_using="gin"),
         Index("ix_chunks_metadata", "metadata", postgresql_using="gin"),
     )
 
@@ -104,7 +103,8 @@ class Chunk(Base):
     text: Mapped[str] = mapped_column(Text)
     token_count: Mapped[int] = mapped_column(Integer)
     embedding: Mapped[Any] = mapped_column(Vector(EMBEDDING_DIMENSIONS))
-    # Title words weigh more than body words in keyword ranking.
+    # The analysed text; triggers (migration 0002) turn it into BM25 postings, where title
+    # lexemes (weight A) count more than body lexemes.
     tsv: Mapped[Any] = mapped_column(
         TSVECTOR,
         Computed(

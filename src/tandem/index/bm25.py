@@ -84,33 +84,24 @@ def storable(value: str) -> str:
     return value.replace("\x00", " ").encode("utf-8", "replace").decode("utf-8")
 
 
-def analyse(session: Session, query: str) -> list[str]:
-    """The query's distinct lexemes, with the same English analysis as the chunks."""
-    rows = session.execute(
-        text(f"SELECT lexeme FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', :q))"),
-        {"q": storable(query)},
-    )
-    return sorted({row[0] for row in rows})
-
-
 def prepare(session: Session, query: str, parameters: Bm25Parameters) -> PreparedQuery:
-    lexemes = analyse(session, query)
-    if not lexemes:
-        return PreparedQuery((), 1.0, parameters)
-    chunks, total_length = session.execute(
-        text("SELECT chunks, total_length FROM bm25_corpus")
-    ).one()
-    average = float(total_length) / chunks if chunks and total_length > 0 else 1.0
+    """Analyse the query (the same English analysis as the chunks) and read its terms'
+    statistics and the corpus totals, in one round trip."""
     rows = session.execute(
         text(
-            "SELECT id, lexeme, df, max_tf, min_length FROM bm25_terms"
-            " WHERE lexeme = ANY(:lexemes) AND df > 0"
+            "SELECT c.chunks, c.total_length, t.id, t.lexeme, t.df, t.max_tf, t.min_length"
+            " FROM bm25_corpus c LEFT JOIN bm25_terms t ON t.df > 0 AND t.lexeme IN"
+            f" (SELECT lexeme FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', :q)))"
         ),
-        {"lexemes": lexemes},
-    )
+        {"q": storable(query)},
+    ).all()
+    chunks, total_length = int(rows[0][0]), float(rows[0][1])
+    average = total_length / chunks if chunks and total_length > 0 else 1.0
     terms = []
-    for term_id, lexeme, df, max_tf, min_length in rows:
-        weight = idf(int(chunks), int(df))
+    for _, _, term_id, lexeme, df, max_tf, min_length in rows:
+        if term_id is None:  # no query lexeme is in the corpus
+            continue
+        weight = idf(chunks, int(df))
         bound = weight * term_frequency_part(max_tf, min_length, average, parameters)
         terms.append(QueryTerm(int(term_id), str(lexeme), int(df), weight, bound))
     terms.sort(key=lambda t: (t.df, t.term_id))  # rarest first

@@ -105,13 +105,19 @@ class PostgresRetrieval:
     def _nearest(
         session: Session, query: IndexQuery, vector: Vector, chunk_filter: ChunkFilter
     ) -> dict[int, float]:
-        # Filtered HNSW scans keep looking until enough rows pass the filter.
-        session.execute(text("SET LOCAL hnsw.iterative_scan = relaxed_order"))
+        # Filtered HNSW scans keep looking until enough rows pass the filter. On small
+        # tables the planner prefers a sequential scan that reads every vector out of line
+        # (TOAST): several times slower than the index. All three for this transaction
+        # only, set in one round trip.
         ef_search = max(40, min(MAX_EF_SEARCH, query.candidates))
-        session.execute(text(f"SET LOCAL hnsw.ef_search = {ef_search}"))
-        # On small tables the planner prefers a sequential scan that reads every vector out
-        # of line (TOAST): several times slower than the index (see the search benchmark).
-        session.execute(text("SET LOCAL enable_seqscan = off"))
+        session.execute(
+            text(
+                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+                " set_config('hnsw.ef_search', :ef, true),"
+                " set_config('enable_seqscan', 'off', true)"
+            ),
+            {"ef": str(ef_search)},
+        )
         rows = session.execute(
             text(
                 "SELECT c.id, 1 - (c.embedding <=> CAST(:v AS vector)) FROM chunks c"
@@ -119,7 +125,6 @@ class PostgresRetrieval:
             ),
             {**chunk_filter.params, "v": _vector_literal(vector), "k": query.candidates},
         )
-        session.execute(text("RESET enable_seqscan"))
         return {int(row[0]): float(row[1]) for row in rows}
 
     @staticmethod
