@@ -1,11 +1,13 @@
-"""In-process ONNX compute floor, in its own process pinned like the server it matches.
+"""In-process ONNX compute floor, in its own process set up like the server it matches.
 
-    python -m benchmarks.floor --role inference --cpus 0 --threads 1
+    python -m benchmarks.floor --role indexing --threads 2 --precision int8 --priority idle
 
-Loads the same prepared model with the same thread count and spinning setting as
-`tandem.model_server.engine.load_engines`, pins itself with `os.sched_setaffinity` before
-ONNX Runtime starts any thread, and times exactly the engine's work (tokenize, pad + run,
-L2-normalize) without HTTP, JSON or the scheduler.
+Loads the same prepared model (same precision) with the same thread count and spinning
+setting as `tandem.model_server.engine.load_engines`, and before ONNX Runtime starts any
+thread takes the server's CPU set (`--cpus`, when the server is pinned) and CPU priority
+(`--priority`, as `tandem.model_server.cpu.apply_priority` sets it for the server). It
+times exactly the engine's work (tokenize, pad + run, L2-normalize) without HTTP, JSON or
+the scheduler.
 
 It stays up between measurements so the benchmark can alternate floor and HTTP rounds
 (a shared machine's noise then hits both alike) without reloading the model: each stdin
@@ -23,9 +25,9 @@ import time
 import orjson
 
 from tandem.config import ModelCacheSettings
-from tandem.model_server.cpu import format_cpu_list, parse_cpu_list
+from tandem.model_server.cpu import CpuPriority, apply_priority, format_cpu_list, parse_cpu_list
 from tandem.model_server.engine import l2_normalize
-from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.model_server.manifest import ModelKind, Precision, locate_prepared
 from tandem.model_server.onnx_model import OnnxModel, load_model
 
 # The benchmark's requests ask for 512; the engine caps this at the model's max length.
@@ -90,23 +92,33 @@ class Floor:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--role", choices=["inference", "indexing"], required=True)
-    parser.add_argument("--cpus", required=True, help='CPU list, e.g. "0" or "1-3"')
+    parser.add_argument("--cpus", default="", help='CPU list, e.g. "0" or "1-3"; "": all')
     parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--precision", choices=[p.value for p in Precision], default="fp32")
+    parser.add_argument(
+        "--priority", choices=[p.value for p in CpuPriority], default=CpuPriority.NORMAL.value
+    )
     args = parser.parse_args()
 
-    # Before the session exists: ONNX Runtime's pool threads inherit this mask.
-    os.sched_setaffinity(0, parse_cpu_list(args.cpus))
+    # Before the session exists: ONNX Runtime's pool threads inherit the mask and priority.
+    if args.cpus:
+        os.sched_setaffinity(0, parse_cpu_list(args.cpus))
+    applied_priority = apply_priority(CpuPriority(args.priority))
+    precision = Precision(args.precision)
     settings = ModelCacheSettings()
     directory, manifest = locate_prepared(
-        settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER
+        settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER, precision=precision
     )
     # The engine spins only in the inference role; match it, or the floor is unfair.
     spinning = args.role == "inference"
-    floor = Floor(load_model(directory, manifest, args.threads, spinning=spinning))
+    model = load_model(directory, manifest, args.threads, spinning=spinning, precision=precision)
+    floor = Floor(model)
     identity = {
         "cpus": format_cpu_list(set(os.sched_getaffinity(0))),
         "threads": args.threads,
         "spinning": spinning,
+        "precision": precision.value,
+        "priority": applied_priority,
     }
     for line in sys.stdin:
         request = orjson.loads(line)

@@ -7,8 +7,11 @@ Starts every server as a real process on 127.0.0.1 and measures, in one run:
 2. indexing throughput over HTTP (concurrent batches of 64) vs the in-process batch floor;
 3. query latency on the inference server while the indexing server is saturated, vs idle;
 4. the same three for a baseline (sentence-transformers in a FastAPI sync endpoint).
-Tandem's servers are pinned as `tandem up` pins them; each floor runs in a process pinned
-to the same CPUs with the same thread count. Results: benchmarks/results/model_server.json.
+Tandem's servers start with the environment `tandem up` gives them (shared CPUs, the
+indexing server at the lowest CPU priority; `--pinned-too` adds a run pinned as
+`tandem up --pin-cpus` pins them); each floor runs in its own process with the same CPU
+set, CPU priority, thread count and precision as its server. Results:
+benchmarks/results/model_server.json.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from benchmarks.corpus import make_passages, make_queries
 from benchmarks.load import bulk_load, embed_body, query_latencies
 from benchmarks.phases import Texts, Workload, index_section, query_section, saturation_section
 from benchmarks.processes import (
+    FloorSetup,
     Server,
     baseline_argv,
     baseline_env,
@@ -40,11 +44,13 @@ from benchmarks.processes import (
     running,
     tandem_argv,
 )
-from tandem.config import ModelCacheSettings
-from tandem.model_server import cpu
+from tandem.config import ModelCacheSettings, ModelServerSettings
+from tandem.model_server.cpu import CpuPriority
 from tandem.model_server.manifest import TOKENIZER_FILE, ModelKind, locate_prepared
+from tandem.stack import model_server_specs
 
 RESULTS_PATH = Path(__file__).parent / "results" / "model_server.json"
+WARM_UP_SECONDS = 300.0
 # A smoke run never overwrites the full run's results.
 QUICK_RESULTS_PATH = RESULTS_PATH.with_name("model_server_quick.json")
 
@@ -80,9 +86,11 @@ def warm_up(inference: Server, indexing: Server, texts: Texts, work: Workload) -
         batch_size=work.batch_size,
         clients=1,
         max_batches=1,
-        max_seconds=60,
+        # The indexing server runs at the lowest CPU priority: on a busy shared machine
+        # its first batch may wait long for an idle CPU.
+        max_seconds=WARM_UP_SECONDS,
     ) as bulk:
-        bulk.result(timeout=90)
+        bulk.result(timeout=WARM_UP_SECONDS + 30)
 
 
 class Clock:
@@ -102,50 +110,114 @@ class Clock:
         }
 
 
-def bench_tandem(texts: Texts, work: Workload, log_dir: Path, clock: Clock) -> dict[str, object]:
-    inference_cpus, indexing_cpus = (
-        cpu.format_cpu_list(cpus) for cpus in cpu.split_for_roles(cpu.affinity())
+def _floor_setup(env: dict[str, str], threads: int, precision: str) -> FloorSetup:
+    return FloorSetup(
+        cpus=env.get("TANDEM_CPUS", ""),
+        threads=threads,
+        precision=precision,
+        priority=env.get("TANDEM_CPU_PRIORITY", CpuPriority.NORMAL.value),
     )
+
+
+def up_environments(pin_cpus: bool) -> tuple[dict[str, dict[str, str]], dict[str, str]]:
+    """{role: the environment `tandem up` gives that model server}, and how each shares
+    the CPUs: the benchmark starts the servers exactly as `tandem up` does."""
+    specs, sharing = model_server_specs(ModelServerSettings(), pin_cpus=pin_cpus)
+    return {spec.name.removesuffix("-model-server"): spec.env for spec in specs}, sharing
+
+
+def bench_tandem(
+    texts: Texts, work: Workload, log_dir: Path, clock: Clock, *, pin_cpus: bool = False
+) -> dict[str, object]:
+    environments, sharing = up_environments(pin_cpus)
+    precision = ModelServerSettings().precision.value
+    label = "tandem (pinned)" if pin_cpus else "tandem"
     with contextlib.ExitStack() as stack:
         inference = stack.enter_context(
             running(
-                "tandem-inference",
+                f"{label}-inference",
                 tandem_argv("inference", free_port()),
                 log_dir,
-                {"TANDEM_CPUS": inference_cpus},
+                environments["inference"],
             )
         )
         indexing = stack.enter_context(
             running(
-                "tandem-indexing",
+                f"{label}-indexing",
                 tandem_argv("indexing", free_port()),
                 log_dir,
-                {"TANDEM_CPUS": indexing_cpus},
+                environments["indexing"],
             )
         )
-        # The floors take the thread count each server chose (it caps to its CPU set).
+        # The floors take the thread count each server chose (by role, capped to its CPUs).
         inference_threads = int(str(inference.wait_ready()["threads"]))
         indexing_threads = int(str(indexing.wait_ready()["threads"]))
+        setups = {
+            "inference": _floor_setup(environments["inference"], inference_threads, precision),
+            "indexing": _floor_setup(environments["indexing"], indexing_threads, precision),
+        }
         warm_up(inference, indexing, texts, work)
         with (
-            clock.phase("tandem: queries vs floor"),
-            floor_worker("inference", inference_cpus, inference_threads) as floor,
+            clock.phase(f"{label}: queries vs floor"),
+            floor_worker("inference", setups["inference"]) as floor,
         ):
             queries = query_section(inference.url, texts, work, floor, metrics=True)
         with (
-            clock.phase("tandem: indexing vs floor"),
-            floor_worker("indexing", indexing_cpus, indexing_threads) as floor,
+            clock.phase(f"{label}: indexing vs floor"),
+            floor_worker("indexing", setups["indexing"]) as floor,
         ):
             indexed = index_section(indexing.url, texts, work, floor)
-        with clock.phase("tandem: queries under saturated indexing"):
+        with clock.phase(f"{label}: queries under saturated indexing"):
             saturation = saturation_section(inference.url, indexing.url, texts, work)
     return {
-        "cpu_sets": {"inference": inference_cpus, "indexing": indexing_cpus},
+        "cpu_sharing": sharing,
+        "precision": precision,
+        "floor_setups": {role: asdict(setup) for role, setup in setups.items()},
         "threads": {"inference": inference_threads, "indexing": indexing_threads},
         **queries,
         **indexed,
         **saturation,
     }
+
+
+def bench_inference_threads(
+    texts: Texts, work: Workload, log_dir: Path, clock: Clock, threads: int
+) -> dict[str, object]:
+    """The inference server at another thread count (TANDEM_THREADS), beside the indexing
+    server as `tandem up` starts it: idle and saturated query latency, and its floor."""
+    environments, _ = up_environments(pin_cpus=False)
+    precision = ModelServerSettings().precision.value
+    inference_env = environments["inference"] | {"TANDEM_THREADS": str(threads)}
+    with contextlib.ExitStack() as stack:
+        inference = stack.enter_context(
+            running(
+                f"tandem-inference-{threads}t",
+                tandem_argv("inference", free_port()),
+                log_dir,
+                inference_env,
+            )
+        )
+        indexing = stack.enter_context(
+            running(
+                f"tandem-indexing-{threads}t",
+                tandem_argv("indexing", free_port()),
+                log_dir,
+                environments["indexing"],
+            )
+        )
+        inference.wait_ready()
+        indexing.wait_ready()
+        warm_up(inference, indexing, texts, work)
+        setup = _floor_setup(inference_env, threads, precision)
+        with (
+            clock.phase(f"tandem, inference {threads} thread(s): queries"),
+            floor_worker("inference", setup) as floor,
+        ):
+            queries = query_section(inference.url, texts, work, floor, metrics=False)
+        with clock.phase(f"tandem, inference {threads} thread(s): saturated"):
+            saturation = saturation_section(inference.url, indexing.url, texts, work)
+    keep = ("query_sequential", "query_concurrent", "query_floor")
+    return {"threads": threads, **{k: queries[k] for k in keep}, **saturation}
 
 
 def bench_baseline(texts: Texts, work: Workload, log_dir: Path, clock: Clock) -> dict[str, object]:
@@ -204,6 +276,18 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small counts (~2 min smoke run)")
     parser.add_argument("--output", type=Path, help=f"default {RESULTS_PATH.name}")
     parser.add_argument("--skip-baseline", action="store_true", help="Tandem only")
+    parser.add_argument(
+        "--pinned-too",
+        action="store_true",
+        help="also run Tandem with each role pinned to its own CPUs (`tandem up --pin-cpus`)",
+    )
+    parser.add_argument(
+        "--inference-threads",
+        type=int,
+        action="append",
+        default=[],
+        help="also measure queries with the inference server at this thread count",
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like an error, so every `finally` stops the processes it started.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
@@ -215,7 +299,16 @@ def main() -> None:
     clock = Clock()
     with tempfile.TemporaryDirectory(prefix="tandem-bench-") as tmp:
         tandem = bench_tandem(texts, work, Path(tmp), clock)
+        variants = [
+            bench_inference_threads(texts, work, Path(tmp), clock, threads)
+            for threads in args.inference_threads
+        ]
+        pinned = (
+            bench_tandem(texts, work, Path(tmp), clock, pin_cpus=True) if args.pinned_too else None
+        )
         baseline = None if args.skip_baseline else bench_baseline(texts, work, Path(tmp), clock)
+    tandem["inference_thread_variants"] = variants
+    tandem["pinned"] = pinned
     results = report.assemble(
         machine=report.machine_info() | {"load_average_at_start": load_at_start},
         workload=asdict(work) | described | {"quick": args.quick},

@@ -95,12 +95,25 @@ def baseline_env() -> dict[str, str]:
     return env | {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 
 
-class FloorWorker:
-    """`benchmarks.floor` in its own pinned process, asked for one measurement at a time."""
+@dataclass(frozen=True)
+class FloorSetup:
+    """How the server a floor matches runs: CPU set ("" = all), threads, precision and
+    CPU priority (`tandem.model_server.cpu.CpuPriority` values)."""
 
-    def __init__(self, role: str, cpus: str, threads: int) -> None:
+    cpus: str
+    threads: int
+    precision: str
+    priority: str
+
+
+class FloorWorker:
+    """`benchmarks.floor` in its own process, set up like the server it matches, asked
+    for one measurement at a time."""
+
+    def __init__(self, role: str, setup: FloorSetup) -> None:
         argv = [sys.executable, "-m", "benchmarks.floor", f"--role={role}"]
-        argv += [f"--cpus={cpus}", f"--threads={threads}"]
+        argv += [f"--cpus={setup.cpus}", f"--threads={setup.threads}"]
+        argv += [f"--precision={setup.precision}", f"--priority={setup.priority}"]
         self.process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
 
     def measure(self, op: str, texts: list[str], max_seconds: float) -> dict[str, object]:
@@ -126,8 +139,8 @@ class FloorWorker:
 
 
 @contextmanager
-def floor_worker(role: str, cpus: str, threads: int) -> Iterator[FloorWorker]:
-    worker = FloorWorker(role, cpus, threads)
+def floor_worker(role: str, setup: FloorSetup) -> Iterator[FloorWorker]:
+    worker = FloorWorker(role, setup)
     try:
         yield worker
     finally:

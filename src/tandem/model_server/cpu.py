@@ -74,11 +74,14 @@ def usable_threads() -> int:
     return min(cpus, limit) if limit else cpus
 
 
-# Threads a query runs on by default. Measured on 2 cores (benchmarks/README.md): with the
-# indexing role saturating both CPUs at idle priority, a query on 2 threads still beats 1
-# at p50 and p99; past a few threads a 10-token query gains nothing (too little work to
-# split), so larger machines leave the rest to indexing.
-INFERENCE_THREADS = 2
+# Threads a query runs on by default: one. Measured on 2 busy cores with the indexing
+# server saturated at idle priority (benchmarks/README.md): query p50 / p99 2.8 / 13.8 ms on
+# one thread against 43.9 / 94.5 ms on two. A 10-token query is ~1.5 ms of work; a second
+# thread saves a fraction of a millisecond on an idle machine, but ONNX Runtime's parallel
+# loop waits for its slowest thread, so whenever the other CPU is busy the query waits for
+# a time slice there. One thread also leaves the other CPUs to indexing. TANDEM_THREADS
+# raises it (for many concurrent queries on a large machine).
+INFERENCE_THREADS = 1
 
 
 def role_threads(indexing: bool) -> int:
