@@ -211,6 +211,11 @@ class ApiSettings(StorageSettings):
     port: Annotated[int, Field(validation_alias=_env("API_SERVER_PORT"), ge=1, le=65535)] = 8080
     # Explicit opt-out of API keys, for a local single-user stack only.
     open_access: Annotated[bool, Field(validation_alias=_env("TANDEM_OPEN_ACCESS"))] = False
+    # A key that passed is not looked up again for this long: also how long a revoked key
+    # may still be accepted by a server that saw it just before.
+    api_key_cache_seconds: Annotated[
+        float, Field(validation_alias=_env("TANDEM_API_KEY_CACHE_SECONDS"), ge=0)
+    ] = 5.0
     max_upload_bytes: Annotated[
         int, Field(validation_alias=_env("TANDEM_MAX_UPLOAD_BYTES"), gt=0)
     ] = 100 * 1024 * 1024

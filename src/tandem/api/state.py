@@ -22,7 +22,6 @@ from tandem.model_client import ModelClient
 from tandem.model_status import ModelServerStatus
 
 KEY_PREFIX = "tdm_"
-AUTH_CACHE_SECONDS = 30.0
 
 
 def new_api_key() -> str:
@@ -66,7 +65,7 @@ class ApiState:
             ).first()
         if found is None:
             return False
-        self._valid_keys[digest] = now + AUTH_CACHE_SECONDS
+        self._valid_keys[digest] = now + self.settings.api_key_cache_seconds
         return True
 
 
