@@ -7,9 +7,9 @@ starts a throwaway PostgreSQL, applies the migrations, chunks every document wit
 worker's Chunker, embeds the chunks in this process with the prepared model (cached on
 disk: benchmarks/embedding_cache.py) and writes them through the worker's write path (the
 documents catalogue, then `PostgresIndex.replace_document`, so the database's own triggers
-run). Every query then runs through `PostgresIndex.search` in keyword and semantic mode
-and in hybrid mode with both fusions at several alphas; a document's rank is its best
-chunk's. The references (benchmarks/ranking_references.py) are computed in the same run
+run). Every query then runs through `tandem.search.Searcher` (the library the API route
+calls) in keyword and semantic mode and in hybrid mode with both fusions at several
+alphas; a document's rank is its best chunk's. The references (benchmarks/ranking_references.py) are computed in the same run
 from the same chunks and vectors. MRR@10, recall@10 and Tandem's ratios to the references
 go to benchmarks/results/ranking_quality.json.
 

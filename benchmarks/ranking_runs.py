@@ -4,7 +4,8 @@ Documents are chunked by the worker's Chunker and written the way the worker wri
 (catalogue row, then `PostgresIndex.replace_document`; the chunk count is left at 0), into a
 throwaway PostgreSQL with the project's migrations, so whatever the schema maintains on
 write (statistics, triggers) is maintained here too. Queries go through
-`PostgresIndex.search`, the index's stable entry point.
+`tandem.search.Searcher` over `PostgresIndex`, as the API route sends them (100
+candidates per retriever before fusion), with query vectors computed beforehand.
 """
 
 from __future__ import annotations
@@ -28,12 +29,12 @@ from tandem.db import catalog, migrate
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
-from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, IndexQuery, SearchMode
+from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode
+from tandem.schemas import TextType
+from tandem.search import Searcher, SearchQuery
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
 from tandem.worker.chunking import Chunk, Chunker
 from tandem.worker.document import ContentType, ParsedDocument
-
-CANDIDATES = 100  # per retriever, as the API asks
 
 
 @dataclass(frozen=True)
@@ -164,6 +165,20 @@ def ingest(sessions: sessionmaker[Session], prepared: PreparedSet) -> float:
     return time.perf_counter() - started
 
 
+class PrecomputedQueryVectors:
+    """The inference client for the Searcher: query vectors embedded (and cached) before
+    the run, so that search time is PostgreSQL's and the vectors are the references'."""
+
+    def __init__(self, texts: list[str], vectors: Matrix) -> None:
+        self._vectors = {t.strip(): v for t, v in zip(texts, vectors, strict=True)}
+
+    def embed(self, texts: list[str], text_type: TextType) -> Matrix:
+        return np.stack([self._vectors[t] for t in texts])
+
+    def rerank(self, query: str, documents: list[str]) -> list[float]:
+        raise RuntimeError("the ranking benchmark does not rerank")
+
+
 def tandem_rankings(
     sessions: sessionmaker[Session],
     prepared: PreparedSet,
@@ -171,21 +186,25 @@ def tandem_rankings(
     depth: int,
 ) -> Iterator[tuple[Configuration, list[list[str]]]]:
     """Each configuration's document rankings, one per query (a document at its best
-    chunk's rank)."""
-    indexes = {fusion: PostgresIndex(sessions, fusion) for fusion in Fusion}
+    chunk's rank), from `tandem.search.Searcher`, the library the API route calls."""
+    texts = [q.text for q in prepared.queries]
+    inference = PrecomputedQueryVectors(texts, prepared.query_vectors)
+    longest = max(len(t) for t in texts)
+    searchers = {
+        fusion: Searcher(PostgresIndex(sessions, fusion), inference, max_query_chars=longest)
+        for fusion in Fusion
+    }
     for config in configs:
         rankings: list[list[str]] = []
-        for query, vector in zip(prepared.queries, prepared.query_vectors, strict=True):
-            request = IndexQuery(
-                text=query.text,
-                vector=vector,
-                mode=config.mode,
-                limit=depth,
-                alpha=DEFAULT_HYBRID_ALPHA if config.alpha is None else config.alpha,
-                candidates=CANDIDATES,
+        for text in texts:
+            alpha = DEFAULT_HYBRID_ALPHA if config.alpha is None else config.alpha
+            result = searchers[config.fusion].search(
+                SearchQuery(text=text, mode=config.mode, limit=depth, alpha=alpha)
             )
+            if result.degraded:
+                raise RuntimeError(f"search was degraded: {text!r}")
             ranking: list[str] = []
-            for hit in indexes[config.fusion].search(request):
+            for hit in result.hits:
                 if hit.document_id not in ranking:
                     ranking.append(hit.document_id)
             rankings.append(ranking)
