@@ -1,24 +1,14 @@
-"""Where the pipeline's time went: the instrumented worker's item records, the indexing
-server's Prometheus counters and the CPU each process used."""
+"""Where the pipeline's time went: the indexing server's Prometheus counters and the CPU
+each process used (the worker's own stage timings: benchmarks/ingest_worker.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
-import orjson
-
-from benchmarks.ingest_worker import PHASES
 from benchmarks.tandem_stack import metric_growth
 
 Interval = tuple[float, float]
-
-
-def read_items(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
 def covered_seconds(intervals: Iterable[Interval], start: float, end: float) -> float:
@@ -30,30 +20,6 @@ def covered_seconds(intervals: Iterable[Interval], start: float, end: float) -> 
             total += high - low
             reach = high
     return total
-
-
-def phase_summary(items: list[dict[str, Any]], start: float, end: float) -> dict[str, Any]:
-    """Seconds per phase (summed over items and as a share of item time), how many items
-    were in flight on average, and how much of the wall time had an embedding request open
-    (the rest, the indexing server had nothing from this worker)."""
-    if not items:
-        return {}
-    wall = end - start
-    item_seconds = sum(i["end"] - i["start"] for i in items)
-    phases = {p: sum(i["phases"].get(p, 0.0) for i in items) for p in PHASES}
-    phases["other"] = item_seconds - sum(phases.values())  # catalog upsert, chunk count
-    embeds = [tuple(interval) for i in items for interval in i["embed_intervals"]]
-    first_start = min(i["start"] for i in items)
-    return {
-        "items": len(items),
-        "mean_item_ms": item_seconds / len(items) * 1000,
-        "mean_items_in_flight": item_seconds / wall,
-        "phase_ms_per_item": {p: s / len(items) * 1000 for p, s in phases.items()},
-        "phase_share_of_item_time": {p: s / item_seconds for p, s in phases.items()},
-        "embed_request_open_share": covered_seconds(embeds, start, end) / wall,
-        "seconds_before_first_item": first_start - start,
-        "seconds_after_last_item": end - max(i["end"] for i in items),
-    }
 
 
 def server_summary(

@@ -11,7 +11,9 @@ from tandem.model_server.manifest import ModelKind, locate_prepared
 from tandem.worker.chunking import Chunker
 from tandem.worker.parsing import parse_document
 
-MIN_WORDS, MAX_WORDS = 250, 800  # 2-9 chunks of up to 256 tokens, 5 on average
+# Words per document (about 1.3 tokens a word): "short" is one ~100-token chunk, as a note
+# or a ticket; "long" is ~5k tokens, ~23 chunks of up to 256.
+PROFILES: dict[str, tuple[int, int]] = {"short": (65, 85), "long": (3700, 3900)}
 
 
 @dataclass(frozen=True)
@@ -20,15 +22,17 @@ class GeneratedDocument:
     data: bytes  # Markdown: "# title", then paragraphs
 
 
-def generate_documents(count: int, seed: int) -> list[GeneratedDocument]:
-    model = ProseModel.from_installed()
+def generate_documents(
+    count: int, seed: int, profile: str = "short", model: ProseModel | None = None
+) -> list[GeneratedDocument]:
+    prose = model or ProseModel.from_installed()
+    low, high = PROFILES[profile]
     rng = random.Random(seed)
     documents = []
     for number in range(count):
-        title, text = model.document(rng, rng.randint(MIN_WORDS, MAX_WORDS))
-        documents.append(
-            GeneratedDocument(f"doc-{number:04d}.md", f"# {title}\n\n{text}\n".encode())
-        )
+        title, text = prose.document(rng, rng.randint(low, high))
+        filename = f"{profile}-{number:05d}.md"
+        documents.append(GeneratedDocument(filename, f"# {title}\n\n{text}\n".encode()))
     return documents
 
 
@@ -37,7 +41,7 @@ def worker_chunk_texts(documents: list[GeneratedDocument]) -> list[str]:
     parser, and the same chunker built from the same settings and prepared model."""
     settings = WorkerSettings()
     directory, _ = locate_prepared(
-        settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER
+        settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER, need_weights=False
     )
     chunker = Chunker.from_model_dir(directory, overlap_tokens=settings.chunk_overlap_tokens)
     texts: list[str] = []

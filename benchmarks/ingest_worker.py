@@ -1,120 +1,55 @@
-"""`tandem worker` with timing probes: where does each indexed item's time go?
+"""The worker's own stage timings, as the ingest benchmark asks for and reads them.
 
-Runs the real worker (`tandem.cli worker`, same settings, same code) after wrapping the
-functions one item passes through with a timer; each finished item appends one JSON line
-to $TANDEM_BENCH_PHASES_FILE: its wall interval and the seconds spent per phase, with the
-embedding requests' own intervals (to see when the indexing server had work). A timer
-costs about a microsecond; an item takes tens of milliseconds.
-
-    python -m benchmarks.ingest_worker [worker options]
+`tandem worker` with TANDEM_WORKER_TIMINGS_FILE set appends one JSON line per claimed
+batch (tandem.worker.stages.BatchTimings): its wall interval, items, passages, seconds per
+stage (claim, parse_chunk, embed, store, finish_attempts) and the interval of each
+embedding request (when the indexing server had this worker's work). No patching: the
+benchmark runs the worker exactly as deployed, with one more environment variable.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import sys
-import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 
-PHASES_FILE_VARIABLE = "TANDEM_BENCH_PHASES_FILE"
-PHASES = ("start_item", "parse", "chunk", "embed", "store_chunks", "finish_item")
+from benchmarks.ingest_analysis import covered_seconds
 
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class ItemRecorder:
-    """Per-thread accounting of the item being indexed; one JSON line per item."""
-
-    def __init__(self, path: Path) -> None:
-        self._path = path
-        self._lock = threading.Lock()
-        self._local = threading.local()
-
-    def _current(self) -> dict[str, Any] | None:
-        current: dict[str, Any] | None = getattr(self._local, "item", None)
-        return current
-
-    def timed(self, phase: str, function: F) -> F:
-        @functools.wraps(function)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            started = time.time()
-            try:
-                return function(*args, **kwargs)
-            finally:
-                ended = time.time()
-                item = self._current()
-                if item is not None:
-                    item["phases"][phase] = item["phases"].get(phase, 0.0) + ended - started
-                    if phase == "embed":
-                        item["embed_intervals"].append((started, ended))
-
-        return wrapper  # type: ignore[return-value]
-
-    def item(self, function: F) -> F:
-        @functools.wraps(function)
-        def wrapper(pipeline: Any, item_id: int) -> Any:
-            self._local.item = {"phases": {}, "embed_intervals": []}
-            started = time.time()
-            outcome: object = "error"
-            try:
-                outcome = function(pipeline, item_id)
-                return outcome
-            finally:
-                record = self._local.item | {
-                    "item": item_id,
-                    "thread": threading.get_ident(),
-                    "start": started,
-                    "end": time.time(),
-                    "outcome": str(outcome),
-                }
-                self._local.item = None
-                line = orjson.dumps(record) + b"\n"
-                with self._lock, self._path.open("ab") as out:
-                    out.write(line)
-
-        return wrapper  # type: ignore[return-value]
+TIMINGS_FILE_VARIABLE = "TANDEM_WORKER_TIMINGS_FILE"
+STAGES = ("claim", "parse_chunk", "embed", "store", "finish_attempts")
 
 
-def install(recorder: ItemRecorder) -> None:
-    """Wrap what `IndexingPipeline.run` calls, where it looks the names up."""
-    from tandem.db import attempts
-    from tandem.index.postgres import PostgresIndex
-    from tandem.model_client import ModelClient
-    from tandem.worker import pipeline
-    from tandem.worker.chunking import Chunker
-
-    attempts.start_item = recorder.timed("start_item", attempts.start_item)
-    attempts.finish_item = recorder.timed("finish_item", attempts.finish_item)
-    pipeline.parse_document = recorder.timed(  # type: ignore[attr-defined]
-        "parse",
-        pipeline.parse_document,  # type: ignore[attr-defined]
-    )
-    Chunker.chunk = recorder.timed("chunk", Chunker.chunk)  # type: ignore[method-assign]
-    ModelClient.embed = recorder.timed("embed", ModelClient.embed)  # type: ignore[method-assign]
-    PostgresIndex.replace_document = recorder.timed(  # type: ignore[method-assign]
-        "store_chunks", PostgresIndex.replace_document
-    )
-    pipeline.IndexingPipeline.run = recorder.item(  # type: ignore[method-assign]
-        pipeline.IndexingPipeline.run
-    )
+def read_batches(path: Path, start: float, end: float) -> list[dict[str, Any]]:
+    """The non-empty batches that started within [start, end]."""
+    if not path.exists():
+        return []
+    batches = [orjson.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
+    return [b for b in batches if b["items"] and start <= b["started"] <= end]
 
 
-def main() -> None:
-    path = os.environ.get(PHASES_FILE_VARIABLE)
-    if not path:
-        sys.exit(f"{PHASES_FILE_VARIABLE} must name the file to append item timings to")
-    install(ItemRecorder(Path(path)))
-    from tandem.cli import main as tandem_main
-
-    sys.argv = ["tandem", "worker", *sys.argv[1:]]
-    tandem_main()
-
-
-if __name__ == "__main__":
-    main()
+def stage_summary(batches: list[dict[str, Any]], start: float, end: float) -> dict[str, Any]:
+    """Per document: milliseconds per stage (summed over the worker's threads); batches and
+    their sizes; how many batches were in flight on average; and the share of the wall
+    time with an embedding request open (the rest, the indexing server had nothing from
+    this worker)."""
+    if not batches:
+        return {}
+    wall = end - start
+    documents = sum(b["items"] for b in batches)
+    batch_seconds = sum(b["ended"] - b["started"] for b in batches)
+    stages = {s: sum(b["stages"].get(s, 0.0) for b in batches) for s in STAGES}
+    stages["other"] = batch_seconds - sum(stages.values())
+    requests = [tuple(i) for b in batches for i in b["embed_intervals"]]
+    return {
+        "batches": len(batches),
+        "mean_batch_documents": documents / len(batches),
+        "mean_batch_passages": sum(b["passages"] for b in batches) / len(batches),
+        "embed_requests": len(requests),
+        "mean_batches_in_flight": batch_seconds / wall,
+        "stage_ms_per_document": {s: v / documents * 1000 for s, v in stages.items()},
+        "stage_share_of_batch_time": {s: v / batch_seconds for s, v in stages.items()},
+        "embed_request_open_share": covered_seconds(requests, start, end) / wall,
+        "seconds_before_first_batch": min(b["started"] for b in batches) - start,
+        "seconds_after_last_batch": end - max(b["ended"] for b in batches),
+    }

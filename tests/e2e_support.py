@@ -104,20 +104,26 @@ def create_api_key(backends: Backends, name: str = "tests") -> str:
     return created.stdout.strip()
 
 
-def start_worker(backends: Backends, indexing_url: str) -> ServerProcess:
+def start_worker(
+    backends: Backends,
+    indexing_url: str,
+    env: dict[str, str] | None = None,
+    concurrency: int = 2,
+) -> ServerProcess:
     host, _, port = indexing_url.removeprefix("http://").partition(":")
     log_path = backends.log_dir / f"worker-{time.monotonic_ns()}.log"
+    settings = backends.env(INDEXING_MODEL_SERVER_HOST=host, INDEXING_MODEL_SERVER_PORT=port)
     process = _spawn(
-        ["worker", "--concurrency", "2"],
-        backends.env(INDEXING_MODEL_SERVER_HOST=host, INDEXING_MODEL_SERVER_PORT=port),
-        log_path,
+        ["worker", "--concurrency", str(concurrency)], settings | (env or {}), log_path
     )
-    deadline = time.monotonic() + 60
+    server = ServerProcess(process, indexing_url, log_path)
+    deadline = time.monotonic() + 90
     while "ready." not in log_path.read_text(errors="replace"):
         if process.poll() is not None or time.monotonic() > deadline:
+            server.stop()
             raise AssertionError(f"worker did not start:\n{log_path.read_text()}")
         time.sleep(0.1)
-    return ServerProcess(process, indexing_url, log_path)
+    return server
 
 
 @contextmanager

@@ -14,8 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tandem.worker.chunking import Chunker
-from tandem.worker.parsing import parse_document
+from tandem.worker.stages import Stage
 from tests.e2e_support import (
     Backends,
     running,
@@ -25,6 +24,16 @@ from tests.e2e_support import (
     top_document,
     upload,
     wait_attempt,
+)
+from tests.resume_support import (
+    FAST_LEASES,
+    Database,
+    check_indexed_exactly_once,
+    claimed_batches,
+    hold_env,
+    long_text,
+    short_text,
+    wait_for_hold,
 )
 from tests.support import ServerProcess, free_port, start_model_server
 
@@ -41,42 +50,74 @@ def _item_status(api: ServerProcess, attempt_id: str) -> dict[str, Any]:
     return item
 
 
-def _long_document() -> bytes:
-    paragraphs = [
-        f"Paragraph {i} of the field report describes sample {i * 7 % 97} taken near "
-        f"station {i % 13}, with readings of salinity, temperature and dissolved oxygen "
-        "recorded every hour during the survey of the estuary and its tidal channels."
-        for i in range(600)
-    ]
-    return "\n\n".join(paragraphs).encode()
+# The long document is one of 56 files: 50 short ones come first, so the first embedding
+# request completes only them (the first group written) and the long one spans requests.
+SHORT_FIRST, SHORT_AFTER = 50, 5
 
 
-def test_killed_worker_task_completes_after_restart_without_duplicates(
-    api: ServerProcess, backends: Backends, indexing_server: ServerProcess, model_cache: Path
+def _stage_upload() -> dict[str, bytes]:
+    files = {f"pre-{n:02d}.txt": short_text(n).encode() for n in range(SHORT_FIRST)}
+    files["report.txt"] = long_text().encode()
+    files |= {f"post-{n:02d}.txt": short_text(100 + n).encode() for n in range(SHORT_AFTER)}
+    return files
+
+
+@pytest.mark.parametrize(
+    "stage",
+    [Stage.CLAIMED, Stage.EMBEDDED, Stage.WRITTEN, Stage.COMMITTED, Stage.FINISHED],
+)
+def test_a_worker_killed_at_each_stage_is_resumed_exactly_once(
+    stage: Stage,
+    api: ServerProcess,
+    backends: Backends,
+    indexing_server: ServerProcess,
+    model_cache: Path,
+    tmp_path: Path,
 ) -> None:
-    data = _long_document()
-    expected = Chunker.from_model_dir(model_cache / "all-MiniLM-L6-v2").chunk(
-        parse_document("report.txt", data)
+    """The worker stops at `stage` (a hold in the pipeline, not a sleep) and is SIGKILLed
+    there; a new worker takes the items over once their lease runs out, through the sweep:
+    the broker never redelivers here (visibility timeout of an hour)."""
+    files = _stage_upload()
+    database = Database(backends.database_url)
+    database.reset()
+    hold_file = tmp_path / "hold"
+    held = start_worker(
+        backends, indexing_server.url, FAST_LEASES | hold_env(stage, hold_file), concurrency=1
     )
-    worker = start_worker(backends, indexing_server.url)
     try:
-        attempt_id = upload(api, {"report.txt": data}).json()["attempt_id"]
-        deadline = time.monotonic() + 30
-        while _item_status(api, attempt_id)["status"] != "running":
-            assert time.monotonic() < deadline, "the worker never started the task"
-            time.sleep(0.05)
-        time.sleep(0.5)  # mid-way through embedding
-        worker.process.send_signal(signal.SIGKILL)
-        worker.process.wait(10)
-        assert _item_status(api, attempt_id)["status"] == "running"
+        attempt_id = upload(api, files).json()["attempt_id"]
+        wait_for_hold(held, hold_file)
+        at_kill = database.items(attempt_id)
+        held.process.send_signal(signal.SIGKILL)
+        held.process.wait(10)
     finally:
-        worker.stop()
-    with running(start_worker(backends, indexing_server.url)):
-        attempt = wait_attempt(api, attempt_id, timeout=180)
+        held.stop()
+    states = {i.document_id: i.status for i in at_kill}
+    indexed = database.chunk_counts()
+    if stage in (Stage.CLAIMED, Stage.EMBEDDED, Stage.WRITTEN):
+        assert set(states.values()) == {"running"}
+        assert indexed == {}  # nothing written, or the transaction died uncommitted
+    elif stage is Stage.COMMITTED:
+        done = {d for d, s in states.items() if s == "succeeded"}
+        assert done == {f"pre-{n:02d}.txt" for n in range(SHORT_FIRST)}
+        assert {s for d, s in states.items() if d not in done} == {"running"}
+        assert set(indexed) == done
+    else:
+        assert set(states.values()) == {"succeeded"}
+    with running(start_worker(backends, indexing_server.url, FAST_LEASES)) as worker:
+        attempt = wait_attempt(api, attempt_id, timeout=120)
+        claims = claimed_batches(worker.log())
     assert attempt["status"] == "succeeded", attempt
-    detail = httpx.get(f"{api.url}/api/documents/report.txt").json()
-    assert [c["ordinal"] for c in detail["chunks"]] == list(range(len(expected)))
-    assert [c["text"] for c in detail["chunks"]] == [c.text for c in expected]
+    assert not any(c.redelivered for c in claims), claims
+    resumed = {i.id for i in at_kill if i.status == "running"}
+    if resumed:
+        # Taken over once the lease ran out; a recovering item is claimed alone.
+        assert {i for c in claims for i in c.items} >= resumed
+        assert all(len(c.items) == 1 for c in claims if set(c.items) & resumed)
+        assert {i.claims for i in database.items(attempt_id) if i.id in resumed} == {2}
+    else:
+        assert claims == []  # the finished batch's message is never delivered again
+    check_indexed_exactly_once(database, files, model_cache, indexing_server.url)
 
 
 def test_attempts_wait_for_the_indexing_server(

@@ -19,7 +19,7 @@ from tandem.api.routes_search import router as search_router
 from tandem.api.routes_status import record_samples
 from tandem.api.routes_status import router as status_router
 from tandem.api.state import ApiState, Authorized, StateDep
-from tandem.config import ApiSettings
+from tandem.config import ApiSettings, ModelCacheSettings
 from tandem.db import catalog
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
@@ -30,6 +30,7 @@ from tandem.metrics_history import MetricsHistory
 from tandem.model_client import ModelClient
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
 from tandem.worker.queue import QUEUE, make_celery
+from tandem.worker.startup import check_dimensions, configured_model_dimensions
 
 log = logging.getLogger(__name__)
 ops_router = APIRouter(prefix="/api", tags=["operations"])
@@ -76,6 +77,9 @@ def build_state(settings: ApiSettings) -> ApiState:
     engine = make_engine(settings.require_database_url())
     upgrade(engine)
     sessions = make_session_factory(engine)
+    # Queries are embedded by the inference server's model: refuse to serve an index of
+    # another vector size (raises IncompatibleModel, naming both sizes).
+    check_dimensions(sessions, *configured_model_dimensions(ModelCacheSettings()))
     return ApiState(
         settings=settings,
         engine=engine,

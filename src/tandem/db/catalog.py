@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, func, select
-from sqlalchemy.dialects.postgresql import insert
+import orjson
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from tandem.db.models import Chunk, Document
@@ -21,32 +22,63 @@ class DocumentInfo:
     metadata: dict[str, Any]
     content_hash: str
     size_bytes: int
+    chunk_count: int = 0
 
 
 def upsert_document(session: Session, info: DocumentInfo) -> None:
-    values = {
-        "id": info.id,
-        "title": info.title,
-        "source": info.source,
-        "content_type": info.content_type,
-        "metadata": info.metadata,
-        "content_hash": info.content_hash,
-        "size_bytes": info.size_bytes,
-        "chunk_count": 0,
-    }
-    statement = insert(cast(Table, Document.__table__)).values(values)
-    updated = {k: statement.excluded[k] for k in values if k not in ("id", "chunk_count")}
-    session.execute(
-        statement.on_conflict_do_update(
-            index_elements=["id"], set_=updated | {"updated_at": func.now()}
-        )
+    upsert_documents(session, [info])
+
+
+_UPSERT = text(
+    """
+    INSERT INTO documents
+        (id, title, source, content_type, metadata, content_hash, size_bytes, chunk_count)
+    SELECT * FROM unnest(
+        CAST(:ids AS text[]), CAST(:titles AS text[]), CAST(:sources AS text[]),
+        CAST(:content_types AS text[]), CAST(CAST(:metadata AS text[]) AS jsonb[]),
+        CAST(:hashes AS text[]), CAST(:sizes AS bigint[]), CAST(:chunk_counts AS integer[]))
+    ON CONFLICT (id) DO UPDATE SET
+        title = excluded.title, source = excluded.source,
+        content_type = excluded.content_type, metadata = excluded.metadata,
+        content_hash = excluded.content_hash, size_bytes = excluded.size_bytes,
+        chunk_count = excluded.chunk_count, updated_at = now()
+    RETURNING id, xmax <> 0 AS existed
+    """
+)
+
+
+def upsert_documents(session: Session, infos: Sequence[DocumentInfo]) -> set[str]:
+    """Insert or update catalogue rows in one statement (of one fixed text, whatever the
+    count); the ids that already existed, whose old chunks the caller must replace. The
+    ids must be distinct; sort them, so concurrent writers lock rows in one order."""
+    if not infos:
+        return set()
+    rows = session.execute(
+        _UPSERT,
+        {
+            "ids": [i.id for i in infos],
+            "titles": [i.title for i in infos],
+            "sources": [i.source for i in infos],
+            "content_types": [i.content_type for i in infos],
+            "metadata": [orjson.dumps(i.metadata).decode() for i in infos],
+            "hashes": [i.content_hash for i in infos],
+            "sizes": [i.size_bytes for i in infos],
+            "chunk_counts": [i.chunk_count for i in infos],
+        },
     )
+    # xmax is 0 on a freshly inserted row version and set on an updated one.
+    return {str(row.id) for row in rows if row.existed}
 
 
-def set_chunk_count(session: Session, document_id: str, count: int) -> None:
-    document = session.get(Document, document_id)
-    if document is not None:
-        document.chunk_count = count
+def embedding_dimensions(session: Session) -> int:
+    """The size of the index's vector column, as the migrations created it."""
+    size = session.execute(
+        text(
+            "SELECT atttypmod FROM pg_attribute "
+            "WHERE attrelid = 'chunks'::regclass AND attname = 'embedding'"
+        )
+    ).scalar_one()
+    return int(size)
 
 
 def list_documents(session: Session, *, offset: int, limit: int) -> tuple[list[Document], int]:

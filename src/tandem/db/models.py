@@ -142,7 +142,16 @@ class IndexAttemptItem(Base):
     """One file or document of an attempt; its bytes wait here until indexed."""
 
     __tablename__ = "index_attempt_items"
-    __table_args__ = (UniqueConstraint("attempt_id", "position", name="uq_items_attempt_pos"),)
+    __table_args__ = (
+        UniqueConstraint("attempt_id", "position", name="uq_items_attempt_pos"),
+        # What workers claim from: the unfinished items, oldest first.
+        Index(
+            "ix_index_attempt_items_unfinished",
+            "id",
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index("ix_index_attempt_items_lease_owner", "lease_owner"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
     attempt_id: Mapped[uuid.UUID] = mapped_column(
@@ -162,6 +171,14 @@ class IndexAttemptItem(Base):
     )
     error: Mapped[str | None] = mapped_column(Text)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    # The work queue (tandem.db.attempts): a claim bumps `claims` (the fencing token of
+    # its write) and leases the item to one worker until `lease_expires_at`; `failures`
+    # counts unexpected errors and dead workers; a retry waits until `not_before`.
+    claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failures: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    lease_owner: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    not_before: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
     attempt: Mapped[IndexAttempt] = relationship(back_populates="items")
 

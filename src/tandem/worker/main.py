@@ -3,62 +3,105 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+import os
+import socket
+import uuid
 
 from redis import Redis
+from redis.exceptions import RedisError
 
 from tandem.config import WorkerSettings
+from tandem.db import attempts
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
-from tandem.index.postgres import PostgresIndex
 from tandem.model_client import ModelClient
 from tandem.model_server.manifest import ModelKind, locate_prepared
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
 from tandem.worker.chunking import Chunker
 from tandem.worker.pipeline import IndexingPipeline
-from tandem.worker.queue import QUEUE, make_celery, register_index_task, requeue_stale
+from tandem.worker.queue import QUEUE, make_celery, register_index_task, send_work
+from tandem.worker.settings import PipelineSettings
+from tandem.worker.stages import HoldAt, Observers, StageObserver, TimingsFile
+from tandem.worker.startup import check_dimensions
+from tandem.worker.sweep import Periodic, Sweeper, heartbeat
 
 log = logging.getLogger(__name__)
 
 
+def _observers(tuning: PipelineSettings) -> Observers:
+    observers: list[StageObserver] = []
+    if tuning.timings_file is not None:
+        observers.append(TimingsFile(tuning.timings_file))
+    if tuning.hold_at is not None and tuning.hold_file is not None:
+        log.warning("fault_injection hold_at=%s (a test is driving this worker)", tuning.hold_at)
+        observers.append(HoldAt(tuning.hold_at, tuning.hold_file, tuning.hold_after))
+    return Observers(observers)
+
+
 def run_worker(settings: WorkerSettings) -> None:
-    engine = make_engine(settings.require_database_url(), pool_size=settings.concurrency)
+    tuning = PipelineSettings()
+    engine = make_engine(settings.require_database_url(), pool_size=settings.concurrency + 2)
     upgrade(engine)
     sessions = make_session_factory(engine)
     # The chunker needs only the tokenizer of the model the indexing server runs.
-    directory, _ = locate_prepared(
+    directory, manifest = locate_prepared(
         settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER, need_weights=False
     )
+    dimensions = check_dimensions(sessions, settings.embedding_model, manifest.dimensions)
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     pipeline = IndexingPipeline(
         sessions=sessions,
-        index=PostgresIndex(sessions),
         embedder=ModelClient(
             settings.indexing_model_server_url,
             timeout=settings.model_timeout_seconds,
             batch_size=settings.embed_batch_size,
         ),
         chunker=Chunker.from_model_dir(directory, overlap_tokens=settings.chunk_overlap_tokens),
+        limits=attempts.ClaimLimits(
+            owner=owner,
+            lease_seconds=tuning.lease_seconds,
+            max_items=tuning.batch_items,
+            max_bytes=tuning.batch_bytes,
+            max_failures=tuning.max_failures,
+        ),
+        dimensions=dimensions,
+        retry_base_seconds=tuning.retry_base_seconds,
+        observer=_observers(tuning),
     )
     app = make_celery(settings)
-    register_index_task(app, pipeline)
+    redis = Redis.from_url(settings.require_redis_url(), socket_timeout=2.0)
+
+    def queue_length() -> int:
+        try:
+            return int(redis.llen(QUEUE))
+        except RedisError:
+            return 1  # unknown: assume messages are waiting, send no extra ones
+
+    def send(count: int, origin: str) -> None:
+        send_work(app, count, origin, settings.task_expiry_seconds)
+
+    register_index_task(app, pipeline, queue_length, settings.task_expiry_seconds)
     # The status page learns about the indexing server from the workers that use it.
-    status_redis = Redis.from_url(settings.require_redis_url(), socket_timeout=2.0)
     probe = StatusProbe(
         settings.indexing_model_server_url,
-        redis_publisher(status_redis, INDEXING_STATUS_KEY, ttl_seconds=30),
+        redis_publisher(redis, INDEXING_STATUS_KEY, ttl_seconds=30),
     )
-    probe.start()
-    requeued = requeue_stale(
-        app,
-        sessions,
-        timedelta(seconds=settings.task_visibility_timeout),
-        settings.task_expiry_seconds,
-    )
+    sweeper = Sweeper(sessions, queue_length, send, threads=settings.concurrency)
+    started = sweeper.sweep("startup")
+    sweeping = Periodic("sweep", tuning.sweep_seconds, sweeper.sweep)
+    leases = heartbeat(sessions, owner, tuning.lease_seconds)
+    for thread in (probe, sweeping, leases):
+        thread.start()
     log.info(
-        "worker_starting concurrency=%d indexing_server=%s requeued=%d",
+        "worker_starting owner=%s concurrency=%d indexing_server=%s batch_items=%d "
+        "lease=%.0fs due=%d sent=%d",
+        owner,
         settings.concurrency,
         settings.indexing_model_server_url,
-        requeued,
+        tuning.batch_items,
+        tuning.lease_seconds,
+        started.due,
+        started.sent,
     )
     try:
         app.worker_main(
@@ -74,7 +117,10 @@ def run_worker(settings: WorkerSettings) -> None:
             ]
         )
     finally:
-        probe.stop()
-        status_redis.close()
+        for thread in (probe, sweeping, leases):
+            thread.stop()
+        released = attempts.release_owned(sessions, owner)
+        log.info("worker_stopped owner=%s released=%d", owner, released)
+        redis.close()
         pipeline.embedder.close()
         engine.dispose()

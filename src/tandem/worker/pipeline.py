@@ -1,99 +1,264 @@
-"""Index one attempt item: parse -> chunk -> embed (indexing server) -> store.
+"""Index a claimed batch of items: parse -> chunk -> embed (indexing server) -> store.
 
-Idempotent: the chunks of a document are replaced in one transaction, so running an item
-twice (a redelivered task after a worker was killed) leaves exactly one copy.
+Short documents share embedding requests: a batch's passages go to the indexing server in
+requests of up to `embedder.batch_size`, across document boundaries, and the documents a
+request completes are written together in one transaction (catalogue rows, chunks by
+COPY, item outcomes). A document's chunks are replaced as a whole under the claim's fence,
+so a batch killed anywhere and claimed again leaves exactly one copy of each chunk.
+
+Every claimed item ends somewhere: indexed, failed with a message meant for the uploader,
+released to wait for the indexing server, or (an unexpected error) released for a bounded
+number of retries with backoff, after which the claim gives it up with the last error.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from dataclasses import dataclass, replace
-from enum import StrEnum
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from types import TracebackType
+from typing import Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, catalog
-from tandem.index.protocol import DocumentIndex, IndexedChunk
-from tandem.model_client import ModelClient, ModelServerError
+from tandem.db import attempts
+from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
 from tandem.schemas import TextType
 from tandem.worker.chunking import Chunker
 from tandem.worker.document import EmptyDocument, ParseError
 from tandem.worker.parsing import parse_document
+from tandem.worker.stages import BatchTimings, NoObserver, Stage, StageObserver
+from tandem.worker.store import PreparedDocument, write_documents
 
 log = logging.getLogger(__name__)
 
+UNAVAILABLE_RETRY_SECONDS = 5.0
+MAX_RETRY_SECONDS = 300.0
 
-class Outcome(StrEnum):
-    INDEXED = "indexed"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # already finished: a duplicate delivery
+
+class EmbeddingMismatch(ModelServerError):
+    """The indexing server answered vectors the index cannot store (another model)."""
+
+
+@dataclass
+class _Progress:
+    """What a batch still holds, and which items an error would be blamed on."""
+
+    unfinished: dict[int, attempts.WorkItem]
+    suspects: list[attempts.WorkItem] = field(default_factory=list)
+
+    def done(self, item_ids: Sequence[int]) -> None:
+        for item_id in item_ids:
+            self.unfinished.pop(item_id, None)
 
 
 @dataclass
 class IndexingPipeline:
     sessions: sessionmaker[Session]
-    index: DocumentIndex
     embedder: ModelClient  # pointed at the indexing model server, never the inference one
     chunker: Chunker
+    limits: attempts.ClaimLimits
+    dimensions: int  # what the index's vector column holds
+    retry_base_seconds: float = 5.0
+    observer: StageObserver = field(default_factory=NoObserver)
 
-    def run(self, item_id: int) -> Outcome:
-        """Raises ModelServerUnavailable when the indexing server is away (retry later)."""
-        item = attempts.start_item(self.sessions, item_id)
-        if item is None:
-            return Outcome.SKIPPED
-        try:
-            parsed = parse_document(item.filename, item.payload, item.content_type)
-            if item.title:
-                parsed = replace(parsed, title=item.title)
-            chunks = self.chunker.chunk(parsed)
-            if not chunks:
-                raise EmptyDocument(item.filename)
-            vectors = self.embedder.embed([c.embed_text for c in chunks], TextType.PASSAGE)
-        except ParseError as exc:
-            return self._fail(item_id, str(exc))
-        except ModelServerError as exc:
-            # A 4xx from the model server will not heal by retrying.
-            return self._fail(item_id, f"{item.filename}: embedding failed: {exc}")
-        metadata = parsed.metadata | item.metadata
-        with self.sessions.begin() as session:
-            catalog.upsert_document(
-                session,
-                catalog.DocumentInfo(
-                    id=item.document_id,
-                    title=parsed.title,
-                    source=parsed.source,
-                    content_type=parsed.content_type,
-                    metadata=metadata,
-                    content_hash=hashlib.sha256(parsed.text.encode()).hexdigest(),
-                    size_bytes=item.size_bytes,
-                ),
+    def run_batch(
+        self,
+        origin: str,
+        redelivered: bool = False,
+        on_claimed: Callable[[int], None] | None = None,
+    ) -> BatchTimings:
+        """Claim and index one batch. `on_claimed(n)` runs right after a claim of n items
+        (the queue uses it to let another thread claim the next batch meanwhile)."""
+        timings = BatchTimings(origin=origin, redelivered=redelivered, started=time.time())
+        with self._timed(timings, "claim"):
+            items = attempts.claim_items(self.sessions, self.limits)
+        timings.items = len(items)
+        if items:
+            log.info(
+                "batch_claimed origin=%s redelivered=%s items=%s",
+                origin,
+                redelivered,
+                ",".join(str(i.id) for i in items),
             )
-        self.index.replace_document(
-            item.document_id,
-            [
-                IndexedChunk(
-                    ordinal=c.ordinal,
-                    text=c.text,
-                    title=c.title,
-                    source=c.source,
-                    content_type=parsed.content_type,
-                    token_count=c.token_count,
-                    embedding=vector,
-                    metadata=metadata,
-                )
-                for c, vector in zip(chunks, vectors, strict=True)
-            ],
-        )
-        with self.sessions.begin() as session:
-            catalog.set_chunk_count(session, item.document_id, len(chunks))
-        attempts.finish_item(self.sessions, item_id, chunk_count=len(chunks))
-        log.info(
-            "item_indexed item=%d document=%s chunks=%d", item_id, item.document_id, len(chunks)
-        )
-        return Outcome.INDEXED
+            if on_claimed is not None:
+                on_claimed(len(items))
+            self.observer.reached(Stage.CLAIMED, [i.id for i in items])
+            progress = _Progress({i.id: i for i in items})
+            with self._release_on_error(progress):
+                self._index(items, progress, timings)
+        timings.ended = time.time()
+        self.observer.batch_done(timings)
+        return timings
 
-    def _fail(self, item_id: int, error: str) -> Outcome:
-        attempts.finish_item(self.sessions, item_id, error=error)
-        log.info("item_failed item=%d error=%s", item_id, error)
-        return Outcome.FAILED
+    def _index(
+        self, items: list[attempts.WorkItem], progress: _Progress, timings: BatchTimings
+    ) -> None:
+        with self._timed(timings, "parse_chunk"):
+            documents, failures = self._prepare(items, progress)
+        self.observer.reached(Stage.PREPARED, [d.item.id for d in documents])
+        passages = [(d, c.embed_text) for d in documents for c in d.chunks]
+        timings.passages = len(passages)
+        failed: set[int] = set()
+        step = self.embedder.batch_size
+        for start in range(0, len(passages), step):
+            part = [(d, t) for d, t in passages[start : start + step] if d.item.id not in failed]
+            group = list({d.item.id: d for d, _ in part}.values())
+            progress.suspects = [d.item for d in group]
+            try:
+                self._embed(part, timings)
+            except ModelServerUnavailable as exc:
+                self._write(timings, progress, [], failures)
+                self._wait_for_server(progress, exc)
+                timings.released = len(items) - timings.indexed - timings.failed
+                return
+            except ModelServerError as exc:
+                # A 4xx will not heal by retrying: these documents fail, the rest go on.
+                failed |= {d.item.id for d in group}
+                failures += [
+                    attempts.Outcome(d.item, error=f"{d.item.filename}: embedding failed: {exc}")
+                    for d in group
+                ]
+                continue
+            self._write(timings, progress, [d for d in group if d.embedded], failures)
+            failures = []
+        self._write(timings, progress, [], failures)
+        progress.suspects = []
+        attempt_ids = {i.attempt_id for i in items}
+        with self._timed(timings, "finish_attempts"):
+            attempts.finish_attempts(self.sessions, attempt_ids)
+        self.observer.reached(Stage.FINISHED, [i.id for i in items])
+
+    def _prepare(
+        self, items: list[attempts.WorkItem], progress: _Progress
+    ) -> tuple[list[PreparedDocument], list[attempts.Outcome]]:
+        documents: list[PreparedDocument] = []
+        failures: list[attempts.Outcome] = []
+        for item in items:
+            progress.suspects = [item]
+            try:
+                parsed = parse_document(item.filename, item.payload, item.content_type)
+                if item.title:
+                    parsed = replace(parsed, title=item.title)
+                chunks = self.chunker.chunk(parsed)
+                if not chunks:
+                    raise EmptyDocument(item.filename)
+            except ParseError as exc:
+                failures.append(attempts.Outcome(item, error=str(exc)))
+                continue
+            documents.append(PreparedDocument(item, parsed, chunks))
+        return documents, failures
+
+    def _embed(self, part: list[tuple[PreparedDocument, str]], timings: BatchTimings) -> None:
+        if not part:
+            return
+        started = time.time()
+        vectors = self.embedder.embed([text for _, text in part], TextType.PASSAGE)
+        ended = time.time()
+        timings.add("embed", ended - started)
+        timings.embed_intervals.append((started, ended))
+        if vectors.ndim != 2 or vectors.shape[1] != self.dimensions:
+            raise EmbeddingMismatch(
+                f"the indexing server returned vectors of shape {vectors.shape}; the index "
+                f"stores {self.dimensions} dimensions (is it serving another model?)"
+            )
+        for (document, _), vector in zip(part, vectors, strict=True):
+            document.vectors.append(vector)
+        self.observer.reached(Stage.EMBEDDED, sorted({d.item.id for d, _ in part}))
+
+    def _write(
+        self,
+        timings: BatchTimings,
+        progress: _Progress,
+        documents: list[PreparedDocument],
+        failures: list[attempts.Outcome],
+    ) -> None:
+        if not documents and not failures:
+            return
+        with self._timed(timings, "store"):
+            written = write_documents(
+                self.sessions,
+                documents,
+                failures,
+                lambda ids: self.observer.reached(Stage.WRITTEN, ids),
+            )
+        lost = {d.item.id for d in documents} | {f.item.id for f in failures}
+        lost -= written
+        if lost:
+            log.warning("lease_lost items=%s (taken over by another claim)", sorted(lost))
+        timings.indexed += sum(d.item.id in written for d in documents)
+        timings.failed += sum(f.item.id in written for f in failures)
+        for failure in failures:
+            log.info("item_failed item=%d error=%s", failure.item.id, failure.error)
+        progress.done(sorted(written | lost))
+        self.observer.reached(Stage.COMMITTED, sorted(written))
+
+    def _wait_for_server(self, progress: _Progress, exc: ModelServerUnavailable) -> None:
+        delay = exc.retry_after or UNAVAILABLE_RETRY_SECONDS
+        log.warning(
+            "indexing_server_unavailable items=%d retry_in=%.1fs error=%s",
+            len(progress.unfinished),
+            delay,
+            exc,
+        )
+        attempts.release(
+            self.sessions,
+            progress.unfinished.values(),
+            error=f"waiting to retry: {exc}",
+            delay_seconds=delay,
+            count_failure=False,
+        )
+        progress.done(list(progress.unfinished))
+
+    def _release_on_error(self, progress: _Progress) -> _ReleaseOnError:
+        return _ReleaseOnError(self, progress)
+
+    @staticmethod
+    @contextmanager
+    def _timed(timings: BatchTimings, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            timings.add(stage, time.perf_counter() - started)
+
+
+class _ReleaseOnError:
+    """Leaves no item `running` after an unexpected error, without swallowing it (the task
+    fails and Celery logs the traceback): the suspects are released for a retry with
+    backoff, counted towards their failure limit; the batch's other items are released
+    untouched, due at once."""
+
+    def __init__(self, pipeline: IndexingPipeline, progress: _Progress) -> None:
+        self._pipeline = pipeline
+        self._progress = progress
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
+        if exc is None or not self._progress.unfinished:
+            return False
+        unfinished = self._progress.unfinished
+        suspects = [i for i in self._progress.suspects if i.id in unfinished]
+        innocent = [i for i in unfinished.values() if i not in suspects]
+        sessions = self._pipeline.sessions
+        if isinstance(exc, Exception):
+            message = f"unexpected error: {type(exc).__name__}: {exc}"[:1000]
+            failures = max((i.failures for i in suspects), default=0)
+            delay = min(MAX_RETRY_SECONDS, self._pipeline.retry_base_seconds * 2**failures)
+            attempts.release(
+                sessions, suspects, error=message, delay_seconds=delay, count_failure=True
+            )
+            log.error("batch_failed items=%s error=%s", [i.id for i in suspects], message)
+        else:  # the worker is stopping: nobody is to blame
+            innocent += suspects
+        attempts.release(sessions, innocent, error=None, delay_seconds=0, count_failure=False)
+        return False

@@ -1,35 +1,41 @@
-"""The Celery side of indexing: one task per attempt item, on the `indexing` queue.
+"""The Celery side of indexing: "there is work" messages on the `indexing` queue.
 
-The API only *sends* tasks by name, so it needs no worker code; the worker registers the
-task with its own resources in `create_worker`.
+The items themselves wait in PostgreSQL (`tandem.db.attempts`); a message carries no item
+ids, only where it came from. Each task claims the next batch, and after a claim sends one
+message on (a chain) so another free thread claims the batch after it meanwhile, plus one
+more when no message is waiting (a free thread somewhere can help). So a lost, expired or
+redelivered message neither loses nor doubles work; the sweep (`tandem.worker.sweep`)
+sends messages when due items wait and none are queued. The API only *sends* by name, so
+it needs no worker code.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
 
 from celery import Celery, Task
-from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.config import StorageSettings
-from tandem.db import attempts
-from tandem.model_client import ModelServerUnavailable
 from tandem.worker.pipeline import IndexingPipeline
 
 log = logging.getLogger(__name__)
 
-INDEX_ITEM_TASK = "tandem.index_item"
+INDEX_TASK = "tandem.index_items"
+# Messages of the version that sent one task per item (still queued after an upgrade).
+LEGACY_INDEX_TASK = "tandem.index_item"
 QUEUE = "indexing"
-MAX_BACKOFF_SECONDS = 60
+# Messages an upload sends: enough to start that many threads on it; chains do the rest.
+UPLOAD_MESSAGES = 4
 
 
 def make_celery(settings: StorageSettings) -> Celery:
     app = Celery("tandem", broker=settings.require_redis_url(), set_as_current=False)
     app.conf.update(
         task_default_queue=QUEUE,
-        # Acknowledge after the work is done: a killed worker's task is delivered again
-        # once the visibility timeout passes, and the pipeline is idempotent.
+        # Acknowledge after the work is done. A killed worker's message comes back after
+        # the visibility timeout, but nothing waits for it: its items' leases run out and
+        # the sweep sends new messages.
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
@@ -42,36 +48,33 @@ def make_celery(settings: StorageSettings) -> Celery:
     return app
 
 
+def send_work(app: Celery, count: int, origin: str, expires_seconds: int) -> None:
+    for _ in range(count):
+        app.send_task(INDEX_TASK, kwargs={"origin": origin}, queue=QUEUE, expires=expires_seconds)
+
+
 def enqueue_items(app: Celery, item_ids: list[int], expires_seconds: int) -> None:
-    for item_id in item_ids:
-        app.send_task(INDEX_ITEM_TASK, args=[item_id], queue=QUEUE, expires=expires_seconds)
+    """Announce newly stored items (the API, after an upload)."""
+    send_work(app, min(len(item_ids), UPLOAD_MESSAGES), "upload", expires_seconds)
 
 
-def register_index_task(app: Celery, pipeline: IndexingPipeline) -> Task:
-    def index_item(self: Task, item_id: int) -> str:
-        try:
-            return str(pipeline.run(item_id))
-        except ModelServerUnavailable as exc:
-            retries = self.request.retries or 0
-            countdown = exc.retry_after or min(MAX_BACKOFF_SECONDS, 2 ** min(retries, 6))
-            attempts.note_waiting(pipeline.sessions, item_id, str(exc))
-            log.warning(
-                "indexing_server_unavailable item=%d retry=%d in=%.1fs",
-                item_id,
-                retries,
-                countdown,
-            )
-            raise self.retry(exc=exc, countdown=countdown) from exc
+def register_index_task(
+    app: Celery,
+    pipeline: IndexingPipeline,
+    queue_length: Callable[[], int],
+    expires_seconds: int,
+) -> Task:
+    def chain(claimed: int) -> None:
+        more = 2 if queue_length() == 0 else 1
+        send_work(app, more if claimed else 0, "chain", expires_seconds)
 
-    return app.task(name=INDEX_ITEM_TASK, bind=True, max_retries=None, acks_late=True)(index_item)
+    def index_items(self: Task, origin: str = "upload", *_legacy: object) -> str:
+        redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        timings = pipeline.run_batch(origin, redelivered, chain)
+        return f"claimed={timings.items} indexed={timings.indexed} failed={timings.failed}"
 
+    def legacy_index_item(self: Task, item_id: int) -> str:
+        return index_items(self, "legacy")
 
-def requeue_stale(
-    app: Celery, sessions: sessionmaker[Session], older_than: timedelta, expires_seconds: int
-) -> int:
-    """Send again the tasks of unfinished items whose messages may be lost (Redis lost its
-    data). Duplicates are harmless: a finished item is skipped."""
-    with sessions() as session:
-        item_ids = attempts.stale_item_ids(session, older_than)
-    enqueue_items(app, item_ids, expires_seconds)
-    return len(item_ids)
+    app.task(name=LEGACY_INDEX_TASK, bind=True, acks_late=True)(legacy_index_item)
+    return app.task(name=INDEX_TASK, bind=True, acks_late=True)(index_items)

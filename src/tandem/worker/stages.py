@@ -1,0 +1,123 @@
+"""The stages a claimed batch passes through, and what can watch them.
+
+An observer hears each stage as it is reached and each batch's timings when it ends. The
+worker composes two: a JSON-lines timings file (benchmarks/ingest_worker.py reads it) and,
+for fault-injection tests, a hold that stops a thread at one stage so the test can kill
+the process at exactly that point.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+import orjson
+
+
+class Stage(StrEnum):
+    CLAIMED = "claimed"  # items claimed under lease; nothing parsed
+    PREPARED = "prepared"  # parsed and chunked; nothing embedded
+    EMBEDDED = "embedded"  # an embedding request answered; none of it stored
+    WRITTEN = "written"  # chunks, catalogue rows and outcomes written, not committed
+    COMMITTED = "committed"  # one group committed; later groups and the attempts not yet
+    FINISHED = "finished"  # all recorded; the broker message not yet acknowledged
+
+
+@dataclass
+class BatchTimings:
+    """Where one batch's time went (seconds, wall clock of this thread)."""
+
+    origin: str
+    redelivered: bool
+    started: float
+    ended: float = 0.0
+    items: int = 0
+    passages: int = 0
+    indexed: int = 0
+    failed: int = 0
+    released: int = 0
+    stages: dict[str, float] = field(default_factory=dict)
+    # (start, end) of each embedding request: when the indexing server had our work.
+    embed_intervals: list[tuple[float, float]] = field(default_factory=list)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+
+
+class StageObserver(Protocol):
+    def reached(self, stage: Stage, item_ids: Sequence[int]) -> None: ...
+
+    def batch_done(self, timings: BatchTimings) -> None: ...
+
+
+class NoObserver:
+    def reached(self, stage: Stage, item_ids: Sequence[int]) -> None:
+        return None
+
+    def batch_done(self, timings: BatchTimings) -> None:
+        return None
+
+
+class Observers:
+    def __init__(self, observers: Sequence[StageObserver]) -> None:
+        self._observers = list(observers)
+
+    def reached(self, stage: Stage, item_ids: Sequence[int]) -> None:
+        for observer in self._observers:
+            observer.reached(stage, item_ids)
+
+    def batch_done(self, timings: BatchTimings) -> None:
+        for observer in self._observers:
+            observer.batch_done(timings)
+
+
+class TimingsFile:
+    """Appends one JSON line per batch; a line is written whole under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+
+    def reached(self, stage: Stage, item_ids: Sequence[int]) -> None:
+        return None
+
+    def batch_done(self, timings: BatchTimings) -> None:
+        line = orjson.dumps(asdict(timings)) + b"\n"
+        with self._lock, self._path.open("ab") as out:
+            out.write(line)
+
+
+class HoldAt:
+    """Stops every thread that reaches `stage` after it was passed `after` times, after
+    appending `<stage> <item ids>` to `path` (flushed) and setting `arrived`, until
+    `release()` (a test in this process) or forever (a worker a test is about to kill)."""
+
+    def __init__(self, stage: Stage, path: Path, after: int = 0) -> None:
+        self.stage = stage
+        self.arrived = threading.Event()
+        self._path = path
+        self._passes_left = after
+        self._lock = threading.Lock()
+        self._released = threading.Event()
+
+    def reached(self, stage: Stage, item_ids: Sequence[int]) -> None:
+        if stage is not self.stage or self._released.is_set():
+            return
+        with self._lock:
+            self._passes_left -= 1
+            if self._passes_left >= 0:
+                return
+        with self._path.open("a") as out:
+            out.write(f"{stage} {','.join(map(str, item_ids))}\n")
+        self.arrived.set()
+        self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+    def batch_done(self, timings: BatchTimings) -> None:
+        return None
