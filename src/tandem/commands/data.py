@@ -9,13 +9,24 @@ from typing import Annotated
 
 import typer
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy import Engine
 
+from tandem.bulk_upload import BATCH_FILES, AttemptTracker, collect_files, upload_batches
 from tandem.client import ApiError, TandemClient
 from tandem.commands.common import build_settings, console, fail
-from tandem.config import StorageSettings
+from tandem.config import StorageSettings, WorkerSettings
 from tandem.db.session import make_engine
 from tandem.schemas import SearchModeName, SearchRequest
 
@@ -70,45 +81,86 @@ def ingest(
     api_url: ApiUrl = DEFAULT_API,
     api_key: ApiKey = None,
     wait: Annotated[bool, typer.Option(help="Wait until indexed.")] = True,
+    batch_files: Annotated[
+        int, typer.Option(min=1, max=1000, help="Files per upload request.")
+    ] = BATCH_FILES,
 ) -> None:
-    """Upload files through the API and show indexing progress."""
-    files = sorted(
-        {
-            p
-            for path in paths
-            for p in ([path] if path.is_file() else path.rglob("*"))
-            if p.is_file()
-        }
-    )
+    """Upload files through the API (in requests of --batch-files) and show indexing
+    progress: files/s and the time left."""
+    files = collect_files(paths)
     if not files:
         raise fail("no files to upload")
+    started = time.monotonic()
     try:
-        with TandemClient(api_url, api_key) as client:
-            accepted = client.upload(files)
-            console.print(f"index attempt {accepted.attempt_id}: {len(files)} file(s) queued")
-            if wait:
-                _follow(client, accepted.attempt_id, len(files))
+        with TandemClient(api_url, api_key) as client, _progress() as progress:
+            tracker = AttemptTracker(client)
+            sending = progress.add_task("uploading", total=len(files))
+            indexing = progress.add_task("indexing", total=len(files), visible=wait)
+            polled = 0.0
+            for batch in upload_batches(files, batch_files):
+                accepted = client.upload(batch)
+                tracker.add(accepted.attempt_id, len(batch))
+                progress.advance(sending, len(batch))
+                if wait and time.monotonic() - polled > POLL_SECONDS:
+                    tracker.poll()
+                    progress.update(indexing, completed=tracker.done)
+                    polled = time.monotonic()
+            while wait and not tracker.finished:
+                tracker.poll()
+                progress.update(indexing, completed=tracker.done)
+                if not tracker.finished:
+                    time.sleep(POLL_SECONDS)
     except ApiError as exc:
         raise fail(str(exc), code=1) from exc
+    if not wait:
+        console.print(f"{len(files)} file(s) queued in {len(tracker.sizes)} index attempt(s)")
+        return
+    _report(tracker, len(files), time.monotonic() - started)
 
 
-def _follow(client: TandemClient, attempt_id: str, total: int) -> None:
-    columns = (TextColumn("indexing"), BarColumn(), MofNCompleteColumn())
-    with Progress(*columns, console=console) as progress:
-        task = progress.add_task("indexing", total=total)
-        while True:
-            attempt = client.attempt(attempt_id)
-            progress.update(task, completed=attempt.done)
-            if attempt.status in ("succeeded", "failed"):
-                break
-            time.sleep(0.5)
-    for item in attempt.items:
-        if item.error:
-            console.print(f"[red]failed[/red] {item.error}")
-    console.print(
-        f"{attempt.status}: {attempt.done - attempt.failed} indexed, {attempt.failed} failed"
+POLL_SECONDS = 0.5
+SHOWN_ERRORS = 20
+
+
+class FilesPerSecond(ProgressColumn):
+    """Recent speed of a task (Rich's moving estimate), in files or documents per second."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        shown = "-" if speed is None else f"{speed:,.1f}"
+        return Text(f"{shown} {self.unit}/s", style="progress.data.speed")
+
+
+def _progress(unit: str = "files") -> Progress:
+    return Progress(
+        TextColumn("{task.description:<10}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        FilesPerSecond(unit),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
     )
-    if attempt.status == "failed":
+
+
+def _report(tracker: AttemptTracker, files: int, seconds: float) -> None:
+    errors = tracker.errors()
+    for error in errors[:SHOWN_ERRORS]:
+        console.print(f"[red]failed[/red] {escape(error)}")
+    if len(errors) > SHOWN_ERRORS:
+        console.print(f"… and {len(errors) - SHOWN_ERRORS} more failed")
+    indexed = tracker.done - tracker.failed
+    status = "failed" if tracker.any_attempt_failed else "succeeded"
+    console.print(
+        f"{status}: {indexed} indexed, {tracker.failed} failed "
+        f"({files} files in {seconds:.1f} s, {files / max(seconds, 1e-9):.1f} files/s)"
+    )
+    if tracker.any_attempt_failed:
         raise typer.Exit(1)
 
 
@@ -139,3 +191,85 @@ def search(
         plain = marked.replace("\x01", "[bold]").replace("\x02", "[/bold]")
         table.add_row(f"{hit.score:.3f}", hit.title or hit.document_id, plain)
     console.print(table)
+
+
+def _local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
+    """Unset DATABASE_URL / REDIS_URL: the ones `tandem up` serves from the data dir."""
+    if settings.database_url and settings.redis_url:
+        return settings
+    from tandem.services.postgres import LocalPostgres
+    from tandem.stack import LocalPorts
+
+    ports = LocalPorts()
+    database = LocalPostgres(settings.data_dir / "postgres", ports.postgres).url()
+    return settings.model_copy(
+        update={
+            "database_url": settings.database_url or database,
+            "redis_url": settings.redis_url or f"redis://127.0.0.1:{ports.redis}/0",
+        }
+    )
+
+
+def reindex(
+    restart: Annotated[
+        bool, typer.Option(help="Start again from the first document, ignoring saved progress.")
+    ] = False,
+    batch_documents: Annotated[
+        int, typer.Option(min=1, max=1000, help="Documents re-embedded per transaction.")
+    ] = 16,
+) -> None:
+    """Re-embed every document with the indexing server's current model and precision
+    (e.g. after changing TANDEM_PRECISION), in place; resumes where an interrupted run
+    stopped. Needs DATABASE_URL, REDIS_URL and INDEXING_MODEL_SERVER_HOST/PORT, as a
+    worker does (unset URLs: the local `tandem up` stack's)."""
+    from redis import Redis
+
+    from tandem.db.session import make_session_factory
+    from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
+    from tandem.reindex import (
+        ProgressStore,
+        Reindexer,
+        ReindexError,
+        document_counts,
+        plan_run,
+        served_model,
+    )
+
+    settings = _local_stack_urls(build_settings(WorkerSettings))
+    try:
+        model = served_model(settings.indexing_model_server_url)
+    except ReindexError as exc:
+        raise fail(str(exc), code=1) from exc
+    engine = _engine(settings)
+    redis = Redis.from_url(settings.require_redis_url(), socket_timeout=10.0)
+    store = ProgressStore(redis)
+    run = plan_run(store.load(), model, restart=restart)
+    embedder = ModelClient(
+        settings.indexing_model_server_url,
+        timeout=settings.model_timeout_seconds,
+        batch_size=settings.embed_batch_size,
+    )
+    try:
+        if run.finished:
+            console.print(
+                f"already re-embedded with {model.model_id} ({model.precision}) at "
+                f"{run.finished_at}: {run.documents} documents; --restart re-embeds again"
+            )
+            return
+        sessions = make_session_factory(engine)
+        done, total = document_counts(sessions, run.after)
+        resumed = f", resuming after {done} done" if run.after else ""
+        console.print(
+            f"re-embedding {total} documents with {model.model_id} ({model.precision}){resumed}"
+        )
+        reindexer = Reindexer(sessions, embedder, store, documents_per_batch=batch_documents)
+        with _progress("docs") as progress:
+            task = progress.add_task("reindexing", total=total, completed=done)
+            run = reindexer.run(run, lambda _run, documents: progress.advance(task, documents))
+        console.print(f"done: {run.documents} documents, {run.chunks} chunks re-embedded")
+    except (ReindexError, ModelServerError, ModelServerUnavailable) as exc:
+        raise fail(f"{exc} (run `tandem reindex` again to resume)", code=1) from exc
+    finally:
+        embedder.close()
+        redis.close()
+        engine.dispose()

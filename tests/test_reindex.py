@@ -1,0 +1,199 @@
+"""`tandem reindex`: every chunk re-embedded in place with the indexing server's current
+model and precision, resumable after an interruption, keyword statistics untouched.
+
+Real PostgreSQL, Redis, API server and worker; documents are indexed through the real
+pipeline by an int8 indexing server, then re-embedded by an fp32 one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from redis import Redis
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from tandem.config import DEFAULT_EMBEDDING_MODEL
+from tandem.db.models import Chunk
+from tandem.db.session import make_engine, make_session_factory
+from tandem.model_client import ModelClient
+from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model
+from tandem.schemas import TextType
+from tandem.worker.chunking import Chunker
+from tandem.worker.document import ParsedDocument
+from tests.e2e_support import Backends, running, start_api, start_worker, upload, wait_attempt
+from tests.support import ServerProcess, start_model_server
+
+DOCUMENTS = 40
+BATCH = 16  # documents per reindex batch: 40 documents make three batches
+
+
+class Interrupted(RuntimeError):
+    pass
+
+
+def _document(n: int) -> bytes:
+    body = " ".join(
+        f"Paragraph {p} of note {n}: the tide turns twice a day, herons wait in the reeds."
+        for p in range(1 + (n % 4) * 12)  # one to four chunks
+    )
+    return f"# Coastal note {n}\n\n{body}\n".encode()
+
+
+@pytest.fixture(scope="module")
+def fp32_indexing_server(server_logs: Path, model_cache: Path) -> Iterator[ServerProcess]:
+    server = start_model_server("indexing", server_logs, {"TANDEM_PRECISION": "fp32"})
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="module")
+def indexed(
+    backends: Backends, inference_server: ServerProcess, indexing_server: ServerProcess
+) -> Backends:
+    """DOCUMENTS markdown notes indexed through the API and a worker (int8 server)."""
+    with (
+        running(start_api(backends, inference_server.url)) as api,
+        running(start_worker(backends, indexing_server.url)),
+    ):
+        files = {f"note-{n:02d}.md": _document(n) for n in range(DOCUMENTS)}
+        response = upload(api, files)
+        assert response.status_code == 202, response.text
+        attempt = wait_attempt(api, response.json()["attempt_id"])
+        assert attempt["status"] == "succeeded" and attempt["failed"] == 0
+    return backends
+
+
+def _sessions(backends: Backends) -> sessionmaker[Session]:
+    return make_session_factory(make_engine(backends.database_url, pool_size=2))
+
+
+def _stored(sessions: sessionmaker[Session]) -> list[tuple[str, str, str, np.ndarray]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(Chunk.document_id, Chunk.title, Chunk.text, Chunk.embedding).order_by(
+                Chunk.document_id, Chunk.ordinal
+            )
+        ).all()
+    return [(r[0], r[1], r[2], np.asarray(r[3], dtype=np.float32)) for r in rows]
+
+
+def _cosines(stored: list[tuple[str, str, str, np.ndarray]], server: ServerProcess) -> np.ndarray:
+    """Cosine of each stored vector to `server`'s embedding of what the chunk holds."""
+    client = ModelClient(server.url, timeout=120)
+    try:
+        expected = client.embed(
+            [f"{title}\n{body}" for _, title, body, _ in stored], TextType.PASSAGE
+        )
+    finally:
+        client.close()
+    vectors = np.stack([v for *_, v in stored])
+    cosines: np.ndarray = np.einsum("ij,ij->i", vectors, expected) / (
+        np.linalg.norm(vectors, axis=1) * np.linalg.norm(expected, axis=1)
+    )
+    return cosines
+
+
+def _bm25_state(sessions: sessionmaker[Session]) -> tuple[object, ...]:
+    with sessions() as session:
+        corpus = session.execute(text("SELECT chunks, total_length FROM bm25_corpus")).one()
+        postings = session.execute(
+            text("SELECT count(*), sum(tf), sum(length) FROM bm25_postings")
+        ).one()
+    return (*corpus, *postings)
+
+
+def test_a_chunk_was_embedded_as_title_newline_body(model_cache: Path) -> None:
+    """The invariant reindexing rests on: the pipeline embeds the stored title and text."""
+    directory, _ = locate_prepared(model_cache, DEFAULT_EMBEDDING_MODEL, ModelKind.BI_ENCODER)
+    chunker = Chunker.from_model_dir(directory)
+    parsed = ParsedDocument(
+        title="A title long enough to matter " * 3,
+        text=_document(3).decode(),
+        source="note.md",
+        content_type="text/markdown",
+    )
+    chunks = chunker.chunk(parsed)
+    assert len(chunks) > 1
+    assert all(c.embed_text == f"{c.title}\n{c.text}" for c in chunks)
+
+
+def _reindex_cli(backends: Backends, server: ServerProcess, *args: str) -> str:
+    host, _, port = server.url.removeprefix("http://").partition(":")
+    env = os.environ | backends.env(
+        INDEXING_MODEL_SERVER_HOST=host, INDEXING_MODEL_SERVER_PORT=port, COLUMNS="200"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "tandem.cli", "reindex", "--batch-documents", str(BATCH), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr
+
+
+def test_reindex_re_embeds_every_chunk_and_resumes(
+    indexed: Backends, indexing_server: ServerProcess, fp32_indexing_server: ServerProcess
+) -> None:
+    sessions = _sessions(indexed)
+    before = _stored(sessions)
+    bm25_before = _bm25_state(sessions)
+    assert len({d for d, *_ in before}) == DOCUMENTS and len(before) > DOCUMENTS
+    # What the pipeline stored is the int8 server's embedding of title + "\n" + text
+    # (int8 activations are quantized per batch, hence not exactly equal) and not fp32's.
+    assert _cosines(before, indexing_server).min() > 0.98
+    assert _cosines(before, fp32_indexing_server).min() < 0.9999
+
+    # A first run stops after its first batch, as a killed process would.
+    redis = Redis.from_url(indexed.redis_url)
+    store = ProgressStore(redis)
+    model = served_model(fp32_indexing_server.url)
+    assert (model.model_id, model.precision) == (DEFAULT_EMBEDDING_MODEL, "float32")
+    embedder = ModelClient(fp32_indexing_server.url, timeout=120)
+
+    def stop_after_first(_run: object, _documents: int) -> None:
+        raise Interrupted
+
+    with pytest.raises(Interrupted):
+        Reindexer(sessions, embedder, store, documents_per_batch=BATCH).run(
+            plan_run(store.load(), model, restart=False), stop_after_first
+        )
+    embedder.close()
+    saved = store.load()
+    assert saved is not None and not saved.finished
+    assert saved.documents == BATCH and saved.after == "note-15.md"
+    partial = _stored(sessions)
+    cosines = _cosines(partial, fp32_indexing_server)
+    first = np.array([d <= saved.after for d, *_ in partial])
+    assert cosines[first].min() > 0.99999  # the first batch is fp32 now
+    assert cosines[~first].min() < 0.9999  # the rest is not yet
+
+    output = _reindex_cli(indexed, fp32_indexing_server)
+    assert f"resuming after {BATCH} done" in output
+    # The run's totals: the interrupted part and the resumed part together.
+    assert f"done: {DOCUMENTS} documents, {len(before)} chunks re-embedded" in output
+    assert re.search(r"reindexing .* 40/40 +[\d.]+ docs/s .* ETA", output), output
+    after = _stored(sessions)
+    assert [(d, t, b) for d, t, b, _ in after] == [(d, t, b) for d, t, b, _ in before]
+    assert _cosines(after, fp32_indexing_server).min() > 0.99999
+    assert _bm25_state(sessions) == bm25_before  # postings rewritten by the trigger, same
+
+    # Finished: a second run does nothing unless asked to start again.
+    assert "already re-embedded" in _reindex_cli(indexed, fp32_indexing_server)
+    again = _reindex_cli(indexed, fp32_indexing_server, "--restart")
+    assert f"done: {DOCUMENTS} documents, {len(before)} chunks" in again
+    finished = store.load()
+    assert finished is not None and finished.finished and finished.documents == DOCUMENTS
+    redis.close()
