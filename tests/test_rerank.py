@@ -32,6 +32,7 @@ from tests.cross_encoder_fixture import (
     build_cross_encoder,
     torch_threads,
 )
+from tests.e2e_support import Backends, running, search, start_api, start_worker, wait_attempt
 from tests.support import ServerProcess, model_server
 
 pytestmark = pytest.mark.slow
@@ -405,3 +406,106 @@ def test_cli_prepare_reranker_fails_cleanly(tmp_path: Path, kind: str) -> None:
     expected = "is not a directory" if kind == "missing" else "has no tokenizer.json"
     assert expected in " ".join(output.split())
     assert not (cache / "x").exists()
+
+
+# --- search with rerank through the API -----------------------------------------------
+# Against the HTTP API only: how the route forms its candidate pool may change.
+
+# Each decoy repeats its question's words in another sense, so keyword retrieval puts it
+# first; the cross-encoder knows the topic's passage answers the question.
+DECOYS = {
+    "who wrote hamlet": (
+        "The agency wrote the Hamlet cigar advert; it wrote every Hamlet cigar advert since."
+    ),
+    "how long is a marathon": (
+        "Marathon TV sessions: a marathon of films, a long marathon evening on the sofa."
+    ),
+    "where do penguins live": (
+        "Penguins, the publisher's paperbacks, live on shelves: penguins live in every bookshop."
+    ),
+}
+
+
+@pytest.fixture(scope="module")
+def search_corpus(
+    backends: Backends, indexing_server: ServerProcess, rerank_server: ServerProcess
+) -> Iterator[tuple[ServerProcess, dict[str, str]]]:
+    """An API server whose inference server reranks, over the topics' passages plus decoys;
+    yields it with each document's indexed text."""
+    documents = [
+        {"id": f"topic-{i:02d}", "title": f"Topic {i}", "text": passage}
+        for i, (passage, _) in enumerate(TOPICS)
+    ] + [
+        {"id": f"decoy-{i}", "title": f"Decoy {i}", "text": text}
+        for i, text in enumerate(DECOYS.values())
+    ]
+    with (
+        running(start_worker(backends, indexing_server.url)),
+        running(start_api(backends, rerank_server.url)) as api,
+    ):
+        accepted = httpx.post(f"{api.url}/api/documents/batch", json={"documents": documents})
+        assert wait_attempt(api, accepted.json()["attempt_id"])["status"] == "succeeded"
+        texts = {}
+        for document in documents:
+            chunks = httpx.get(f"{api.url}/api/documents/{document['id']}").json()["chunks"]
+            texts[document["id"]] = " ".join(c["text"] for c in chunks)
+        yield api, texts
+
+
+def ids(result: dict[str, Any]) -> list[str]:
+    return [hit["document_id"] for hit in result["results"]]
+
+
+def topic_id(question: str) -> str:
+    return f"topic-{[q for _, q in TOPICS].index(question):02d}"
+
+
+@pytest.mark.parametrize("question", list(DECOYS))
+def test_search_reranks_a_wider_pool_than_it_returns(
+    search_corpus: tuple[ServerProcess, dict[str, str]],
+    reference: TorchCrossEncoder,
+    question: str,
+) -> None:
+    api, texts = search_corpus
+    retrieved = search(api, question, mode="keyword", limit=10)
+    assert retrieved["reranked"] is False
+    first = ids(retrieved)[0]
+    assert first.startswith("decoy-"), ids(retrieved)  # the setup holds: keywords pick it
+    top = search(api, question, mode="keyword", limit=1, rerank=True)
+    assert top["reranked"] is True and top["notice"] is None
+    # One result, and not retrieval's first: the reranker saw more candidates than that.
+    (winner,) = ids(top)
+    assert winner == topic_id(question) and winner in ids(retrieved)
+    chosen, decoy = reference.logits(question, [texts[winner], texts[first]])
+    assert chosen > decoy
+    assert top["results"][0]["score"] == pytest.approx(sigmoid(chosen), abs=TOLERANCE)
+
+
+def test_reranked_results_are_in_cross_encoder_order(
+    search_corpus: tuple[ServerProcess, dict[str, str]], reference: TorchCrossEncoder
+) -> None:
+    api, texts = search_corpus
+    question = "who wrote hamlet"
+    result = search(api, question, mode="hybrid", limit=5, rerank=True)
+    assert result["reranked"] is True
+    found = ids(result)
+    expected = [sigmoid(x) for x in reference.logits(question, [texts[i] for i in found])]
+    scores = [hit["score"] for hit in result["results"]]
+    assert scores == pytest.approx(expected, abs=TOLERANCE)
+    assert scores == sorted(scores, reverse=True)
+    assert found[0] == topic_id(question)
+
+
+def test_search_without_a_reranker_says_so_and_keeps_retrieval_order(
+    search_corpus: tuple[ServerProcess, dict[str, str]],
+    backends: Backends,
+    inference_server: ServerProcess,
+) -> None:
+    # The session's inference server has no reranker: it answers rerank calls with 501.
+    with running(start_api(backends, inference_server.url)) as plain_api:
+        question = TOPICS[0][1]
+        plain = search(plain_api, question, mode="keyword", limit=5)
+        asked = search(plain_api, question, mode="keyword", limit=5, rerank=True)
+    assert asked["reranked"] is False and asked["degraded"] is False
+    assert asked["notice"] is not None and "rerank" in asked["notice"].lower()
+    assert ids(asked) == ids(plain)
