@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
@@ -128,13 +129,29 @@ async def _on_http_error(_: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, str(exc.detail), "http_error", exc.headers)
 
 
+def _refused(exc: ValidationError) -> ApiError:
+    errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
+    return ApiError(422, validation_message(errors), "validation_error")
+
+
 def parse_body(model: type[ModelT], raw: bytes) -> ModelT:
     """Validate a JSON body straight from bytes (pydantic's fast path), 422 on failure."""
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
-        raise ApiError(422, validation_message(errors), "validation_error") from exc
+        if not any(e["type"] == "json_invalid" for e in exc.errors()):
+            raise _refused(exc) from exc
+        refused = exc
+    # pydantic's parser refuses some JSON Python's reads (a lone surrogate escape): read
+    # it as FastAPI reads every other body, so the answer is the same and names the field.
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        raise _refused(refused) from refused
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _refused(exc) from exc
 
 
 def install_error_handlers(app: FastAPI) -> None:
