@@ -6,7 +6,6 @@ Onyx-compatible (`/encoder/*`), OpenAI-compatible (`/v1/embeddings`) and TEI-com
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Literal
 
@@ -19,14 +18,16 @@ Embedding = list[float]
 ContextLength = Annotated[int, Field(strict=True, gt=0, le=65536)]
 Dimensions = Annotated[int, Field(strict=True, gt=0, le=65536)]
 
-# A lone surrogate (U+D800..U+DFFF on its own) is not a Unicode scalar value: JSON's \u
-# escapes can carry one, but a tokenizer or PostgreSQL cannot take it.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
 
 def _unicode_text(value: str) -> str:
-    if _LONE_SURROGATE.search(value):
-        raise ValueError("must be Unicode text: it holds a lone surrogate code point")
+    # A lone surrogate (U+D800..U+DFFF on its own) is not a Unicode scalar value: JSON's
+    # \u escapes can carry one, but a tokenizer or PostgreSQL cannot take it. UTF-8
+    # cannot encode one either, which is the fast test (ASCII, the common case, is faster).
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("must be Unicode text: it holds a lone surrogate code point") from None
     return value
 
 
