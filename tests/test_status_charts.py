@@ -49,7 +49,7 @@ def test_increases_survive_a_server_restart() -> None:
 def test_history_is_bounded_to_its_window() -> None:
     history = MetricsHistory(window_seconds=10.0, interval_seconds=1.0)
     for at in range(100):
-        history.add(MetricsSample(float(at), None, None, None, None, None, at))
+        history.add(MetricsSample(float(at), None, None, None, None, None, at, 0))
     kept = history.samples(now=99.0)
     assert [s.at for s in kept] == [float(at) for at in range(89, 100)]
     assert len(history.samples(now=200.0)) == 0
@@ -62,13 +62,15 @@ def test_a_stale_indexing_report_is_a_gap() -> None:
         "checked_at": "2026-01-01T00:00:00+00:00",
     }
     at = time.time()
-    stale = sample_from(None, report, 7, now=at, max_report_age=12.0)
-    assert (stale.indexing_passages_per_second, stale.worker_queue_length) == (None, 7)
+    stale = sample_from(None, report, (7, 2), now=at, max_report_age=12.0)
+    assert (stale.indexing_passages_per_second, stale.worker_items_waiting) == (None, 7)
+    assert stale.worker_items_running == 2
     fresh_report = report | {
         "checked_at": time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime(at))
     }
-    fresh = sample_from(None, fresh_report, 7, now=at, max_report_age=12.0)
+    fresh = sample_from(None, fresh_report, None, now=at, max_report_age=12.0)
     assert (fresh.indexing_passages_per_second, fresh.indexing_queue_items) == (42.0, 3.0)
+    assert fresh.worker_items_waiting is None  # the database could not be read
 
 
 def _metrics(server: ServerProcess) -> str:
@@ -199,6 +201,6 @@ def test_the_api_serves_samples_of_both_servers(
     latest = complete[-1]
     assert isinstance(latest["query_p99_ms"], float)
     assert latest["query_p99_ms"] >= latest["query_p50_ms"]  # type: ignore[operator]
-    assert latest["worker_queue_length"] == 0
+    assert (latest["worker_items_waiting"], latest["worker_items_running"]) == (0, 0)
     times = [float(str(s["at"])) for s in samples]
     assert times == sorted(times)

@@ -184,4 +184,9 @@ def test_charts_move_while_an_ingest_runs(
     assert len(commands) == int(path.get_attribute("data-points") or 0) >= 2
     label = page.find("#chart-query-latency svg").get_attribute("aria-label") or ""
     assert label.startswith("Query latency, last 5 minutes: p99 ")
+    waiting = _legend_value(page, "chart-worker-queue", "worker_items_waiting")
+    assert waiting is not None and 0 < waiting < 160  # files of the upload not yet indexed
+    # The count card tells the same (files in PostgreSQL's work queue, not Redis messages).
+    count = page.find("#count-queue .big-number").text.replace(",", "")
+    assert count.isdigit() and int(count) > 0
     assert page.leave() == []  # no CSP violation, no failed script or stylesheet

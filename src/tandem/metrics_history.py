@@ -1,8 +1,8 @@
 """The last few minutes of the status page's charts, kept in memory by the API server.
 
 Each time the API server probes its inference server it also reads what the workers last
-published about the indexing server and the length of the worker queue, and appends one
-sample. The ring is bounded and belongs to one app's lifespan; nothing is stored.
+published about the indexing server and how many uploaded items wait for a worker, and
+appends one sample. The ring is bounded and belongs to one app's lifespan; nothing is stored.
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ class MetricsSample:
     queries_per_second: float | None
     indexing_passages_per_second: float | None  # indexing server, as the workers report it
     indexing_queue_items: float | None
-    worker_queue_length: int | None  # Celery tasks waiting; None when Redis is unreachable
+    # Uploaded files waiting for a worker / being indexed (PostgreSQL is the work queue).
+    worker_items_waiting: int | None
+    worker_items_running: int | None
 
 
 def _number(report: Mapping[str, object], key: str) -> float | None:
@@ -50,7 +52,7 @@ def _fresh(report: Mapping[str, object], now: float, max_age: float) -> bool:
 def sample_from(
     inference: ModelServerStatus | None,
     indexing: Mapping[str, object] | None,
-    worker_queue_length: int | None,
+    worker_items: tuple[int, int] | None,
     *,
     now: float,
     max_report_age: float,
@@ -66,7 +68,8 @@ def sample_from(
         queries_per_second=inference.requests_per_second if inference else None,
         indexing_passages_per_second=_number(indexing, "items_per_second") if indexing else None,
         indexing_queue_items=_number(indexing, "queue_items") if indexing else None,
-        worker_queue_length=worker_queue_length,
+        worker_items_waiting=worker_items[0] if worker_items else None,
+        worker_items_running=worker_items[1] if worker_items else None,
     )
 
 

@@ -12,13 +12,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
-from redis.exceptions import RedisError
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from tandem.api.state import ApiState, Authorized
 from tandem.http_errors import error_responses
 from tandem.metrics_history import MetricsHistory, sample_from
 from tandem.model_status import INDEXING_STATUS_KEY, ModelServerStatus, read_published
-from tandem.worker.queue import QUEUE
 
 router = APIRouter(prefix="/api", tags=["operations"])
 
@@ -38,8 +38,12 @@ class MetricsPoint(BaseModel):
     indexing_queue_items: float | None = Field(
         description="Indexing model server: items waiting to be batched"
     )
-    worker_queue_length: int | None = Field(
-        description="Tasks waiting in the worker queue; null when the queue is unreachable"
+    worker_items_waiting: int | None = Field(
+        description="Uploaded files or documents waiting for a worker; null when the "
+        "database could not be read"
+    )
+    worker_items_running: int | None = Field(
+        description="Uploaded files or documents a worker is indexing now"
     )
 
 
@@ -73,6 +77,23 @@ def stats_history(history: HistoryDep) -> MetricsHistoryOut:
     )
 
 
+def _worker_items(state: ApiState) -> tuple[int, int] | None:
+    """(waiting, being indexed) items: PostgreSQL is the work queue (Redis messages only
+    say that there is work), read through the partial index of unfinished items."""
+    try:
+        with state.sessions() as session:
+            row = session.execute(
+                text(
+                    "SELECT count(*) FILTER (WHERE status = 'queued'), "
+                    "count(*) FILTER (WHERE status = 'running') "
+                    "FROM index_attempt_items WHERE status IN ('queued', 'running')"
+                )
+            ).one()
+    except SQLAlchemyError:
+        return None
+    return int(row[0]), int(row[1])
+
+
 def record_samples(state: ApiState, history: MetricsHistory) -> Callable[[ModelServerStatus], None]:
     """The inference probe's publisher: keep the status for /api/stats, and add a sample
     with what the workers last reported about the indexing server and the queue length."""
@@ -80,12 +101,9 @@ def record_samples(state: ApiState, history: MetricsHistory) -> Callable[[ModelS
     def record(status: ModelServerStatus) -> None:
         state.record_inference_status(status)
         indexing = read_published(state.redis, INDEXING_STATUS_KEY)
-        try:
-            queued: int | None = int(state.redis.llen(QUEUE))
-        except RedisError:
-            queued = None
         # A report older than two probes means no worker is probing: draw a gap.
         max_age = 2.5 * history.interval_seconds
-        history.add(sample_from(status, indexing, queued, now=time.time(), max_report_age=max_age))
+        items = _worker_items(state)
+        history.add(sample_from(status, indexing, items, now=time.time(), max_report_age=max_age))
 
     return record

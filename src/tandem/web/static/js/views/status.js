@@ -47,10 +47,13 @@ const SERVERS = [
 ];
 const WORKER_QUEUE_CHART = {
   id: "chart-worker-queue",
-  title: "Tasks waiting",
-  unit: "tasks",
+  title: "Files waiting and being indexed",
+  unit: "files",
   digits: 0,
-  series: [{ key: "worker_queue_length", label: "waiting", className: "series-queue" }],
+  series: [
+    { key: "worker_items_waiting", label: "waiting", className: "series-queue" },
+    { key: "worker_items_running", label: "indexing", className: "series-running" },
+  ],
 };
 
 function badge(state) {
@@ -60,6 +63,14 @@ function badge(state) {
 
 function fact(term, value) {
   return h("div", {}, h("dt", {}, term), h("dd", {}, value));
+}
+
+function latestSample(history, key) {
+  const samples = history ? history.samples : [];
+  for (let i = samples.length - 1; i >= 0; i -= 1) {
+    if (typeof samples[i][key] === "number") return samples[i][key];
+  }
+  return null;
 }
 
 function chartsOf(specs, history) {
@@ -133,13 +144,26 @@ export function createStatusView() {
           "article",
           { class: "card", id: "worker-queue" },
           h("header", {}, h("h2", {}, "Worker queue")),
-          h("p", { class: "hint" }, "indexing tasks waiting for a worker, as Redis holds them"),
+          h("p", { class: "hint" }, "uploaded files (or documents) waiting for a worker, and those being indexed"),
           chartsOf([WORKER_QUEUE_CHART], history),
         ),
       );
-      const queue = stats.queue_length < 0 ? "unknown" : formatNumber(stats.queue_length);
+      // Files waiting live in PostgreSQL (the work queue); the history's latest sample
+      // counts them. Without it, the Redis queue length is the best there is.
+      const waiting = latestSample(history, "worker_items_waiting");
+      const queue =
+        waiting !== null
+          ? formatNumber(waiting)
+          : stats.queue_length < 0
+            ? "unknown"
+            : formatNumber(stats.queue_length);
       counts.replaceChildren(
-        countCard("count-queue", "Worker queue", queue, stats.queue_length < 0 ? "the queue (Redis) cannot be reached" : "files waiting for a worker"),
+        countCard(
+          "count-queue",
+          "Worker queue",
+          queue,
+          waiting === null && stats.queue_length < 0 ? "the queue (Redis) cannot be reached" : "files waiting for a worker",
+        ),
         countCard("count-documents", "Documents", formatNumber(stats.documents)),
         countCard("count-chunks", "Chunks", formatNumber(stats.chunks)),
       );
