@@ -20,6 +20,7 @@ from tandem.db.session import make_engine, make_session_factory
 from tandem.model_client import ModelClient
 from tandem.worker.chunking import Chunk, Chunker
 from tandem.worker.document import ParsedDocument
+from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.stages import BatchTimings, HoldAt, Stage
 from tandem.worker.startup import IncompatibleModel, check_dimensions
@@ -318,3 +319,32 @@ def test_held_inside_the_write_transaction_nothing_is_visible(
     with sessions() as session:
         documents = session.execute(text("SELECT count(*) FROM documents")).scalar_one()
     assert documents == 2
+
+
+def lease_seconds_left(sessions: sessionmaker[Session]) -> dict[int, float]:
+    with sessions() as session:
+        rows = session.execute(
+            text(
+                "SELECT id, extract(epoch FROM lease_expires_at - now()) "
+                "FROM index_attempt_items WHERE status = 'running'"
+            )
+        ).all()
+    return {int(r[0]): float(r[1]) for r in rows}
+
+
+def test_the_heartbeat_extends_only_what_a_live_batch_holds(
+    sessions: sessionmaker[Session],
+) -> None:
+    upload(sessions, short_texts(4))
+    claimed = attempts.claim_items(sessions, limits("me", lease_seconds=5))
+    held = HeldItems(max_hold_seconds=3600)
+    held.add([i.id for i in claimed[:2]])
+    assert attempts.extend_leases(sessions, "me", held.current(), 600) == 2
+    assert attempts.extend_leases(sessions, "someone-else", held.current(), 600) == 0
+    left = lease_seconds_left(sessions)
+    assert all(left[i.id] > 500 for i in claimed[:2])
+    assert all(left[i.id] < 10 for i in claimed[2:])
+    # A batch held past its limit is presumed stuck: its leases are left to run out.
+    stuck = HeldItems(max_hold_seconds=-1.0)  # any claim is already past it
+    stuck.add([claimed[0].id])
+    assert stuck.current() == []

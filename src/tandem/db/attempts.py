@@ -218,15 +218,20 @@ def _claim_fresh(session: Session, limits: ClaimLimits) -> list[int]:
     return ids
 
 
-def extend_leases(sessions: sessionmaker[Session], owner: str, lease_seconds: float) -> int:
-    """The heartbeat: every item this worker holds stays its own for another lease."""
+def extend_leases(
+    sessions: sessionmaker[Session], owner: str, item_ids: Sequence[int], lease_seconds: float
+) -> int:
+    """The heartbeat: the items this worker is working on stay its own for another lease."""
+    if not item_ids:
+        return 0
     with sessions.begin() as session:
         result = session.execute(
             text(
                 "UPDATE index_attempt_items SET lease_expires_at = now() + "
-                "make_interval(secs => :lease) WHERE lease_owner = :owner AND status = 'running'"
+                "make_interval(secs => :lease) WHERE id = ANY(:ids) AND lease_owner = :owner "
+                "AND status = 'running'"
             ),
-            {"owner": owner, "lease": lease_seconds},
+            {"ids": list(item_ids), "owner": owner, "lease": lease_seconds},
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
 

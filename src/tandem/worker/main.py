@@ -18,6 +18,7 @@ from tandem.model_client import ModelClient
 from tandem.model_server.manifest import ModelKind, locate_prepared
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
 from tandem.worker.chunking import Chunker
+from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.queue import QUEUE, make_celery, register_index_task, send_work
 from tandem.worker.settings import PipelineSettings
@@ -67,6 +68,7 @@ def run_worker(settings: WorkerSettings) -> None:
         dimensions=dimensions,
         retry_base_seconds=tuning.retry_base_seconds,
         observer=_observers(tuning),
+        held=HeldItems(tuning.max_batch_seconds),
     )
     app = make_celery(settings)
     redis = Redis.from_url(settings.require_redis_url(), socket_timeout=2.0)
@@ -89,7 +91,7 @@ def run_worker(settings: WorkerSettings) -> None:
     sweeper = Sweeper(sessions, queue_length, send, threads=settings.concurrency)
     started = sweeper.sweep("startup")
     sweeping = Periodic("sweep", tuning.sweep_seconds, sweeper.sweep)
-    leases = heartbeat(sessions, owner, tuning.lease_seconds)
+    leases = heartbeat(sessions, owner, pipeline.held, tuning.lease_seconds)
     for thread in (probe, sweeping, leases):
         thread.start()
     log.info(

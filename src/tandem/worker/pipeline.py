@@ -28,6 +28,7 @@ from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavai
 from tandem.schemas import TextType
 from tandem.worker.chunking import Chunker
 from tandem.worker.document import EmptyDocument, ParseError
+from tandem.worker.held import HeldItems
 from tandem.worker.parsing import parse_document
 from tandem.worker.stages import BatchTimings, NoObserver, Stage, StageObserver
 from tandem.worker.store import PreparedDocument, write_documents
@@ -35,6 +36,7 @@ from tandem.worker.store import PreparedDocument, write_documents
 log = logging.getLogger(__name__)
 
 UNAVAILABLE_RETRY_SECONDS = 5.0
+DEFAULT_MAX_HOLD_SECONDS = 900.0
 MAX_RETRY_SECONDS = 300.0
 
 
@@ -63,6 +65,8 @@ class IndexingPipeline:
     dimensions: int  # what the index's vector column holds
     retry_base_seconds: float = 5.0
     observer: StageObserver = field(default_factory=NoObserver)
+    # What the heartbeat extends; shared with it (tandem.worker.sweep.heartbeat).
+    held: HeldItems = field(default_factory=lambda: HeldItems(DEFAULT_MAX_HOLD_SECONDS))
 
     def run_batch(
         self,
@@ -77,18 +81,23 @@ class IndexingPipeline:
             items = attempts.claim_items(self.sessions, self.limits)
         timings.items = len(items)
         if items:
+            ids = [i.id for i in items]
             log.info(
                 "batch_claimed origin=%s redelivered=%s items=%s",
                 origin,
                 redelivered,
-                ",".join(str(i.id) for i in items),
+                ",".join(map(str, ids)),
             )
-            if on_claimed is not None:
-                on_claimed(len(items))
-            self.observer.reached(Stage.CLAIMED, [i.id for i in items])
-            progress = _Progress({i.id: i for i in items})
-            with self._release_on_error(progress):
-                self._index(items, progress, timings)
+            self.held.add(ids)
+            try:
+                progress = _Progress({i.id: i for i in items})
+                with self._release_on_error(progress):
+                    if on_claimed is not None:
+                        on_claimed(len(items))
+                    self.observer.reached(Stage.CLAIMED, ids)
+                    self._index(items, progress, timings)
+            finally:
+                self.held.discard(ids)
         timings.ended = time.time()
         self.observer.batch_done(timings)
         return timings

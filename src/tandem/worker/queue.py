@@ -15,6 +15,7 @@ import logging
 from collections.abc import Callable
 
 from celery import Celery, Task
+from kombu.exceptions import OperationalError as BrokerError
 
 from tandem.config import StorageSettings
 from tandem.worker.pipeline import IndexingPipeline
@@ -66,7 +67,11 @@ def register_index_task(
 ) -> Task:
     def chain(claimed: int) -> None:
         more = 2 if queue_length() == 0 else 1
-        send_work(app, more if claimed else 0, "chain", expires_seconds)
+        try:
+            send_work(app, more if claimed else 0, "chain", expires_seconds)
+        except BrokerError as exc:
+            # This batch goes on; the sweep sends messages for what is left.
+            log.warning("chain_send_failed error=%s", exc)
 
     def index_items(self: Task, origin: str = "upload", *_legacy: object) -> str:
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))

@@ -32,6 +32,11 @@ class PipelineSettings(BaseSettings):
     lease_seconds: Annotated[
         float, Field(validation_alias=AliasChoices("TANDEM_LEASE_SECONDS"), ge=1.0)
     ] = 30.0
+    # A batch still running this long after its claim is presumed stuck: its leases are
+    # no longer extended, so another worker takes its items over.
+    max_batch_seconds: Annotated[
+        float, Field(validation_alias=AliasChoices("TANDEM_MAX_BATCH_SECONDS"), gt=0)
+    ] = 900.0
     sweep_seconds: Annotated[
         float, Field(validation_alias=AliasChoices("TANDEM_SWEEP_SECONDS"), gt=0)
     ] = 5.0

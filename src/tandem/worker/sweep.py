@@ -21,6 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import attempts
+from tandem.worker.held import HeldItems
 
 log = logging.getLogger(__name__)
 
@@ -75,9 +76,11 @@ class Sweeper:
         return SweepResult(due=due, sent=sent, attempts_finished=finished)
 
 
-def heartbeat(sessions: sessionmaker[Session], owner: str, lease_seconds: float) -> Periodic:
+def heartbeat(
+    sessions: sessionmaker[Session], owner: str, held: HeldItems, lease_seconds: float
+) -> Periodic:
     return Periodic(
         "lease-heartbeat",
         lease_seconds / 3,
-        lambda: attempts.extend_leases(sessions, owner, lease_seconds),
+        lambda: attempts.extend_leases(sessions, owner, held.current(), lease_seconds),
     )
