@@ -1,0 +1,158 @@
+"""The system under strain, over real HTTP: an overloaded model server (429) seen by the
+worker and by the API, a model server still loading (503), and two API servers starting
+at once against a fresh database."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, make_url, text
+
+from tandem.db.migrate import alembic_config, current_revision
+from tandem.db.session import normalize_url
+from tests.e2e_support import (
+    Backends,
+    running,
+    search,
+    start_api,
+    start_worker,
+    upload,
+    wait_attempt,
+)
+from tests.fake_model_server import OverloadedModelServer, overloaded_model_server
+from tests.support import ServerProcess, free_port, spawn, start_model_server, wait_ready
+
+REFUSED_EMBEDS = 3
+OSPREY = b"The osprey plunges feet first into the water to catch fish."
+
+
+@pytest.fixture(scope="module")
+def overloaded_indexing(indexing_server: ServerProcess) -> Iterator[OverloadedModelServer]:
+    """The real indexing server behind a front that refuses its first embeds with 429."""
+    with overloaded_model_server(indexing_server.url, refuse=REFUSED_EMBEDS) as front:
+        yield front
+
+
+@pytest.fixture(scope="module")
+def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
+    with running(start_api(backends, inference_server.url)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def indexed_through_429s(
+    backends: Backends, api: ServerProcess, overloaded_indexing: OverloadedModelServer
+) -> dict[str, Any]:
+    with running(start_worker(backends, overloaded_indexing.url)):
+        accepted = upload(api, {"osprey.txt": OSPREY})
+        return wait_attempt(api, accepted.json()["attempt_id"])
+
+
+def test_the_worker_waits_out_429s_and_indexes(
+    api: ServerProcess,
+    overloaded_indexing: OverloadedModelServer,
+    indexed_through_429s: dict[str, Any],
+) -> None:
+    assert indexed_through_429s["status"] == "succeeded", indexed_through_429s
+    assert sum(overloaded_indexing.refused.values()) == REFUSED_EMBEDS
+    embeds_passed_on = sum(n for p, n in overloaded_indexing.forwarded.items() if p != "/api/ready")
+    assert embeds_passed_on >= 1  # the item was embedded after the refusals, not skipped
+    hits = search(api, "osprey plunges", mode="semantic", limit=1)
+    assert hits["degraded"] is False
+    assert [h["document_id"] for h in hits["results"]] == ["osprey.txt"]
+
+
+def test_the_api_falls_back_to_flagged_keyword_results_on_429(
+    backends: Backends, indexed_through_429s: dict[str, Any]
+) -> None:
+    with (
+        overloaded_model_server(upstream=None, refuse=None) as overloaded,
+        running(start_api(backends, overloaded.url)) as api,
+    ):
+        result = search(api, "osprey plunges", mode="hybrid", limit=3)
+        assert overloaded.refused["/encoder/bi-encoder-embed"] >= 1  # it asked, and got 429
+    assert result["degraded"] is True
+    assert result["mode"] == "keyword"
+    assert result["notice"] and "keyword-only" in result["notice"]
+    assert [h["document_id"] for h in result["results"]] == ["osprey.txt"]
+
+
+def test_a_loading_model_server_answers_503_then_serves(server_logs: Path) -> None:
+    server = start_model_server("inference", server_logs, wait=False)
+    try:
+        first = None
+        deadline = time.monotonic() + 60
+        with httpx.Client(timeout=10) as client:
+            while first is None:  # the first answer the server gives at all
+                assert server.process.poll() is None, server.log()
+                assert time.monotonic() < deadline, server.log()
+                try:
+                    first = client.post(
+                        f"{server.url}/encoder/bi-encoder-embed", json={"texts": ["osprey"]}
+                    )
+                except httpx.TransportError:
+                    time.sleep(0.005)  # not listening yet
+            assert first.status_code == 503, first.text
+            assert first.json()["error"]["type"] == "not_ready"
+            assert first.headers["retry-after"] == "1"
+            wait_ready(server)
+            served = client.post(f"{server.url}/encoder/bi-encoder-embed", json={"texts": ["q"]})
+            assert served.status_code == 200
+            assert len(served.json()["embeddings"][0]) == 384
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def fresh_database(postgres_url: str) -> Iterator[str]:
+    name = f"fresh_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(normalize_url(postgres_url), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def test_two_api_servers_migrate_a_fresh_database_at_once(
+    backends: Backends, fresh_database: str
+) -> None:
+    fresh = Backends(fresh_database, backends.redis_url, backends.log_dir)
+    env = os.environ | fresh.env(MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_PORT=str(free_port()))
+    servers = []
+    for _ in range(2):  # both start before either is ready: they race for the migrations
+        port = free_port()
+        log_path = backends.log_dir / f"api-fresh-{port}.log"
+        argv = [sys.executable, "-m", "tandem.cli", "api", "--port", str(port), "--open-access"]
+        servers.append(
+            ServerProcess(spawn(argv, env, log_path), f"http://127.0.0.1:{port}", log_path)
+        )
+    try:
+        for server in servers:
+            wait_ready(server)
+        for server in servers:
+            listed = httpx.get(f"{server.url}/api/documents")
+            assert listed.status_code == 200, listed.text
+            assert listed.json()["total"] == 0
+            assert "Traceback" not in server.log()
+    finally:
+        for server in servers:
+            server.stop()
+    engine = create_engine(normalize_url(fresh_database))
+    try:
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+        assert current_revision(engine) == head
+    finally:
+        engine.dispose()
