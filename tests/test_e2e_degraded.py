@@ -9,6 +9,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from tandem.db.migrate import alembic_config, current_revision
 from tandem.db.session import normalize_url
+from tandem.services.redis import running_redis
 from tests.e2e_support import (
     Backends,
     running,
@@ -156,3 +158,32 @@ def test_two_api_servers_migrate_a_fresh_database_at_once(
         assert current_revision(engine) == head
     finally:
         engine.dispose()
+
+
+def test_an_upload_while_redis_is_down_is_indexed_once_it_is_back(
+    backends: Backends,
+    inference_server: ServerProcess,
+    indexing_server: ServerProcess,
+    tmp_path: Path,
+) -> None:
+    """The upload is stored in PostgreSQL (the work queue); Redis only carries the wake-up
+    message, so a message lost to a Redis outage must not lose the item."""
+    redis_dir, redis_port = tmp_path / "redis", free_port()
+    with ExitStack() as stack:
+        outage = running_redis(redis_dir, redis_port)
+        own = Backends(backends.database_url, outage.__enter__(), backends.log_dir)
+        try:
+            api = stack.enter_context(running(start_api(own, inference_server.url)))
+            sweep = {"TANDEM_SWEEP_SECONDS": "1"}
+            stack.enter_context(running(start_worker(own, indexing_server.url, env=sweep)))
+        finally:
+            outage.__exit__(None, None, None)  # Redis goes down
+        accepted = upload(api, {"kestrel.txt": b"A kestrel hovers into the wind over verges."})
+        assert accepted.status_code == 202, accepted.text
+        attempt_id = accepted.json()["attempt_id"]
+        pending = httpx.get(f"{api.url}/api/index-attempts/{attempt_id}").json()
+        assert pending["status"] not in ("succeeded", "failed"), pending  # stored, waiting
+        with running_redis(redis_dir, redis_port):  # back on the same address
+            attempt = wait_attempt(api, attempt_id, timeout=90)
+    assert attempt["status"] == "succeeded", attempt
+    assert attempt["items"][0]["chunk_count"] == 1
