@@ -3,8 +3,11 @@ running show up as a failure instead of a quiet pass."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -80,3 +83,44 @@ def test_server_starting_tests_are_marked_slow() -> None:
     }
     assert not quick & server_modules, quick & server_modules
     assert "test_both_roles_embed_identically" not in collected.stdout
+
+
+SPAWN_AND_WAIT = """
+import sys, time
+from pathlib import Path
+from tests.support import spawn
+child = spawn(["sleep", "300"], {}, Path(sys.argv[1]))
+print(child.pid, flush=True)
+time.sleep(300)
+"""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return True
+    return state in ("Z", "X")  # exited; a zombie waits only for its (new) parent to reap it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal: Linux")
+def test_a_server_a_test_started_dies_with_a_killed_pytest(tmp_path: Path) -> None:
+    stand_in = subprocess.Popen(
+        [sys.executable, "-c", SPAWN_AND_WAIT, str(tmp_path / "child.log")],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert stand_in.stdout is not None
+        child = int(stand_in.stdout.readline())
+        assert not _gone(child)
+        os.kill(stand_in.pid, signal.SIGKILL)  # no cleanup code runs: only the kernel helps
+        stand_in.wait(10)
+        deadline = time.monotonic() + 10
+        while not _gone(child):
+            assert time.monotonic() < deadline, "the test's server outlived the killed pytest"
+            time.sleep(0.05)
+    finally:
+        stand_in.kill()
+        stand_in.wait()
