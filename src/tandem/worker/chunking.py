@@ -86,8 +86,14 @@ class Chunker:
         budget = self.chunk_tokens - self.count_tokens(prefix)
         markdown = doc.content_type == ContentType.MARKDOWN
         capacity = budget - self.overlap_tokens
-        cores = self._splitter(markdown, capacity).chunk_indices(doc.text)
-        cores = self._merge_fragments(doc.text, cores, capacity)
+        whole = doc.text.strip()
+        if self._count_body(whole) <= capacity:
+            # What the splitter answers for a text that fits, without building a splitter
+            # (tens of ms each) or tokenizing twice more: most documents are short.
+            cores = [(len(doc.text) - len(doc.text.lstrip()), whole)]
+        else:
+            cores = self._splitter(markdown, capacity).chunk_indices(doc.text)
+            cores = self._merge_fragments(doc.text, cores, capacity)
         spans = [(start, doc.text[start:end]) for start, end in self._overlapped(cores)]
         encodings = self._tokenizer.encode_batch([prefix + body for _, body in spans])
         pieces: list[tuple[int, str, int]] = []
@@ -154,7 +160,7 @@ class Chunker:
         The splitter's own overlap is best-effort (whole semantic units only, so often none
         after a long sentence); this one is guaranteed whenever the previous core has more
         than one token."""
-        if not self.overlap_tokens:
+        if not self.overlap_tokens or len(cores) < 2:
             return [(start, start + len(body)) for start, body in cores]
         encodings = self._tokenizer.encode_batch(
             [body for _, body in cores], add_special_tokens=False
