@@ -20,7 +20,7 @@ from tandem.api.routes_status import record_samples
 from tandem.api.routes_status import router as status_router
 from tandem.api.state import ApiState, Authorized, StateDep
 from tandem.config import ApiSettings, ModelCacheSettings
-from tandem.db import catalog
+from tandem.db import attempts, catalog
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.http_errors import BodySizeLimit, error_responses, install_error_handlers
@@ -29,7 +29,7 @@ from tandem.index.postgres import PostgresIndex
 from tandem.metrics_history import MetricsHistory
 from tandem.model_client import ModelClient
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
-from tandem.worker.queue import QUEUE, make_celery
+from tandem.worker.queue import make_celery
 from tandem.worker.startup import check_dimensions, configured_model_dimensions
 
 log = logging.getLogger(__name__)
@@ -57,8 +57,10 @@ def stats(state: StateDep) -> dict[str, object]:
     inference server as this API server sees it, the indexing server as workers report it)."""
     with state.sessions() as session:
         documents, chunks = catalog.counts(session)
+        # PostgreSQL holds the waiting items; Redis only announces them.
+        queued = attempts.waiting_items(session)
     try:
-        queued = int(state.redis.llen(QUEUE))
+        state.redis.ping()
     except RedisError:
         queued = -1  # shown as unknown; the queue being down is not the API's failure
     inference = state.inference_status

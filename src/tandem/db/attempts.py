@@ -151,7 +151,7 @@ def _work_item(row: Row[Any]) -> WorkItem:
         content_type=row.content_type,
         title=row.title,
         metadata=dict(row.metadata),
-        payload=bytes(row.payload),
+        payload=bytes(row.payload or b""),  # never cleared before a terminal state
         size_bytes=int(row.size_bytes),
         claim=int(row.claims),
         failures=int(row.failures),
@@ -410,6 +410,15 @@ def claimable_count(sessions: sessionmaker[Session], cap: int) -> int:
                 {"cap": cap},
             ).scalar_one()
         )
+
+
+def waiting_items(session: Session) -> int:
+    """Items stored and not yet claimed (or given back to wait for a retry)."""
+    return int(
+        session.execute(
+            text("SELECT count(*) FROM index_attempt_items WHERE status = 'queued'")
+        ).scalar_one()
+    )
 
 
 def get_attempt(session: Session, attempt_id: uuid.UUID) -> IndexAttempt | None:
