@@ -9,8 +9,9 @@ disk: benchmarks/embedding_cache.py) and writes them through the worker's write 
 documents catalogue, then `PostgresIndex.replace_document`, so the database's own triggers
 run). Every query then runs through `tandem.search.Searcher` (the library the API route
 calls) in keyword and semantic mode and in hybrid mode with both fusions at several
-alphas; a document's rank is its best chunk's. The references (benchmarks/ranking_references.py) are computed in the same run
-from the same chunks and vectors. MRR@10, recall@10 and Tandem's ratios to the references
+alphas; a document's rank is its best chunk's. The references
+(benchmarks/ranking_references.py) are computed in the same run from the same chunks and
+vectors. MRR@10, recall@10 and Tandem's ratios to the references
 go to benchmarks/results/ranking_quality.json.
 
     python -m benchmarks.ranking_quality [--quick] [--set man-perl|stdlib|both]
