@@ -7,12 +7,12 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import asdict
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
-from starlette.responses import JSONResponse
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from starlette.responses import JSONResponse, Response
 
 from tandem.api.routes_documents import router as documents_router
 from tandem.api.routes_search import router as search_router
@@ -23,7 +23,12 @@ from tandem.config import ApiSettings, ModelCacheSettings
 from tandem.db import attempts, catalog
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
-from tandem.http_errors import BodySizeLimit, error_responses, install_error_handlers
+from tandem.http_errors import (
+    BodySizeLimit,
+    error_response,
+    error_responses,
+    install_error_handlers,
+)
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.metrics_history import MetricsHistory
@@ -75,6 +80,15 @@ def stats(state: StateDep) -> dict[str, object]:
     }
 
 
+async def _on_database_unavailable(_: Request, exc: Exception) -> Response:
+    # A restarted or unreachable PostgreSQL is a passing state, not a server bug: the
+    # pool's pre-ping reconnects on the next request once it is back.
+    log.warning("database_unavailable error=%s", str(exc).splitlines()[0])
+    return error_response(
+        503, "the database is unavailable; retry shortly", "not_ready", {"Retry-After": "2"}
+    )
+
+
 def build_state(settings: ApiSettings) -> ApiState:
     engine = make_engine(settings.require_database_url())
     upgrade(engine)
@@ -123,6 +137,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
+    app.add_exception_handler(OperationalError, _on_database_unavailable)
     app.include_router(ops_router)
     app.include_router(documents_router)
     app.include_router(status_router)
