@@ -20,7 +20,7 @@ from benchmarks.load import (
     round_trips,
     summarize,
 )
-from benchmarks.processes import FloorWorker
+from benchmarks.processes import FloorWorker, cpu_seconds
 
 
 @dataclass(frozen=True)
@@ -111,14 +111,21 @@ def query_section(
 
 
 def index_section(
-    url: str, texts: Texts, work: Workload, floor: FloorWorker | None
+    url: str,
+    texts: Texts,
+    work: Workload,
+    floor: FloorWorker | None,
+    server_pid: int | None = None,
 ) -> dict[str, object]:
     """Section 2: per round, the floor on a sample of the round's chunk, then the whole
     chunk over HTTP by concurrent bulk clients. On a machine so loaded that all rounds
-    would not fit the phase's time, the last rounds are skipped (the JSON says so)."""
+    would not fit the phase's time, the last rounds are skipped (the JSON says so).
+    With ``server_pid``, the CPU time the server and the floor spent is recorded too:
+    passages per CPU-second do not depend on how much CPU other tenants left them."""
     batches = math.ceil(len(texts.passages) / work.index_rounds / work.batch_size)
     per_round = max(1, batches) * work.batch_size
     http_done = http_seconds = floor_done = floor_seconds = floor_run_seconds = 0.0
+    http_cpu = floor_cpu = 0.0
     round_ratios: list[float] = []
     deadline = time.monotonic() + work.index_phase_seconds
     last_round = 0.0
@@ -130,11 +137,14 @@ def index_section(
         round_floor = 0.0
         if floor is not None:
             sample = chunk[: work.floor_passages_per_round]
+            floor_cpu_before = cpu_seconds(floor.process.pid)
             raw = floor.measure("passages", sample, work.max_index_seconds)
+            floor_cpu += cpu_seconds(floor.process.pid) - floor_cpu_before
             floor_done += float(str(raw["passages"]))
             floor_seconds += float(str(raw["seconds"]))
             floor_run_seconds += float(str(raw["run_seconds"]))
             round_floor = float(str(raw["passages"])) / float(str(raw["seconds"]))
+        server_cpu_before = cpu_seconds(server_pid) if server_pid else 0.0
         with bulk_load(
             url,
             chunk,
@@ -144,6 +154,8 @@ def index_section(
             max_seconds=work.max_index_seconds,
         ) as bulk:
             outcome = bulk.result(timeout=work.max_index_seconds + 30)
+        if server_pid:
+            http_cpu += cpu_seconds(server_pid) - server_cpu_before
         http_done += float(str(outcome["passages"]))
         http_seconds += float(str(outcome["seconds"]))
         if round_floor:
@@ -166,6 +178,16 @@ def index_section(
             "run_only_per_second": floor_done / floor_run_seconds,
         }
         result["index_vs_floor_per_round"] = [round(r, 3) for r in round_ratios]
+    if server_pid and floor is not None and http_cpu and floor_cpu:
+        per_cpu_second = {
+            "server_passages_per_cpu_second": http_done / http_cpu,
+            "floor_passages_per_cpu_second": floor_done / floor_cpu,
+        }
+        per_cpu_second["server_vs_floor"] = (
+            per_cpu_second["server_passages_per_cpu_second"]
+            / per_cpu_second["floor_passages_per_cpu_second"]
+        )
+        result["index_per_cpu_second"] = per_cpu_second
     return result
 
 

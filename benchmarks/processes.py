@@ -23,6 +23,17 @@ HOST = "127.0.0.1"
 THREAD_CAP_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) so far.
+
+    On a shared machine, throughput per CPU-second compares a server with its floor
+    however much CPU time other tenants leave either of them.
+    """
+    # The fields after the ")" that closes the command name; utime is the 12th, stime next.
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 class ServerFailed(RuntimeError):
     """A server exited early or never became ready; the message holds its log tail."""
 

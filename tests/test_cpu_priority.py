@@ -69,7 +69,8 @@ def up_model_servers(
             spec.env |= ports
             started[spec.name] = stack.start(spec)
         for service in started.values():
-            stack.wait_ready(service, timeout=120.0)
+            # Generous: the indexing server warms up at idle priority on a shared machine.
+            stack.wait_ready(service, timeout=300.0)
         yield started
     finally:
         stack.stop()
