@@ -123,3 +123,32 @@ def test_ingest_of_thousands_of_files_shows_rate_and_time_left(
         ).all()
     engine.dispose()
     assert sorted(n for (n,) in sizes) == [100] * 20
+
+
+@pytest.fixture(scope="module")
+def small_api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
+    limits = {"TANDEM_MAX_UPLOAD_BYTES": "20000"}
+    with running(start_api(backends, inference_server.url, env=limits)) as server:
+        yield server
+
+
+def test_a_batch_too_large_for_the_api_is_split_and_an_oversized_file_fails_alone(
+    small_api: ServerProcess, backends: Backends, indexing_server: ServerProcess, tmp_path: Path
+) -> None:
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for n in range(30):
+        (folder / f"small-{n:02d}.txt").write_text(f"Small note {n} on tides. " * 100)  # 2.5 KB
+    (folder / "large.txt").write_text("A large note about harbours. " * 1200)  # 35 KB
+    with running(start_worker(backends, indexing_server.url)):
+        done = subprocess.run(
+            [sys.executable, "-m", "tandem.cli", "ingest", str(folder), "--api-url", small_api.url],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=os.environ | {"COLUMNS": "200"},
+        )
+    assert done.returncode == 0, done.stderr
+    # One request of 31 files is over 20,000 bytes: halves, quarters… until each fits.
+    assert "large.txt: refused by the API: 413" in done.stderr
+    assert "succeeded: 30 indexed, 1 failed (31 files in" in done.stderr

@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.client import TandemClient
-from tandem.schemas import AttemptOut
+from tandem.client import ApiError, TandemClient
+from tandem.schemas import AttemptOut, IngestResponse
 
 # Well under the API's default limits (1,000 files and 100 MiB per request), so a folder
 # of thousands of files goes up in many small requests, each its own index attempt.
@@ -49,6 +49,29 @@ def upload_batches(
         yield batch
 
 
+@dataclass(frozen=True, slots=True)
+class Sent:
+    files: list[Path]
+    accepted: IngestResponse | None  # None: the API refused this one file (`error`)
+    error: str = ""
+
+
+def send_batch(client: TandemClient, batch: list[Path]) -> Iterator[Sent]:
+    """Upload `batch`; when the API answers 413 (too many bytes or files for its limits),
+    upload each half instead, down to single files, which then fail on their own."""
+    try:
+        yield Sent(batch, client.upload(batch))
+    except ApiError as exc:
+        if exc.status != 413:
+            raise
+        if len(batch) == 1:
+            yield Sent(batch, None, f"{batch[0]}: refused by the API: {exc}")
+            return
+        half = len(batch) // 2
+        yield from send_batch(client, batch[:half])
+        yield from send_batch(client, batch[half:])
+
+
 @dataclass
 class AttemptTracker:
     """The index attempts of one ingest; finished attempts are not asked about again."""
@@ -56,9 +79,13 @@ class AttemptTracker:
     client: TandemClient
     attempts: dict[str, AttemptOut] = field(default_factory=dict)
     sizes: dict[str, int] = field(default_factory=dict)
+    refused: list[str] = field(default_factory=list)  # files the API would not take
 
-    def add(self, attempt_id: str, files: int) -> None:
-        self.sizes[attempt_id] = files
+    def add(self, sent: Sent) -> None:
+        if sent.accepted is None:
+            self.refused.append(sent.error)
+        else:
+            self.sizes[sent.accepted.attempt_id] = len(sent.files)
 
     def poll(self) -> None:
         for attempt_id in self.sizes:
@@ -68,11 +95,11 @@ class AttemptTracker:
 
     @property
     def done(self) -> int:
-        return sum(a.done for a in self.attempts.values())
+        return len(self.refused) + sum(a.done for a in self.attempts.values())
 
     @property
     def failed(self) -> int:
-        return sum(a.failed for a in self.attempts.values())
+        return len(self.refused) + sum(a.failed for a in self.attempts.values())
 
     @property
     def finished(self) -> bool:
@@ -80,9 +107,6 @@ class AttemptTracker:
             a.status in FINISHED for a in self.attempts.values()
         )
 
-    @property
-    def any_attempt_failed(self) -> bool:
-        return any(a.status == "failed" for a in self.attempts.values())
-
     def errors(self) -> list[str]:
-        return [i.error for a in self.attempts.values() for i in a.items if i.error]
+        indexing = [i.error for a in self.attempts.values() for i in a.items if i.error]
+        return self.refused + indexing

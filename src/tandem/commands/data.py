@@ -23,7 +23,13 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
-from tandem.bulk_upload import BATCH_FILES, AttemptTracker, collect_files, upload_batches
+from tandem.bulk_upload import (
+    BATCH_FILES,
+    AttemptTracker,
+    collect_files,
+    send_batch,
+    upload_batches,
+)
 from tandem.client import ApiError, TandemClient
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings, WorkerSettings
@@ -98,9 +104,9 @@ def ingest(
             indexing = progress.add_task("indexing", total=len(files), visible=wait)
             polled = 0.0
             for batch in upload_batches(files, batch_files):
-                accepted = client.upload(batch)
-                tracker.add(accepted.attempt_id, len(batch))
-                progress.advance(sending, len(batch))
+                for sent in send_batch(client, batch):
+                    tracker.add(sent)
+                    progress.advance(sending, len(sent.files))
                 if wait and time.monotonic() - polled > POLL_SECONDS:
                     tracker.poll()
                     progress.update(indexing, completed=tracker.done)
@@ -155,12 +161,14 @@ def _report(tracker: AttemptTracker, files: int, seconds: float) -> None:
     if len(errors) > SHOWN_ERRORS:
         console.print(f"… and {len(errors) - SHOWN_ERRORS} more failed")
     indexed = tracker.done - tracker.failed
-    status = "failed" if tracker.any_attempt_failed else "succeeded"
+    # As for one index attempt: failed when nothing could be indexed.
+    failed = indexed == 0 and tracker.failed > 0
+    status = "failed" if failed else "succeeded"
     console.print(
         f"{status}: {indexed} indexed, {tracker.failed} failed "
         f"({files} files in {seconds:.1f} s, {files / max(seconds, 1e-9):.1f} files/s)"
     )
-    if tracker.any_attempt_failed:
+    if failed:
         raise typer.Exit(1)
 
 
