@@ -50,7 +50,8 @@ function linePath(points) {
     .join(" ");
 }
 
-function latestValue(samples, key) {
+/** The newest number under `key` in `samples`, or null. */
+export function latestValue(samples, key) {
   for (let i = samples.length - 1; i >= 0; i -= 1) {
     if (isValue(samples[i][key])) return samples[i][key];
   }

@@ -3,7 +3,7 @@
 // API server: GET /api/stats/history).
 
 import { api } from "../api.js";
-import { lineChart } from "../charts.js";
+import { latestValue, lineChart } from "../charts.js";
 import { formatNumber, h, secondsAgo, setNotice } from "../dom.js";
 
 const REFRESH_MS = 3000;
@@ -63,14 +63,6 @@ function badge(state) {
 
 function fact(term, value) {
   return h("div", {}, h("dt", {}, term), h("dd", {}, value));
-}
-
-function latestSample(history, key) {
-  const samples = history ? history.samples : [];
-  for (let i = samples.length - 1; i >= 0; i -= 1) {
-    if (typeof samples[i][key] === "number") return samples[i][key];
-  }
-  return null;
 }
 
 function chartsOf(specs, history) {
@@ -150,7 +142,7 @@ export function createStatusView() {
       );
       // Files waiting live in PostgreSQL (the work queue); the history's latest sample
       // counts them. Without it, the Redis queue length is the best there is.
-      const waiting = latestSample(history, "worker_items_waiting");
+      const waiting = latestValue(history ? history.samples : [], "worker_items_waiting");
       const queue =
         waiting !== null
           ? formatNumber(waiting)
