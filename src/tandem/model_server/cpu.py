@@ -3,20 +3,17 @@
 When both roles share a machine, the indexing role uses every usable CPU at the lowest
 CPU priority (SCHED_IDLE where permitted, else nice 19) and the inference role runs at
 normal priority: the kernel then hands a CPU to a query the moment it arrives, and bulk
-work gets whatever queries leave idle. Measured on 2 cores, this beats pinning each role
-to its own CPUs on both axes (bulk throughput nearly doubles, query p99 improves).
-Pinning (`TANDEM_CPUS`) stays available.
+work gets whatever queries leave idle. Measured on a quiet 2-core machine (issue 9), this
+beats pinning each role to its own CPUs on both axes (bulk throughput nearly doubles,
+query p99 improves). Pinning (`TANDEM_CPUS`, `tandem up --pin-cpus`) stays available.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 from enum import StrEnum
 from pathlib import Path
-
-log = logging.getLogger(__name__)
 
 CGROUP_CPU_MAX = Path("/sys/fs/cgroup/cpu.max")
 LOWEST_NICE = 19
@@ -75,12 +72,12 @@ def usable_threads() -> int:
 
 
 # Threads a query runs on by default: one. Measured on 2 busy cores with the indexing
-# server saturated at idle priority (benchmarks/README.md): query p50 / p99 2.8 / 13.8 ms on
-# one thread against 43.9 / 94.5 ms on two. A 10-token query is ~1.5 ms of work; a second
-# thread saves a fraction of a millisecond on an idle machine, but ONNX Runtime's parallel
-# loop waits for its slowest thread, so whenever the other CPU is busy the query waits for
-# a time slice there. One thread also leaves the other CPUs to indexing. TANDEM_THREADS
-# raises it (for many concurrent queries on a large machine).
+# server saturated at idle priority (benchmarks/results/model_server_variants.json): query
+# p50 / p99 3.5 / 36 ms on one thread against 8.8 / 106 ms on two, and the in-process
+# floor 2.3 vs 35.8 ms p50. ONNX Runtime's parallel loop waits for its slowest thread, so
+# whenever the other CPU is busy a query waits for a time slice there; on an idle machine
+# the second thread saves only ~0.4 ms of a ~1.5 ms int8 query. One thread also leaves
+# the other CPUs to indexing. TANDEM_THREADS raises it.
 INFERENCE_THREADS = 1
 
 
