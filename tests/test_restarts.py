@@ -170,9 +170,19 @@ def test_redis_restarted_during_an_ingest(
         assert progress.status_code == 200, progress.text
     finally:
         redis.start()
+    # After the restart the API's producer reconnects: the next upload is announced.
+    after = {f"redis-after-{n}": short_text(2 * DOCUMENTS + n) for n in range(20)}
+    third = _post_batch(api, after)
     _check_completed_once(
-        backends, api, [first, second], documents | late, model_cache, indexing_server
+        backends,
+        api,
+        [first, second, third],
+        documents | late | after,
+        model_cache,
+        indexing_server,
     )
+    assert f"enqueue_failed attempt={second}" in api.log()  # Redis was down for that one
+    assert f"enqueue_failed attempt={third}" not in api.log()
     assert worker.process.poll() is None, worker.log()
 
 
@@ -192,7 +202,7 @@ def test_postgres_restarted_during_an_ingest(
     log_offset = len(worker.log())
     postgres.stop()
     try:
-        _wait_log(worker, ("OperationalError", "connection", "Connection refused"), log_offset)
+        _wait_log(worker, ("OperationalError", "sweep_failed"), log_offset)
         # Without its database the API answers at once: 503 with Retry-After, not a 500.
         outage = httpx.get(f"{api.url}/api/index-attempts/{first}", timeout=30)
         assert outage.status_code == 503, outage.text
