@@ -11,7 +11,7 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,8 +23,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.config import DEFAULT_EMBEDDING_MODEL
 from tandem.db.models import Chunk
 from tandem.db.session import make_engine, make_session_factory
+from tandem.index.postgres import PostgresIndex
+from tandem.index.protocol import IndexedChunk
 from tandem.model_client import ModelClient
 from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.model_server.onnx_model import FloatArray
 from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model
 from tandem.schemas import TextType
 from tandem.worker.chunking import Chunker
@@ -197,3 +200,55 @@ def test_reindex_re_embeds_every_chunk_and_resumes(
     finished = store.load()
     assert finished is not None and finished.finished and finished.documents == DOCUMENTS
     redis.close()
+
+
+class ReplacingOnFirstEmbed(ModelClient):
+    """The indexing server's client, with a document replaced (as a worker re-indexing an
+    upload would) right after the reindex read its chunks and before it writes vectors."""
+
+    def __init__(self, url: str, replace: Callable[[], None]) -> None:
+        super().__init__(url, timeout=120)
+        self._replace: Callable[[], None] | None = replace
+
+    def embed(self, texts: list[str], text_type: TextType) -> FloatArray:
+        if self._replace is not None:
+            replace, self._replace = self._replace, None
+            replace()
+        return super().embed(texts, text_type)
+
+
+def test_a_document_replaced_during_a_batch_keeps_its_new_vectors(
+    indexed: Backends, fp32_indexing_server: ServerProcess
+) -> None:
+    sessions = _sessions(indexed)
+    fresh = ModelClient(fp32_indexing_server.url, timeout=120)
+    title, bodies = "Lanterns", ["A lantern of brass hung by the door.", "Its wick was trimmed."]
+    new_vectors = fresh.embed([f"{title}\n{b}" for b in bodies], TextType.PASSAGE)
+    fresh.close()
+
+    def replace_note_05() -> None:
+        PostgresIndex(sessions).replace_document(
+            "note-05.md",
+            [
+                IndexedChunk(i, body, title, "note-05.md", "text/markdown", 12, new_vectors[i])
+                for i, body in enumerate(bodies)
+            ],
+        )
+
+    redis = Redis.from_url(indexed.redis_url)
+    embedder = ReplacingOnFirstEmbed(fp32_indexing_server.url, replace_note_05)
+    model = served_model(fp32_indexing_server.url)
+    done = Reindexer(sessions, embedder, ProgressStore(redis), documents_per_batch=BATCH).run(
+        plan_run(None, model, restart=True)
+    )
+    embedder.close()
+    redis.close()
+    assert done.finished and done.documents == DOCUMENTS
+    stored = _stored(sessions)
+    replaced = [row for row in stored if row[0] == "note-05.md"]
+    # The batch's UPDATE matched the old chunks' ids, which were gone: the new chunks keep
+    # the vectors of their own text, not those of the text the batch had read.
+    assert [(t, b) for _, t, b, _ in replaced] == [(title, b) for b in bodies]
+    for (*_, vector), expected in zip(replaced, new_vectors, strict=True):
+        assert float(np.dot(vector, expected)) > 0.99999
+    assert _cosines(stored, fp32_indexing_server).min() > 0.99999
