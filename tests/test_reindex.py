@@ -252,3 +252,16 @@ def test_a_document_replaced_during_a_batch_keeps_its_new_vectors(
     for (*_, vector), expected in zip(replaced, new_vectors, strict=True):
         assert float(np.dot(vector, expected)) > 0.99999
     assert _cosines(stored, fp32_indexing_server).min() > 0.99999
+
+
+def test_without_urls_reindex_uses_the_local_stack(tmp_path: Path) -> None:
+    from tandem.commands.data import local_stack_urls
+    from tandem.config import WorkerSettings
+    from tandem.stack import LocalPorts
+
+    ports = LocalPorts()
+    local = local_stack_urls(WorkerSettings(database_url=None, redis_url=None, data_dir=tmp_path))
+    assert local.database_url is not None and f":{ports.postgres}/" in local.database_url
+    assert local.redis_url == f"redis://127.0.0.1:{ports.redis}/0"
+    given = WorkerSettings(database_url="postgresql://db/x", redis_url="redis://r:1/0")
+    assert local_stack_urls(given) is given

@@ -201,7 +201,7 @@ def search(
     console.print(table)
 
 
-def _local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
+def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
     """Unset DATABASE_URL / REDIS_URL: the ones `tandem up` serves from the data dir."""
     if settings.database_url and settings.redis_url:
         return settings
@@ -243,7 +243,7 @@ def reindex(
         served_model,
     )
 
-    settings = _local_stack_urls(build_settings(WorkerSettings))
+    settings = local_stack_urls(build_settings(WorkerSettings))
     try:
         model = served_model(settings.indexing_model_server_url)
     except ReindexError as exc:
