@@ -11,7 +11,9 @@ advisory locks the indexing pipeline takes. A chunk replaced meanwhile by a new 
 has a new id and is skipped: its new vectors came from the current model already.
 
 Progress (the last document done) is kept in Redis, so an interrupted run resumes where
-it stopped; re-embedding is idempotent, so a batch done twice does no harm.
+it stopped; re-embedding is idempotent, so a batch done twice does no harm (nor do two
+runs at once, beyond the wasted work: run one). Documents added during a run are embedded
+by the indexing server's current model anyway.
 """
 
 from __future__ import annotations
