@@ -9,7 +9,7 @@ import pytest
 
 from tandem.config import DEFAULT_EMBEDDING_MODEL, ModelCacheSettings
 from tandem.model_server.manifest import ModelKind, ModelNotPrepared, Precision, locate_prepared
-from tests.support import ServerProcess, model_server
+from tests.support import ServerProcess, model_server, service_dir
 
 if TYPE_CHECKING:
     from tests.e2e_support import Backends
@@ -63,14 +63,23 @@ def indexing_server(model_cache: Path, server_logs: Path) -> Iterator[ServerProc
         yield server
 
 
+@pytest.fixture
+def pg_tmp_path() -> Iterator[Path]:
+    """Like tmp_path, for a PostgreSQL data directory (see tests.support.service_dir)."""
+    with service_dir("pg") as path:
+        yield path
+
+
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_url() -> Iterator[str]:
     """SQLAlchemy URL of a real PostgreSQL + pgvector for this session (fsync off: throwaway)."""
     from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
     from tests.support import free_port
 
-    data_dir = tmp_path_factory.mktemp("postgres") / "data"
-    with running_postgres(data_dir, free_port(), THROWAWAY_SETTINGS) as url:
+    with (
+        service_dir("session-pg") as scratch,
+        running_postgres(scratch / "data", free_port(), THROWAWAY_SETTINGS) as url,
+    ):
         yield url
 
 

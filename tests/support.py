@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +40,19 @@ def spawn(
         stderr=subprocess.STDOUT,
         preexec_fn=die_with_pytest,
     )
+
+
+@contextmanager
+def service_dir(prefix: str) -> Iterator[Path]:
+    """A scratch directory for a server that drops root privileges (PostgreSQL), outside
+    pytest's temporary root: every pytest session, another one running at the same time
+    included, makes that root private again (mode 0700), which locks the unprivileged
+    server out of its own data directory mid-run."""
+    path = Path(tempfile.mkdtemp(prefix=f"tandem-test-{prefix}-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def free_port() -> int:

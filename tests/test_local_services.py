@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import os
 import pwd
+import shutil
 import socket
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -44,8 +48,8 @@ def postmaster_pid(data_dir: Path) -> int:
     return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
 
 
-def test_postgres_pgvector_hnsw_and_restart(tmp_path: Path) -> None:
-    data_dir, port = tmp_path / "pg", free_port()
+def test_postgres_pgvector_hnsw_and_restart(pg_tmp_path: Path) -> None:
+    data_dir, port = pg_tmp_path / "pg", free_port()
     with running_postgres(data_dir, port, THROWAWAY_SETTINGS) as url:
         assert url == f"postgresql+psycopg://postgres@127.0.0.1:{port}/tandem"
         pid = postmaster_pid(data_dir)
@@ -103,10 +107,10 @@ def test_redis_roundtrip_and_aof_survives_restart(tmp_path: Path) -> None:
 
 
 def test_cli_services_under_the_stack_supervisor(
-    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    tmp_path: Path, pg_tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     """`tandem services ...` as `tandem up` would run them: durable settings, real signals."""
-    pg = LocalPostgres(tmp_path / "pg", free_port())
+    pg = LocalPostgres(pg_tmp_path / "pg", free_port())
     rd = LocalRedis(tmp_path / "redis", free_port())
     stack = Stack(stop_timeout=30.0)
     try:
@@ -140,8 +144,8 @@ def test_cli_services_under_the_stack_supervisor(
     assert "received fast shutdown request" in capfd.readouterr().err
 
 
-def test_prepare_is_idempotent(tmp_path: Path) -> None:
-    server = LocalPostgres(tmp_path / "pg", free_port(), settings=THROWAWAY_SETTINGS)
+def test_prepare_is_idempotent(pg_tmp_path: Path) -> None:
+    server = LocalPostgres(pg_tmp_path / "pg", free_port(), settings=THROWAWAY_SETTINGS)
     server.prepare()
     marker = server.data_dir / local_postgres.BOOTSTRAP_MARKER
     first = marker.stat().st_mtime_ns
@@ -149,8 +153,8 @@ def test_prepare_is_idempotent(tmp_path: Path) -> None:
     assert marker.stat().st_mtime_ns == first  # no second bootstrap server either
 
 
-def test_long_data_dir_gets_a_short_socket_dir(tmp_path: Path) -> None:
-    deep, port = tmp_path / ("d" * 60) / ("e" * 60), free_port()
+def test_long_data_dir_gets_a_short_socket_dir(pg_tmp_path: Path) -> None:
+    deep, port = pg_tmp_path / ("d" * 60) / ("e" * 60), free_port()
     socket_dir = LocalPostgres(deep, port).socket_dir()
     assert socket_dir != deep.resolve()
     with running_postgres(deep, port, THROWAWAY_SETTINGS) as url:
@@ -158,6 +162,32 @@ def test_long_data_dir_gets_a_short_socket_dir(tmp_path: Path) -> None:
         with psycopg.connect(conninfo(url)) as conn:
             assert conn.execute("SELECT 1").fetchone() == (1,)
     socket_dir.rmdir()  # empty: PostgreSQL removed its socket and lock file on shutdown
+
+
+def test_session_postgres_outlives_another_pytest_session(
+    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Any pytest session that uses tmp_path makes pytest's temporary root private (0700),
+    another session's too; the session's PostgreSQL, run unprivileged, must not care."""
+    other = Path(tempfile.mkdtemp(prefix="tandem-other-session-"))
+    try:
+        (other / "test_other.py").write_text("def test_uses_tmp_path(tmp_path):\n    pass\n")
+        ran = subprocess.run(
+            [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-c", "/dev/null"],
+            cwd=other,
+            env={k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(other)
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    pytest_root = tmp_path_factory.getbasetemp().parent
+    assert pytest_root.stat().st_mode & 0o077 == 0  # made private, as it does
+    with psycopg.connect(conninfo(postgres_url), autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # writes pg_control: fails if the server lost its data dir
+        assert conn.execute("SELECT 1").fetchone() == (1,)
 
 
 def test_session_fixtures(postgres_url: str, redis_url: str) -> None:
