@@ -52,6 +52,15 @@ def test_console_filter_keeps_a_missing_script_and_drops_api_answers() -> None:
     assert unexpected_console_errors(messages) == [missing_module, missing_style, script_error]
 
 
+# Quick modules and modules whose tests all use server fixtures (heavy imports left out).
+QUICK_MODULES = ("tests/test_chunking.py", "tests/test_parsing.py")
+SERVER_MODULES = (
+    "tests/test_e2e_ingest_search.py",
+    "tests/test_index_contract.py",
+    "tests/test_db_schema.py",
+)
+
+
 def test_server_starting_tests_are_marked_slow() -> None:
     collected = subprocess.run(
         [
@@ -64,6 +73,9 @@ def test_server_starting_tests_are_marked_slow() -> None:
             "not slow",
             "-p",
             "no:cacheprovider",
+            *QUICK_MODULES,
+            *SERVER_MODULES,
+            "tests/test_model_server_http.py",
         ],
         cwd=ROOT,
         capture_output=True,
@@ -73,15 +85,8 @@ def test_server_starting_tests_are_marked_slow() -> None:
     assert collected.returncode == 0, collected.stdout + collected.stderr
     quick = {line.split("::")[0] for line in collected.stdout.splitlines() if "::" in line}
     # In-process tests stay in the quick set; none that needs a server does.
-    assert {"tests/test_chunking.py", "tests/test_parsing.py"} <= quick
-    server_modules = {
-        "tests/test_e2e_ingest_search.py",
-        "tests/test_index_contract.py",
-        "tests/test_web_ui.py",
-        "tests/test_rerank.py",
-        "tests/test_db_schema.py",
-    }
-    assert not quick & server_modules, quick & server_modules
+    assert set(QUICK_MODULES) <= quick
+    assert not quick & set(SERVER_MODULES), quick & set(SERVER_MODULES)
     assert "test_both_roles_embed_identically" not in collected.stdout
 
 
