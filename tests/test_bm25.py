@@ -167,6 +167,27 @@ def test_statistics_stay_exact_through_reupload_delete_and_concurrent_writers(
         assert _kept_statistics(session)["chunks"] == 0
 
 
+def test_updates_keep_statistics_exact_and_new_embeddings_cost_nothing(corpus: Corpus) -> None:
+    corpus.put("doc", "Updated", "first words here", "second words there")
+    with corpus.sessions.begin() as session:
+        session.execute(
+            text("UPDATE chunks SET text = 'replaced words entirely' WHERE ordinal = 0")
+        )
+    assert_statistics_exact(corpus)
+    assert corpus.keyword("replaced")[0] == ["doc"]
+    assert corpus.keyword("first")[0] == []
+
+    def statistics_row_version() -> str:
+        with corpus.sessions() as session:
+            return str(session.execute(text("SELECT xmin FROM bm25_corpus")).scalar_one())
+
+    before = statistics_row_version()
+    with corpus.sessions.begin() as session:  # what `tandem reindex` does
+        session.execute(text("UPDATE chunks SET embedding = embedding"))
+    assert statistics_row_version() == before
+    assert_statistics_exact(corpus)
+
+
 def test_pruned_top_k_equals_scoring_every_match(corpus: Corpus) -> None:
     rng = random.Random(5)
     # Zipf-like vocabulary: a few very common words, a long tail of rare ones.

@@ -69,6 +69,15 @@ CREATE FUNCTION bm25_chunks_changed() RETURNS trigger LANGUAGE plpgsql AS $fn$
 DECLARE
     weight real;
 BEGIN
+    -- Updates that leave every row's text as it was (new embeddings: `tandem reindex`)
+    -- change no statistic: skip them, without taking the lock.
+    IF TG_OP = 'UPDATE' THEN
+        IF (
+            SELECT count(*) FROM old_chunks o JOIN new_chunks n ON n.id = o.id AND n.tsv = o.tsv
+        ) = (SELECT count(*) FROM old_chunks) THEN
+            RETURN NULL;
+        END IF;
+    END IF;
     PERFORM pg_advisory_xact_lock({STATISTICS_LOCK_ID});
     IF TG_OP = 'TRUNCATE' THEN
         TRUNCATE bm25_postings, bm25_terms;
