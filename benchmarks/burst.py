@@ -19,6 +19,8 @@ from pathlib import Path
 
 import httpx
 
+from benchmarks.processes import cpu_seconds
+
 TIMEOUT_STATUS = 0  # stands for "no answer within the timeout" among HTTP statuses
 
 
@@ -39,6 +41,9 @@ class BurstOutcome:
     searches: list[Answer] = field(default_factory=list)
     rss_before_bytes: int = 0
     rss_peak_bytes: int = 0
+    wall_seconds: float = 0.0
+    server_cpu_seconds: float = 0.0  # the inference server's, during the burst
+    client_cpu_seconds: float = 0.0  # this process's (the burst and search clients)
 
 
 def capacity(inference_url: str) -> int:
@@ -179,6 +184,28 @@ async def _searches_only(
     return answers
 
 
+async def _sequential_embeds(url: str, bodies: list[list[str]], timeout: float) -> list[Answer]:
+    async with httpx.AsyncClient() as client:
+        return [await _embed(client, url, texts, timeout) for texts in bodies]
+
+
+def run_sequential_embeds(
+    inference_url: str,
+    queries: list[str],
+    *,
+    items_per_request: int,
+    count: int,
+    timeout: float = 30.0,
+) -> list[Answer]:
+    """The burst's requests sent one at a time: what an admitted request costs unloaded."""
+    bodies = [
+        [queries[(r * items_per_request + i) % len(queries)] for i in range(items_per_request)]
+        for r in range(count)
+    ]
+    url = f"{inference_url}/encoder/bi-encoder-embed"
+    return asyncio.run(_sequential_embeds(url, bodies, timeout))
+
+
 def run_searches(
     api_url: str, queries: list[str], *, clients: int, seconds: float, timeout: float = 30.0
 ) -> list[Answer]:
@@ -201,6 +228,8 @@ def run_burst(
     """Waves of 10 x capacity items for at most `max_waves` waves or `max_seconds`."""
     outcome = BurstOutcome(capacity(inference_url), items_per_request)
     outcome.rss_before_bytes = rss_bytes(inference_pid)
+    server_cpu, client_cpu = cpu_seconds(inference_pid), time.process_time()
+    started = time.perf_counter()
     with RssSampler(inference_pid) as sampler:
         asyncio.run(
             _burst(
@@ -215,4 +244,7 @@ def run_burst(
             )
         )
     outcome.rss_peak_bytes = sampler.peak
+    outcome.wall_seconds = time.perf_counter() - started
+    outcome.server_cpu_seconds = cpu_seconds(inference_pid) - server_cpu
+    outcome.client_cpu_seconds = time.process_time() - client_cpu
     return outcome

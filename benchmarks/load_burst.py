@@ -26,7 +26,14 @@ from typing import Any
 
 import httpx
 
-from benchmarks.burst import TIMEOUT_STATUS, Answer, BurstOutcome, run_burst, run_searches
+from benchmarks.burst import (
+    TIMEOUT_STATUS,
+    Answer,
+    BurstOutcome,
+    run_burst,
+    run_searches,
+    run_sequential_embeds,
+)
 from benchmarks.corpus import make_passages, make_queries
 from benchmarks.results_io import RESULTS_DIR, summarize_ms, write_result
 from benchmarks.tandem_stack import api_server, backends, model_servers, worker
@@ -75,9 +82,11 @@ def _search_summary(answers: list[Answer]) -> dict[str, Any]:
     }
 
 
-def summarize(burst: BurstOutcome, idle: list[Answer]) -> dict[str, Any]:
+def summarize(burst: BurstOutcome, idle: list[Answer], sequential: list[Answer]) -> dict[str, Any]:
     embeds = burst.embeds
     admitted = [a.seconds for a in embeds if a.status == 200]
+    alone = summarize_ms([a.seconds for a in sequential if a.status == 200])
+    admitted_ms = summarize_ms(admitted)
     refused = [a for a in embeds if a.status == 429]
     idle_summary = _search_summary(idle)
     burst_summary = _search_summary(burst.searches)
@@ -94,7 +103,17 @@ def summarize(burst: BurstOutcome, idle: list[Answer]) -> dict[str, Any]:
             "share_429": len(refused) / len(embeds) if embeds else None,
             "retry_after_values": sorted({a.retry_after or "missing" for a in refused}),
             "server_errors": sum(a.status >= 500 for a in embeds),
-            "latency_ms_admitted": summarize_ms(admitted),
+            "latency_ms_admitted": admitted_ms,
+            "latency_ms_one_at_a_time": alone,
+            "admitted_p99_over_one_at_a_time_p99": (
+                admitted_ms["p99"] / alone["p99"] if admitted_ms and alone else None
+            ),
+            "items_admitted_per_second": len(admitted)
+            * burst.items_per_request
+            / burst.wall_seconds,
+            "wall_seconds": round(burst.wall_seconds, 2),
+            "server_cpu_seconds": round(burst.server_cpu_seconds, 2),
+            "client_cpu_seconds": round(burst.client_cpu_seconds, 2),
             "latency_ms_refused": summarize_ms([a.seconds for a in refused]),
             "rss_before_mb": round(burst.rss_before_bytes / MB, 1),
             "rss_peak_mb": round(burst.rss_peak_bytes / MB, 1),
@@ -130,6 +149,9 @@ def main() -> None:
         with worker(log_dir, stores, servers["indexing"].url):
             corpus = _index_corpus(api.url, args.documents)
         started = time.monotonic()
+        sequential = run_sequential_embeds(
+            inference.url, queries, items_per_request=args.items_per_request, count=100
+        )
         idle = run_searches(
             api.url, queries, clients=args.search_clients, seconds=args.idle_seconds
         )
@@ -143,7 +165,7 @@ def main() -> None:
             max_seconds=args.seconds,
             search_clients=args.search_clients,
         )
-        result = summarize(burst, idle) | {
+        result = summarize(burst, idle, sequential) | {
             "corpus": {"documents": corpus["done"], "failed": corpus["failed"]},
             "search_clients": args.search_clients,
             "measured_seconds": round(time.monotonic() - started, 1),
