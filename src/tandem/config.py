@@ -266,6 +266,52 @@ class WorkerSettings(StorageSettings):
     model_timeout_seconds: Annotated[
         float, Field(validation_alias=_env("TANDEM_INDEXING_MODEL_TIMEOUT"), gt=0)
     ] = 120.0
+    # One claim takes up to this many items (short documents share embedding requests) or
+    # this many payload bytes (~64 passages of 256 tokens), whichever comes first.
+    batch_items: Annotated[
+        int, Field(validation_alias=_env("TANDEM_BATCH_ITEMS"), gt=0, le=1000)
+    ] = 64
+    batch_bytes: Annotated[int, Field(validation_alias=_env("TANDEM_BATCH_BYTES"), gt=0)] = (
+        96 * 1024
+    )
+    # A claimed item is its worker's this long past the last heartbeat (every third of
+    # it), then any worker may take it over: a killed worker's items resume within
+    # lease + sweep interval. A batch still running after max_batch_seconds is presumed
+    # stuck and its leases are left to run out.
+    lease_seconds: Annotated[
+        float, Field(validation_alias=_env("TANDEM_LEASE_SECONDS"), ge=1.0)
+    ] = 30.0
+    max_batch_seconds: Annotated[
+        float, Field(validation_alias=_env("TANDEM_MAX_BATCH_SECONDS"), gt=0)
+    ] = 900.0
+    sweep_seconds: Annotated[float, Field(validation_alias=_env("TANDEM_SWEEP_SECONDS"), gt=0)] = (
+        5.0
+    )
+    # Unexpected errors (or dead workers) an item may meet before it fails for good; the
+    # first retry waits retry_base_seconds, doubling after each.
+    max_item_failures: Annotated[
+        int, Field(validation_alias=_env("TANDEM_MAX_ITEM_FAILURES"), ge=1)
+    ] = 3
+    retry_base_seconds: Annotated[
+        float, Field(validation_alias=_env("TANDEM_RETRY_BASE_SECONDS"), ge=0)
+    ] = 5.0
+    # Per claimed batch, one JSON line of stage timings (benchmarks/ingest_worker.py).
+    timings_file: Annotated[
+        Path | None, Field(validation_alias=_env("TANDEM_WORKER_TIMINGS_FILE"))
+    ] = None
+    # Fault injection for tests: a thread reaching this pipeline stage (after it was passed
+    # hold_after times) appends a line to hold_file and stops there, to be killed.
+    hold_at: Annotated[str | None, Field(validation_alias=_env("TANDEM_WORKER_HOLD_AT"))] = None
+    hold_file: Annotated[Path | None, Field(validation_alias=_env("TANDEM_WORKER_HOLD_FILE"))] = (
+        None
+    )
+    hold_after: Annotated[int, Field(validation_alias=_env("TANDEM_WORKER_HOLD_AFTER"), ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _hold_needs_file(self) -> WorkerSettings:
+        if self.hold_at and self.hold_file is None:
+            raise ValueError("TANDEM_WORKER_HOLD_AT needs TANDEM_WORKER_HOLD_FILE")
+        return self
 
     @property
     def indexing_model_server_url(self) -> str:

@@ -21,26 +21,29 @@ from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.queue import QUEUE, make_celery, register_index_task, send_work
-from tandem.worker.settings import PipelineSettings
-from tandem.worker.stages import HoldAt, Observers, StageObserver, TimingsFile
+from tandem.worker.stages import HoldAt, Observers, Stage, StageObserver, TimingsFile
 from tandem.worker.startup import check_dimensions
 from tandem.worker.sweep import Periodic, Sweeper, heartbeat
 
 log = logging.getLogger(__name__)
 
 
-def _observers(tuning: PipelineSettings) -> Observers:
+def _observers(settings: WorkerSettings) -> Observers:
     observers: list[StageObserver] = []
-    if tuning.timings_file is not None:
-        observers.append(TimingsFile(tuning.timings_file))
-    if tuning.hold_at is not None and tuning.hold_file is not None:
-        log.warning("fault_injection hold_at=%s (a test is driving this worker)", tuning.hold_at)
-        observers.append(HoldAt(tuning.hold_at, tuning.hold_file, tuning.hold_after))
+    if settings.timings_file is not None:
+        observers.append(TimingsFile(settings.timings_file))
+    if settings.hold_at and settings.hold_file is not None:
+        try:
+            stage = Stage(settings.hold_at)
+        except ValueError as exc:
+            known = ", ".join(s.value for s in Stage)
+            raise ValueError(f"TANDEM_WORKER_HOLD_AT must be one of {known}") from exc
+        log.warning("fault_injection hold_at=%s (a test is driving this worker)", stage)
+        observers.append(HoldAt(stage, settings.hold_file, settings.hold_after))
     return Observers(observers)
 
 
 def run_worker(settings: WorkerSettings) -> None:
-    tuning = PipelineSettings()
     engine = make_engine(settings.require_database_url(), pool_size=settings.concurrency + 2)
     upgrade(engine)
     sessions = make_session_factory(engine)
@@ -60,15 +63,15 @@ def run_worker(settings: WorkerSettings) -> None:
         chunker=Chunker.from_model_dir(directory, overlap_tokens=settings.chunk_overlap_tokens),
         limits=attempts.ClaimLimits(
             owner=owner,
-            lease_seconds=tuning.lease_seconds,
-            max_items=tuning.batch_items,
-            max_bytes=tuning.batch_bytes,
-            max_failures=tuning.max_failures,
+            lease_seconds=settings.lease_seconds,
+            max_items=settings.batch_items,
+            max_bytes=settings.batch_bytes,
+            max_failures=settings.max_item_failures,
         ),
         dimensions=dimensions,
-        retry_base_seconds=tuning.retry_base_seconds,
-        observer=_observers(tuning),
-        held=HeldItems(tuning.max_batch_seconds),
+        retry_base_seconds=settings.retry_base_seconds,
+        observer=_observers(settings),
+        held=HeldItems(settings.max_batch_seconds),
     )
     app = make_celery(settings)
     redis = Redis.from_url(settings.require_redis_url(), socket_timeout=2.0)
@@ -90,8 +93,8 @@ def run_worker(settings: WorkerSettings) -> None:
     )
     sweeper = Sweeper(sessions, queue_length, send, threads=settings.concurrency)
     started = sweeper.sweep("startup")
-    sweeping = Periodic("sweep", tuning.sweep_seconds, sweeper.sweep)
-    leases = heartbeat(sessions, owner, pipeline.held, tuning.lease_seconds)
+    sweeping = Periodic("sweep", settings.sweep_seconds, sweeper.sweep)
+    leases = heartbeat(sessions, owner, pipeline.held, settings.lease_seconds)
     for thread in (probe, sweeping, leases):
         thread.start()
     log.info(
@@ -100,8 +103,8 @@ def run_worker(settings: WorkerSettings) -> None:
         owner,
         settings.concurrency,
         settings.indexing_model_server_url,
-        tuning.batch_items,
-        tuning.lease_seconds,
+        settings.batch_items,
+        settings.lease_seconds,
         started.due,
         started.sent,
     )
