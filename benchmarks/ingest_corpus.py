@@ -7,12 +7,12 @@ from dataclasses import dataclass
 
 from benchmarks.prose import ProseModel
 from tandem.config import WorkerSettings
-from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.model_files import ModelKind, locate_prepared
 from tandem.worker.chunking import Chunker
 from tandem.worker.parsing import parse_document
 
 # Words per document (about 1.3 tokens a word): "short" is one ~100-token chunk, as a note
-# or a ticket; "long" is ~5k tokens, ~23 chunks of up to 256.
+# or a ticket; "long" is ~5k tokens, ~33 chunks of up to 256 (32 of them overlap).
 PROFILES: dict[str, tuple[int, int]] = {"short": (65, 85), "long": (3700, 3900)}
 
 

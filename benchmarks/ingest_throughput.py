@@ -1,7 +1,7 @@
 """End-to-end ingest throughput against the indexing server's own throughput, same run.
 
 Two document profiles, one after the other on one stack: "short" (~100 tokens, one chunk
-each) and "long" (~5k tokens, ~23 chunks). The pipeline: Markdown files uploaded to the
+each) and "long" (~5k tokens, ~33 chunks). The pipeline: Markdown files uploaded to the
 API (POST /api/documents, UPLOAD_FILES per request) -> stored items, "work" messages via
 Redis -> worker (claims batches, parses, chunks, embeds on the indexing model server in
 requests of up to 64 passages across documents, stores in PostgreSQL). Timed from the
