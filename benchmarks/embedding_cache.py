@@ -17,7 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tandem.config import ModelCacheSettings
-from tandem.model_server.manifest import TOKENIZER_FILE, ModelKind, locate_prepared
+from tandem.model_files import TOKENIZER_FILE, ModelKind, locate_prepared
 from tandem.model_server.onnx_model import OnnxModel, load_model
 
 Matrix = npt.NDArray[np.float32]

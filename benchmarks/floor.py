@@ -5,7 +5,7 @@
 Loads the same prepared model (same precision) with the same thread count and spinning
 setting as `tandem.model_server.engine.load_engines`, and before ONNX Runtime starts any
 thread takes the server's CPU set (`--cpus`, when the server is pinned) and CPU priority
-(`--priority`, as `tandem.model_server.cpu.apply_priority` sets it for the server). It
+(`--priority`, as `tandem.cpu.apply_priority` sets it for the server). It
 times exactly the engine's work (tokenize, pad + run, L2-normalize) without HTTP, JSON or
 the scheduler.
 
@@ -25,9 +25,9 @@ import time
 import orjson
 
 from tandem.config import ModelCacheSettings
-from tandem.model_server.cpu import CpuPriority, apply_priority, format_cpu_list, parse_cpu_list
+from tandem.cpu import CpuPriority, apply_priority, format_cpu_list, parse_cpu_list
+from tandem.model_files import ModelKind, Precision, locate_prepared
 from tandem.model_server.engine import l2_normalize
-from tandem.model_server.manifest import ModelKind, Precision, locate_prepared
 from tandem.model_server.onnx_model import OnnxModel, load_model
 
 # The benchmark's requests ask for 512; the engine caps this at the model's max length.

@@ -46,8 +46,8 @@ from benchmarks.processes import (
     tandem_argv,
 )
 from tandem.config import ModelCacheSettings, ModelServerSettings
-from tandem.model_server.cpu import CpuPriority
-from tandem.model_server.manifest import TOKENIZER_FILE, ModelKind, locate_prepared
+from tandem.cpu import CpuPriority
+from tandem.model_files import TOKENIZER_FILE, ModelKind, locate_prepared
 from tandem.stack import model_server_specs
 
 RESULTS_PATH = Path(__file__).parent / "results" / "model_server.json"

@@ -34,8 +34,8 @@ from benchmarks import labelled_corpus, quality_set
 from benchmarks.quality_set import LabelledDocument, LabelledQuery
 from benchmarks.results_io import write_result
 from tandem.config import ModelCacheSettings
+from tandem.model_files import ModelKind, Precision, locate_prepared, model_file
 from tandem.model_server.engine import l2_normalize
-from tandem.model_server.manifest import ModelKind, Precision, locate_prepared, model_file
 from tandem.model_server.onnx_model import OnnxModel, load_model
 from tandem.worker.chunking import Chunker
 from tandem.worker.parsing import ContentType, ParsedDocument

@@ -109,7 +109,7 @@ def baseline_env() -> dict[str, str]:
 @dataclass(frozen=True)
 class FloorSetup:
     """How the server a floor matches runs: CPU set ("" = all), threads, precision and
-    CPU priority (`tandem.model_server.cpu.CpuPriority` values)."""
+    CPU priority (`tandem.cpu.CpuPriority` values)."""
 
     cpus: str
     threads: int

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.load import summarize
-from tandem.model_server import cpu
+from tandem import cpu
 
 __all__ = ["assemble", "machine_info", "markdown_table", "spread", "summarize"]
 

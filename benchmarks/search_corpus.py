@@ -28,7 +28,7 @@ from pgvector.psycopg import register_vector
 
 from benchmarks.prose import ProseModel
 from tandem.config import ModelCacheSettings
-from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.model_files import ModelKind, locate_prepared
 from tandem.model_server.onnx_model import load_model
 
 CHUNKS_PER_DOCUMENT = 5

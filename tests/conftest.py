@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tandem.config import DEFAULT_EMBEDDING_MODEL, ModelCacheSettings
-from tandem.model_server.manifest import ModelKind, ModelNotPrepared, Precision, locate_prepared
+from tandem.model_files import ModelKind, ModelNotPrepared, Precision, locate_prepared
 from tests.support import ServerProcess, model_server, service_dir
 
 if TYPE_CHECKING:

@@ -10,7 +10,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from tandem.config import DEFAULT_EMBEDDING_MODEL
-from tandem.model_server.manifest import TOKENIZER_FILE
+from tandem.model_files import TOKENIZER_FILE
 from tandem.worker.chunking import Chunk, Chunker
 from tandem.worker.parsing import ContentType, ParsedDocument, parse_document
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tandem import cpu
 from tandem.config import ModelServerSettings
+from tandem.cpu import CpuPriority
 from tandem.launcher import RunningService, Stack
-from tandem.model_server import cpu
-from tandem.model_server.cpu import CpuPriority
 from tandem.stack import model_server_specs
 from tests.support import free_port
 
@@ -123,7 +123,7 @@ def _priority_in_child(priority: CpuPriority) -> tuple[str, int, int]:
     """apply_priority in a fresh interpreter (it cannot be undone without privileges)."""
     code = (
         "import os, threading\n"
-        "from tandem.model_server.cpu import CpuPriority, apply_priority\n"
+        "from tandem.cpu import CpuPriority, apply_priority\n"
         "started = threading.Event(); stop = threading.Event()\n"
         "t = threading.Thread(target=lambda: (started.set(), stop.wait()))\n"
         "t.start(); started.wait()\n"

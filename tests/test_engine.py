@@ -11,12 +11,12 @@ import httpx
 import numpy as np
 import pytest
 
+from tandem import cpu
 from tandem.config import ModelServerSettings, Role, SchedulingLimits
-from tandem.model_server import cpu
+from tandem.model_files import FloatArray, ModelKind, locate_prepared
 from tandem.model_server.app import create_app
-from tandem.model_server.manifest import ModelKind, locate_prepared
 from tandem.model_server.metrics import ModelServerMetrics
-from tandem.model_server.onnx_model import FloatArray, OnnxModel, TokenizedItem, load_model
+from tandem.model_server.onnx_model import OnnxModel, TokenizedItem, load_model
 from tandem.model_server.scheduler import BatchScheduler, QueueFull
 
 GOLDEN_TEXTS = [

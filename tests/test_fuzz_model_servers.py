@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from tandem.config import ModelCacheSettings
-from tandem.model_server.manifest import model_dir
+from tandem.model_files import model_dir
 from tandem.model_server.prepare import prepare_reranker
 from tests.cross_encoder_fixture import build_cross_encoder, torch_threads
 from tests.fuzz_support import assert_no_failures, fuzz

@@ -17,7 +17,7 @@ import openai
 import pytest
 from tokenizers import Tokenizer
 
-from tandem.model_server.manifest import TOKENIZER_FILE
+from tandem.model_files import TOKENIZER_FILE
 from tests.support import ServerProcess, model_server, start_model_server
 
 QUERIES = ["how do I reset my password", "quarterly revenue report 2024", "nginx upload limit"]

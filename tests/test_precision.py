@@ -21,18 +21,19 @@ import pytest
 from benchmarks.quality_set import load
 
 from tandem.config import DEFAULT_EMBEDDING_MODEL
-from tandem.model_server.engine import l2_normalize
-from tandem.model_server.manifest import (
+from tandem.model_files import (
     INT8_MODEL_FILE,
     MANIFEST_FILE,
     MODEL_FILE,
     TOKENIZER_FILE,
+    FloatArray,
     ModelKind,
     ModelManifest,
     Precision,
     locate_prepared,
 )
-from tandem.model_server.onnx_model import FloatArray, OnnxModel, load_model
+from tandem.model_server.engine import l2_normalize
+from tandem.model_server.onnx_model import OnnxModel, load_model
 from tests.support import ServerProcess, start_model_server
 
 BATCH = 16

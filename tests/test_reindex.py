@@ -26,8 +26,7 @@ from tandem.db.session import make_engine, make_session_factory
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
 from tandem.model_client import ModelClient
-from tandem.model_server.manifest import ModelKind, locate_prepared
-from tandem.model_server.onnx_model import FloatArray
+from tandem.model_files import FloatArray, ModelKind, locate_prepared
 from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model
 from tandem.schemas import TextType
 from tandem.worker.chunking import Chunker

@@ -21,7 +21,7 @@ import httpx
 import pytest
 
 from tandem.config import ModelCacheSettings
-from tandem.model_server.manifest import ModelKind, locate_prepared, model_dir
+from tandem.model_files import ModelKind, locate_prepared, model_dir
 from tandem.model_server.onnx_model import load_model
 from tandem.model_server.prepare import prepare_reranker
 from tests.cross_encoder_fixture import (

@@ -16,8 +16,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from tandem.model_server.cpu import CpuPriority
-from tandem.model_server.manifest import Precision
+from tandem.cpu import CpuPriority
+from tandem.model_files import Precision
 
 DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
 INFERENCE_PORT = 9000

@@ -12,7 +12,7 @@ import httpx
 import numpy as np
 import orjson
 
-from tandem.model_server.onnx_model import FloatArray
+from tandem.model_files import FloatArray
 from tandem.schemas import CrossEncoderRequest, EmbedRequest, TextType
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tandem import cpu
 from tandem.config import ModelServerSettings, StorageSettings
+from tandem.cpu import CpuPriority
 from tandem.launcher import ServiceSpec, tandem_command
-from tandem.model_server import cpu
-from tandem.model_server.cpu import CpuPriority
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ def model_server(
     cpus: Annotated[str | None, typer.Option(help='Pin to CPUs, e.g. "0" or "2-3".')] = None,
 ) -> None:
     """Run a model server: inference (queries, rerank) or indexing (bulk passages)."""
-    from tandem.model_server.manifest import ModelNotPrepared
+    from tandem.model_files import ModelNotPrepared
     from tandem.model_server.server import serve
 
     configure_logging("model-server")
@@ -103,7 +103,7 @@ def models_prepare_reranker(
 @models_app.command("list")
 def models_list() -> None:
     """List prepared models."""
-    from tandem.model_server.manifest import MANIFEST_FILE, ModelManifest
+    from tandem.model_files import MANIFEST_FILE, ModelManifest
 
     settings = build_settings(ModelCacheSettings)
     cache = settings.model_cache

@@ -39,7 +39,7 @@ def worker(
     ] = None,
 ) -> None:
     """Run a background worker; it embeds on the indexing model server."""
-    from tandem.model_server.manifest import ModelNotPrepared
+    from tandem.model_files import ModelNotPrepared
     from tandem.worker.main import run_worker
 
     configure_logging("worker")

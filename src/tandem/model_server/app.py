@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import ModelServerSettings, Role
 from tandem.http_errors import ApiError, BodySizeLimit, error_responses, install_error_handlers
-from tandem.model_server.manifest import MANIFEST_FILE, Precision, model_dir
+from tandem.model_files import MANIFEST_FILE, Precision, model_dir
 from tandem.model_server.metrics import ModelServerMetrics
 from tandem.model_server.routes_embed import names_model
 from tandem.model_server.routes_embed import router as embed_router

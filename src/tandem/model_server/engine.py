@@ -13,11 +13,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from tandem import cpu
 from tandem.config import ModelServerSettings, Role
-from tandem.model_server import cpu
-from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.model_files import FloatArray, ModelKind, locate_prepared
 from tandem.model_server.metrics import ModelServerMetrics
-from tandem.model_server.onnx_model import FloatArray, OnnxModel, TokenizedItem, load_model
+from tandem.model_server.onnx_model import OnnxModel, TokenizedItem, load_model
 from tandem.model_server.scheduler import BatchScheduler
 
 log = logging.getLogger(__name__)

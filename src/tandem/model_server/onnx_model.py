@@ -14,8 +14,9 @@ import numpy.typing as npt
 import onnxruntime as ort
 from tokenizers import Tokenizer
 
-from tandem.model_server.manifest import (
+from tandem.model_files import (
     TOKENIZER_FILE,
+    FloatArray,
     ModelKind,
     ModelManifest,
     Precision,
@@ -23,7 +24,6 @@ from tandem.model_server.manifest import (
 )
 
 Int64Array = npt.NDArray[np.int64]
-FloatArray = npt.NDArray[np.float32]
 
 
 @dataclass(frozen=True, slots=True)

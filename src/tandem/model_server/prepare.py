@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tandem.model_server.manifest import (
+from tandem.model_files import (
     MODEL_FILE,
     TOKENIZER_FILE,
     ModelKind,

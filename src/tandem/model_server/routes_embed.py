@@ -10,8 +10,8 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
 from tandem.http_errors import ApiError, error_responses, parse_body
+from tandem.model_files import FloatArray
 from tandem.model_server.engine import Embedded, InputTooLong, l2_normalize
-from tandem.model_server.onnx_model import FloatArray
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped
 from tandem.model_server.state import (
     EnginesDep,

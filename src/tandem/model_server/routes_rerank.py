@@ -6,8 +6,8 @@ import numpy as np
 from fastapi import APIRouter
 
 from tandem.http_errors import ApiError, error_responses
+from tandem.model_files import FloatArray
 from tandem.model_server.engine import Engines, InputTooLong, RerankEngine
-from tandem.model_server.onnx_model import FloatArray
 from tandem.model_server.routes_embed import check_model, check_texts
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped
 from tandem.model_server.state import EnginesDep, FastJSONResponse, StateDep

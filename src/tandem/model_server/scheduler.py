@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from tandem.config import SchedulingLimits
+from tandem.model_files import FloatArray
 from tandem.model_server.metrics import ModelServerMetrics
-from tandem.model_server.onnx_model import FloatArray, TokenizedItem
+from tandem.model_server.onnx_model import TokenizedItem
 
 log = logging.getLogger(__name__)
 

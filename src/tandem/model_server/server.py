@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
+from tandem import cpu
 from tandem.config import ModelServerSettings
-from tandem.model_server import cpu
+from tandem.model_files import ModelKind, locate_prepared
 from tandem.model_server.app import create_app
-from tandem.model_server.manifest import ModelKind, locate_prepared
 from tandem.serving import serve as serve_app
 
 log = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from tandem.db import attempts
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.model_client import ModelClient
-from tandem.model_server.manifest import ModelKind, locate_prepared
+from tandem.model_files import ModelKind, locate_prepared
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems

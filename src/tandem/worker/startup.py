@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.config import ModelCacheSettings
 from tandem.db import catalog
 from tandem.db.models import EMBEDDING_DIMENSIONS
-from tandem.model_server.manifest import ModelKind, ModelNotPrepared, locate_prepared
+from tandem.model_files import ModelKind, ModelNotPrepared, locate_prepared
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,6 @@
-"""The prepared-model layout in the model cache, shared by `prepare` and the server.
+"""The prepared-model layout in the model cache and the vector array type: shared by
+`prepare`, the model server, its clients, the workers and the launcher, so none of them
+imports the model server (and ONNX Runtime) for it.
 
 ``<cache>/<name>/`` holds ``model.onnx`` (fp32), ``model.int8.onnx`` (int8, dynamic
 per-channel; embedding models only), ``tokenizer.json`` and ``manifest.json``. The server
@@ -12,11 +14,17 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
 TOKENIZER_FILE = "tokenizer.json"
 FORMAT_VERSION = 1
+
+# Vectors and scores as the model server computes them and its clients receive them.
+FloatArray = npt.NDArray[np.float32]
 
 
 class Precision(StrEnum):
