@@ -27,6 +27,7 @@ from benchmarks.embedding_cache import CachedEmbedder, Matrix
 from benchmarks.quality_set import LabelledDocument, LabelledQuery
 from tandem.db import catalog, migrate
 from tandem.db.session import make_engine, make_session_factory
+from tandem.documents import ContentType, ParsedDocument
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode
@@ -34,7 +35,6 @@ from tandem.schemas import TextType
 from tandem.search import Searcher, SearchQuery
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
 from tandem.worker.chunking import Chunk, Chunker
-from tandem.worker.document import ContentType, ParsedDocument
 
 
 @dataclass(frozen=True)

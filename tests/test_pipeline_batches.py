@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db import attempts
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
+from tandem.documents import ParsedDocument
 from tandem.model_client import ModelClient
 from tandem.worker.chunking import Chunk, Chunker
-from tandem.worker.document import ParsedDocument
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.stages import BatchTimings, HoldAt, Stage

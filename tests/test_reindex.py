@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.config import DEFAULT_EMBEDDING_MODEL
 from tandem.db.models import Chunk
 from tandem.db.session import make_engine, make_session_factory
+from tandem.documents import ParsedDocument
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
 from tandem.model_client import ModelClient
@@ -30,7 +31,6 @@ from tandem.model_files import FloatArray, ModelKind, locate_prepared
 from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model
 from tandem.schemas import TextType
 from tandem.worker.chunking import Chunker
-from tandem.worker.document import ParsedDocument
 from tests.e2e_support import Backends, running, start_api, start_worker, upload, wait_attempt
 from tests.support import ServerProcess, start_model_server
 

@@ -14,6 +14,7 @@ from kombu.exceptions import OperationalError
 from tandem.api.state import Authorized, StateDep
 from tandem.db import attempts, catalog
 from tandem.db.models import AttemptStatus, Document
+from tandem.documents import UnsupportedFileType, detect_content_type
 from tandem.http_errors import ApiError, error_responses
 from tandem.schemas import (
     AttemptItemOut,
@@ -26,8 +27,6 @@ from tandem.schemas import (
     IngestResponse,
     QueuedDocument,
 )
-from tandem.worker.document import UnsupportedFileType
-from tandem.worker.parsing import detect_content_type
 from tandem.worker.queue import enqueue_items
 
 log = logging.getLogger(__name__)

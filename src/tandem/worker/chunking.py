@@ -18,8 +18,8 @@ from pathlib import Path
 from semantic_text_splitter import MarkdownSplitter, TextSplitter
 from tokenizers import Tokenizer
 
+from tandem.documents import ContentType, ParsedDocument
 from tandem.model_files import TOKENIZER_FILE, ModelManifest
-from tandem.worker.document import ContentType, ParsedDocument
 
 DEFAULT_CHUNK_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length
 DEFAULT_OVERLAP_TOKENS = 32

@@ -15,7 +15,7 @@ from docx.text.paragraph import Paragraph
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import PyPdfError
 
-from tandem.worker.document import CorruptFile, Extracted, reason
+from tandem.documents import CorruptFile, Extracted, reason
 
 # pypdf's own errors, plus the builtins its object parser is known to leak on malformed
 # files (a bad xref entry surfaces as KeyError/IndexError, a bad stream as zlib.error).

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import PurePath
 
-from tandem.worker.document import (
+from tandem.documents import (
+    SUPPORTED_EXTENSIONS,
     ContentType,
     CorruptFile,
     EmptyDocument,
@@ -17,6 +18,7 @@ from tandem.worker.document import (
     ParsedDocument,
     ParseError,
     UnsupportedFileType,
+    detect_content_type,
 )
 from tandem.worker.office import extract_docx, extract_pdf
 from tandem.worker.textual import extract_html, extract_json, extract_markdown, extract_plain
@@ -33,26 +35,6 @@ __all__ = [
     "parse_document",
 ]
 
-_BY_EXTENSION = {
-    ".txt": ContentType.TEXT,
-    ".md": ContentType.MARKDOWN,
-    ".markdown": ContentType.MARKDOWN,
-    ".html": ContentType.HTML,
-    ".htm": ContentType.HTML,
-    ".pdf": ContentType.PDF,
-    ".docx": ContentType.DOCX,
-    ".json": ContentType.JSON,
-}
-SUPPORTED_EXTENSIONS: frozenset[str] = frozenset(_BY_EXTENSION)
-
-# Declared types browsers and clients actually send, beyond the canonical ones.
-_BY_CONTENT_TYPE = {t.value: t for t in ContentType} | {
-    "text/x-markdown": ContentType.MARKDOWN,
-    "application/xhtml+xml": ContentType.HTML,
-    "text/json": ContentType.JSON,
-    "application/x-pdf": ContentType.PDF,
-}
-
 _EXTRACTORS: dict[ContentType, Callable[[str, bytes], Extracted]] = {
     ContentType.TEXT: extract_plain,
     ContentType.MARKDOWN: extract_markdown,
@@ -63,22 +45,6 @@ _EXTRACTORS: dict[ContentType, Callable[[str, bytes], Extracted]] = {
 }
 
 _MAX_TITLE_CHARS = 200
-
-
-def detect_content_type(filename: str, content_type: str | None = None) -> ContentType:
-    """The extension decides; the declared type is used only when the extension is unknown
-    (clients often send application/octet-stream, or text/plain for anything)."""
-    extension = PurePath(filename).suffix.lower()
-    if extension in _BY_EXTENSION:
-        return _BY_EXTENSION[extension]
-    declared = (content_type or "").split(";", 1)[0].strip().lower()
-    if declared in _BY_CONTENT_TYPE:
-        return _BY_CONTENT_TYPE[declared]
-    what = f"'{extension}'" if extension else "without an extension"
-    if declared:
-        what += f" ({declared})"
-    supported = ", ".join(sorted(SUPPORTED_EXTENSIONS))
-    raise UnsupportedFileType(filename, f"unsupported file type {what}; supported: {supported}")
 
 
 def parse_document(filename: str, data: bytes, content_type: str | None = None) -> ParsedDocument:

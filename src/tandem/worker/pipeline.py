@@ -24,10 +24,10 @@ from typing import Literal
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import attempts
+from tandem.documents import EmptyDocument, ParseError
 from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
 from tandem.schemas import TextType
 from tandem.worker.chunking import Chunker
-from tandem.worker.document import EmptyDocument, ParseError
 from tandem.worker.held import HeldItems
 from tandem.worker.parsing import parse_document
 from tandem.worker.stages import BatchTimings, NoObserver, Stage, StageObserver

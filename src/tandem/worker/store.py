@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import attempts, catalog
+from tandem.documents import ParsedDocument
 from tandem.index.postgres import replace_chunks
 from tandem.index.protocol import IndexedChunk, Vector
 from tandem.worker.chunking import Chunk
-from tandem.worker.document import ParsedDocument
 
 
 @dataclass

@@ -9,7 +9,7 @@ import re
 from bs4 import BeautifulSoup, Tag
 from bs4.builder import ParserRejectedMarkup
 
-from tandem.worker.document import CorruptFile, Extracted, reason
+from tandem.documents import CorruptFile, Extracted, reason
 
 # UTF-32 first: its little-endian BOM starts with the UTF-16 one.
 _BOMS = (
