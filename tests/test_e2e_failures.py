@@ -120,6 +120,51 @@ def test_a_worker_killed_at_each_stage_is_resumed_exactly_once(
     check_indexed_exactly_once(database, files, model_cache, indexing_server.url)
 
 
+def test_a_broker_redelivery_is_told_apart_and_resumes_nothing_by_itself(
+    api: ServerProcess,
+    backends: Backends,
+    indexing_server: ServerProcess,
+    model_cache: Path,
+    tmp_path: Path,
+) -> None:
+    """The killed worker's message comes back from Redis (visibility timeout of 1 s) marked
+    redelivered; it finds the items still leased, so it claims nothing. Once the leases
+    run out, the sweep's messages (not redelivered) take the items over."""
+    database = Database(backends.database_url)
+    database.reset()
+    files = {f"echo-{n}.txt": short_text(200 + n).encode() for n in range(5)}
+    redelivering = {
+        "TANDEM_TASK_VISIBILITY_TIMEOUT": "1",
+        "TANDEM_LEASE_SECONDS": "3600",
+        "TANDEM_SWEEP_SECONDS": "1",
+    }
+    hold_file = tmp_path / "hold"
+    held = start_worker(
+        backends, indexing_server.url, redelivering | hold_env(Stage.EMBEDDED, hold_file), 1
+    )
+    try:
+        attempt_id = upload(api, files).json()["attempt_id"]
+        wait_for_hold(held, hold_file)
+        held.process.send_signal(signal.SIGKILL)
+        held.process.wait(10)
+    finally:
+        held.stop()
+    with running(start_worker(backends, indexing_server.url, redelivering)) as worker:
+        deadline = time.monotonic() + 60
+        while "message_redelivered" not in worker.log():
+            assert time.monotonic() < deadline, worker.log()
+            time.sleep(0.2)
+        assert claimed_batches(worker.log()) == []  # still leased: nothing to take
+        assert {i.claims for i in database.items(attempt_id)} == {1}
+        database.expire_leases()
+        attempt = wait_attempt(api, attempt_id, timeout=120)
+        claims = claimed_batches(worker.log())
+    assert attempt["status"] == "succeeded", attempt
+    assert claims and not any(c.redelivered for c in claims)
+    assert {i.claims for i in database.items(attempt_id)} == {2}
+    check_indexed_exactly_once(database, files, model_cache, indexing_server.url)
+
+
 def test_attempts_wait_for_the_indexing_server(
     api: ServerProcess, backends: Backends, model_cache: Path, server_logs: Path
 ) -> None:

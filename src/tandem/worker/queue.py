@@ -18,6 +18,7 @@ from celery import Celery, Task
 from kombu.exceptions import OperationalError as BrokerError
 
 from tandem.config import StorageSettings
+from tandem.worker import broker
 from tandem.worker.pipeline import IndexingPipeline
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,8 @@ UPLOAD_MESSAGES = 4
 def make_celery(settings: StorageSettings) -> Celery:
     app = Celery("tandem", broker=settings.require_redis_url(), set_as_current=False)
     app.conf.update(
+        # Redis, without the restore on close that stops a worker when Redis goes away.
+        broker_transport=broker.TRANSPORT,
         task_default_queue=QUEUE,
         # Acknowledge after the work is done. A killed worker's message comes back after
         # the visibility timeout, but nothing waits for it: its items' leases run out and
@@ -75,6 +78,10 @@ def register_index_task(
 
     def index_items(self: Task, origin: str = "upload", *_legacy: object) -> str:
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
+        if redelivered:
+            # The broker gave back an unacknowledged message (its worker died, or it ran
+            # past the visibility timeout): harmless, and worth seeing in the log.
+            log.info("message_redelivered origin=%s", origin)
         timings = pipeline.run_batch(origin, redelivered, chain)
         return f"claimed={timings.items} indexed={timings.indexed} failed={timings.failed}"
 
