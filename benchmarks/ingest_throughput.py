@@ -35,7 +35,7 @@ from benchmarks.prose import ProseModel
 from benchmarks.results_io import write_result
 from tandem.config import WorkerSettings
 from tandem.model_client import ModelClient
-from tandem.schemas import TextType
+from tandem.model_schemas import TextType
 
 TARGET_RATIO = {"short": 0.8, "long": 0.85}
 TARGET_SHORT_DOCUMENTS_PER_SECOND = 100.0

@@ -31,7 +31,7 @@ from tandem.documents import ContentType, ParsedDocument
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode
-from tandem.schemas import TextType
+from tandem.model_schemas import TextType
 from tandem.search import Searcher, SearchQuery
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
 from tandem.worker.chunking import Chunk, Chunker

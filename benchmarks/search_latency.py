@@ -35,7 +35,7 @@ from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexQuery, SearchMode, Vector
 from tandem.model_client import ModelClient
-from tandem.schemas import TextType
+from tandem.model_schemas import TextType
 
 MODES = (SearchMode.KEYWORD, SearchMode.SEMANTIC, SearchMode.HYBRID)
 LIMIT = 10

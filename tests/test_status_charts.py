@@ -15,13 +15,13 @@ from redis import Redis
 from tandem.metrics_history import MetricsHistory, MetricsSample, sample_from
 from tandem.metrics_reading import histogram_increase, histogram_quantile, parse_metrics
 from tandem.model_client import ModelClient
+from tandem.model_schemas import TextType
 from tandem.model_status import (
     INDEXING_STATUS_KEY,
     ModelServerStatus,
     StatusProbe,
     redis_publisher,
 )
-from tandem.schemas import TextType
 from tests.e2e_support import Backends, create_api_key, running, start_api
 from tests.support import ServerProcess
 

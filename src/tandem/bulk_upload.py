@@ -7,8 +7,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tandem.api_schemas import AttemptOut, IngestResponse
 from tandem.client import ApiError, TandemClient
-from tandem.schemas import AttemptOut, IngestResponse
 
 # Well under the API's default limits (1,000 files and 100 MiB per request), so a folder
 # of thousands of files goes up in many small requests, each its own index attempt.

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tandem.schemas import AttemptOut, IngestResponse, SearchRequest, SearchResponse
+from tandem.api_schemas import AttemptOut, IngestResponse, SearchRequest, SearchResponse
 
 
 class ApiError(RuntimeError):

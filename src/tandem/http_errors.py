@@ -14,10 +14,20 @@ from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tandem.schemas import ErrorResponse
-
 log = logging.getLogger(__name__)
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str
+
+
+class ErrorResponse(BaseModel):
+    """The envelope, as the OpenAPI documents describe it."""
+
+    error: ErrorDetail
+
 
 # What each error status means on these servers, for the OpenAPI documents.
 ERROR_DESCRIPTIONS = {

@@ -13,7 +13,7 @@ import numpy as np
 import orjson
 
 from tandem.model_files import FloatArray
-from tandem.schemas import CrossEncoderRequest, EmbedRequest, TextType
+from tandem.model_schemas import CrossEncoderRequest, EmbedRequest, TextType
 
 
 class ModelServerError(RuntimeError):

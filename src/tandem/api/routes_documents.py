@@ -12,11 +12,7 @@ from fastapi import APIRouter, Query, UploadFile
 from kombu.exceptions import OperationalError
 
 from tandem.api.state import Authorized, StateDep
-from tandem.db import attempts, catalog
-from tandem.db.models import AttemptStatus, Document
-from tandem.documents import UnsupportedFileType, detect_content_type
-from tandem.http_errors import ApiError, error_responses
-from tandem.schemas import (
+from tandem.api_schemas import (
     AttemptItemOut,
     AttemptOut,
     BatchRequest,
@@ -27,6 +23,10 @@ from tandem.schemas import (
     IngestResponse,
     QueuedDocument,
 )
+from tandem.db import attempts, catalog
+from tandem.db.models import AttemptStatus, Document
+from tandem.documents import UnsupportedFileType, detect_content_type
+from tandem.http_errors import ApiError, error_responses
 from tandem.worker.queue import enqueue_items
 
 log = logging.getLogger(__name__)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from tandem.api.state import Authorized, StateDep
+from tandem.api_schemas import SearchHitOut, SearchRequest, SearchResponse
 from tandem.http_errors import ApiError
 from tandem.index.highlight import snippet
-from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, SearchFilters, SearchMode
-from tandem.schemas import SearchHitOut, SearchModeName, SearchRequest, SearchResponse
+from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, SearchFilters
 from tandem.search import InvalidQuery, Searcher, SearchQuery
 
 router = APIRouter(prefix="/api", tags=["search"], dependencies=[Authorized])
@@ -32,7 +32,7 @@ def search(body: SearchRequest, state: StateDep) -> SearchResponse:
     )
     query = SearchQuery(
         text=body.query,
-        mode=SearchMode(body.mode.value),
+        mode=body.mode,
         limit=body.limit,
         alpha=body.alpha if body.alpha is not None else DEFAULT_HYBRID_ALPHA,
         rerank=body.rerank,
@@ -44,7 +44,7 @@ def search(body: SearchRequest, state: StateDep) -> SearchResponse:
         raise ApiError(422, str(exc), exc.code) from exc
     return SearchResponse(
         query=result.query,
-        mode=SearchModeName(result.mode.value),
+        mode=result.mode,
         degraded=result.degraded,
         notice=result.notice,
         reranked=result.reranked,

@@ -23,6 +23,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
+from tandem.api_schemas import SearchRequest
 from tandem.bulk_upload import (
     BATCH_FILES,
     AttemptTracker,
@@ -34,7 +35,7 @@ from tandem.client import ApiError, TandemClient
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings, WorkerSettings
 from tandem.db.session import make_engine
-from tandem.schemas import SearchModeName, SearchRequest
+from tandem.index.protocol import SearchMode
 
 api_key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
@@ -174,8 +175,8 @@ def _report(tracker: AttemptTracker, files: int, seconds: float) -> None:
 
 def search(
     query: Annotated[str, typer.Argument(help="What to look for.")],
-    mode: Annotated[SearchModeName, typer.Option(help="hybrid, semantic or keyword.")] = (
-        SearchModeName.HYBRID
+    mode: Annotated[SearchMode, typer.Option(help="hybrid, semantic or keyword.")] = (
+        SearchMode.HYBRID
     ),
     limit: Annotated[int, typer.Option(min=1, max=100)] = 10,
     api_url: ApiUrl = DEFAULT_API,

@@ -11,6 +11,14 @@ from pydantic import BaseModel
 
 from tandem.http_errors import ApiError, error_responses, parse_body
 from tandem.model_files import FloatArray
+from tandem.model_schemas import (
+    EmbedRequest,
+    EmbedResponse,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    TEIEmbedRequest,
+    TextType,
+)
 from tandem.model_server.engine import Embedded, InputTooLong, l2_normalize
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped
 from tandem.model_server.state import (
@@ -19,14 +27,6 @@ from tandem.model_server.state import (
     StateDep,
     get_state,
     ready_engines,
-)
-from tandem.schemas import (
-    EmbedRequest,
-    EmbedResponse,
-    OpenAIEmbeddingRequest,
-    OpenAIEmbeddingResponse,
-    TEIEmbedRequest,
-    TextType,
 )
 
 router = APIRouter()

@@ -7,11 +7,16 @@ from fastapi import APIRouter
 
 from tandem.http_errors import ApiError, error_responses
 from tandem.model_files import FloatArray
+from tandem.model_schemas import (
+    CrossEncoderRequest,
+    CrossEncoderResponse,
+    TEIRank,
+    TEIRerankRequest,
+)
 from tandem.model_server.engine import Engines, InputTooLong, RerankEngine
 from tandem.model_server.routes_embed import check_model, check_texts
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped
 from tandem.model_server.state import EnginesDep, FastJSONResponse, StateDep
-from tandem.schemas import CrossEncoderRequest, CrossEncoderResponse, TEIRank, TEIRerankRequest
 
 RERANK_PATHS = ("/rerank", "/encoder/cross-encoder-scores")
 

@@ -26,7 +26,7 @@ from tandem.index.protocol import (
     Vector,
 )
 from tandem.model_client import ModelServerError, ModelServerUnavailable, RerankNotAvailable
-from tandem.schemas import TextType
+from tandem.model_schemas import TextType
 
 log = logging.getLogger(__name__)
 

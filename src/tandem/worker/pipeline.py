@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db import attempts
 from tandem.documents import EmptyDocument, ParseError
 from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
-from tandem.schemas import TextType
+from tandem.model_schemas import TextType
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
 from tandem.worker.parsing import parse_document

@@ -1,0 +1,131 @@
+"""Wire schemas of the API server (documents, index attempts, search), shared with its
+clients (`tandem.client`, the CLI, the web UI's expectations in tests)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tandem.index.protocol import SearchMode
+from tandem.wire_fields import Flag, MetadataValue, StoredText
+
+DocumentId = Annotated[
+    StoredText, Field(min_length=1, max_length=512, pattern=r"^[^\s/\x00][^\x00]*$")
+]
+Metadata = dict[StoredText, MetadataValue]
+
+
+class DocumentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: DocumentId
+    title: Annotated[StoredText, Field(min_length=1, max_length=1000)]
+    text: Annotated[StoredText, Field(min_length=1)]
+    source: Annotated[StoredText | None, Field(max_length=2000)] = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class BatchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    documents: Annotated[list[DocumentIn], Field(min_length=1)]
+
+
+class QueuedDocument(BaseModel):
+    document_id: str
+    filename: str
+
+
+class IngestResponse(BaseModel):
+    attempt_id: str
+    documents: list[QueuedDocument]
+
+
+class AttemptItemOut(BaseModel):
+    position: int
+    document_id: str
+    filename: str
+    status: str
+    error: str | None
+    chunk_count: int
+
+
+class AttemptOut(BaseModel):
+    id: str
+    status: str
+    error: str | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    total: int
+    done: int
+    failed: int
+    items: list[AttemptItemOut]
+
+
+class DocumentOut(BaseModel):
+    id: str
+    title: str
+    source: str
+    content_type: str
+    metadata: dict[str, object]
+    chunk_count: int
+    size_bytes: int
+    created_at: str
+    updated_at: str
+
+
+class DocumentPage(BaseModel):
+    items: list[DocumentOut]
+    total: int
+    offset: int
+    limit: int
+
+
+class ChunkOut(BaseModel):
+    ordinal: int
+    text: str
+
+
+class DocumentDetail(DocumentOut):
+    chunks: list[ChunkOut]
+
+
+class SearchFiltersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    document_ids: list[StoredText] = Field(default_factory=list, max_length=1000)
+    sources: list[StoredText] = Field(default_factory=list, max_length=1000)
+    content_types: list[StoredText] = Field(default_factory=list, max_length=20)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    query: Annotated[StoredText, Field(min_length=1)]
+    limit: Annotated[int, Field(strict=True, ge=1, le=100)] = 10
+    mode: SearchMode = SearchMode.HYBRID
+    alpha: Annotated[float | None, Field(strict=True, ge=0.0, le=1.0)] = None
+    rerank: Flag = False
+    filters: SearchFiltersIn | None = None
+
+
+class SearchHitOut(BaseModel):
+    document_id: str
+    chunk: int
+    title: str
+    source: str
+    snippet: str  # HTML-escaped text; matched query terms wrapped in <mark>
+    score: float
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: SearchMode  # the mode actually used
+    degraded: bool  # True when the inference server was unavailable: keyword results only
+    notice: str | None
+    reranked: bool
+    took_ms: float
+    results: list[SearchHitOut]
