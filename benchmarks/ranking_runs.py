@@ -34,7 +34,7 @@ from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode
 from tandem.model_schemas import TextType
 from tandem.search import Searcher, SearchQuery
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
-from tandem.worker.chunking import Chunk, Chunker
+from tandem.worker.chunking import Chunker, TextChunk
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ def configurations(alphas: tuple[float, ...]) -> list[Configuration]:
         Configuration("keyword", SearchMode.KEYWORD),
         Configuration("semantic", SearchMode.SEMANTIC),
     ]
-    for fusion in (Fusion.LINEAR, Fusion.RRF):
+    for fusion in Fusion:
         found += [
             Configuration(f"hybrid-{fusion.value}-{a}", SearchMode.HYBRID, fusion, a)
             for a in alphas
@@ -71,7 +71,7 @@ class PreparedSet:
     name: str
     documents: list[LabelledDocument]
     queries: list[LabelledQuery]
-    chunks: list[list[Chunk]]  # per document
+    chunks: list[list[TextChunk]]  # per document
     chunk_texts: list[str]  # title + "\n" + body, every chunk in document order
     chunk_document: npt.NDArray[np.int64]  # chunk -> index of its document
     chunk_vectors: Matrix

@@ -33,8 +33,9 @@ from benchmarks.results_io import summarize_ms, write_result
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
-from tandem.index.protocol import IndexQuery, SearchMode, Vector
+from tandem.index.protocol import IndexQuery, SearchMode
 from tandem.model_client import ModelClient
+from tandem.model_files import FloatArray
 from tandem.model_schemas import TextType
 
 MODES = (SearchMode.KEYWORD, SearchMode.SEMANTIC, SearchMode.HYBRID)
@@ -106,7 +107,7 @@ def api_latency(
     }
 
 
-def embed_queries(inference_url: str, queries: list[str]) -> tuple[list[Vector], list[float]]:
+def embed_queries(inference_url: str, queries: list[str]) -> tuple[list[FloatArray], list[float]]:
     """Each query alone on the inference server, as the API sends it; vectors and times."""
     client = ModelClient(inference_url, timeout=30.0, overload_wait=0.5)
     vectors, seconds = [], []
@@ -121,7 +122,7 @@ def embed_queries(inference_url: str, queries: list[str]) -> tuple[list[Vector],
 
 
 def index_latency(
-    index: PostgresIndex, queries: list[str], vectors: list[Vector], mode: SearchMode
+    index: PostgresIndex, queries: list[str], vectors: list[FloatArray], mode: SearchMode
 ) -> list[float]:
     seconds = []
     for query, vector in zip(queries, vectors, strict=True):
@@ -133,7 +134,7 @@ def index_latency(
 
 
 def hnsw_recall(
-    index: PostgresIndex, database_url: str, queries: list[str], vectors: list[Vector]
+    index: PostgresIndex, database_url: str, queries: list[str], vectors: list[FloatArray]
 ) -> float:
     """Share of the exact top 10 (sequential scan) that the HNSW search returns."""
     found = total = 0
@@ -153,7 +154,7 @@ def hnsw_recall(
 
 
 def measure_size(
-    urls: dict[str, str], database_url: str, queries: list[str], vectors: list[Vector]
+    urls: dict[str, str], database_url: str, queries: list[str], vectors: list[FloatArray]
 ) -> dict[str, Any]:
     engine = make_engine(database_url, pool_size=2)
     index = PostgresIndex(make_session_factory(engine), Fusion.LINEAR)

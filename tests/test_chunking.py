@@ -11,7 +11,7 @@ from tokenizers import Tokenizer
 
 from tandem.config import DEFAULT_EMBEDDING_MODEL
 from tandem.model_files import TOKENIZER_FILE
-from tandem.worker.chunking import Chunk, Chunker
+from tandem.worker.chunking import Chunker, TextChunk
 from tandem.worker.parsing import ContentType, ParsedDocument, parse_document
 
 WINDOW = 256
@@ -57,11 +57,11 @@ def doc(text: str, title: str = "Design Notes", content_type: str = "text/plain"
     )
 
 
-def check(document: ParsedDocument, chunks: list[Chunk], counter: Tokenizer) -> None:
+def check(document: ParsedDocument, chunks: list[TextChunk], counter: Tokenizer) -> None:
     """The guarantees: fits the window, exact spans in order, full coverage, consistent."""
     assert chunks, "a non-empty document must give chunks"
     covered = bytearray(len(document.text))
-    previous: Chunk | None = None
+    previous: TextChunk | None = None
     for ordinal, chunk in enumerate(chunks):
         assert chunk.ordinal == ordinal
         assert chunk.text.strip() and chunk.text == document.text[chunk.start : chunk.end]

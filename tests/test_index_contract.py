@@ -21,13 +21,13 @@ from tandem.index.protocol import (
     IndexQuery,
     SearchFilters,
     SearchMode,
-    Vector,
 )
+from tandem.model_files import FloatArray
 
 AddDocument = Callable[[str], None]
 
 
-def unit(seed: int) -> Vector:
+def unit(seed: int) -> FloatArray:
     vector = np.random.default_rng(seed).normal(size=384).astype(np.float32)
     return vector / np.linalg.norm(vector)
 

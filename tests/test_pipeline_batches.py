@@ -19,7 +19,7 @@ from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.documents import ParsedDocument
 from tandem.model_client import ModelClient
-from tandem.worker.chunking import Chunk, Chunker
+from tandem.worker.chunking import Chunker, TextChunk
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.stages import BatchTimings, HoldAt, Stage
@@ -226,7 +226,7 @@ class ExplodingChunker(Chunker):
         self.__dict__.update(chunker.__dict__)
         self.poison = poison
 
-    def chunk(self, doc: ParsedDocument) -> list[Chunk]:
+    def chunk(self, doc: ParsedDocument) -> list[TextChunk]:
         if doc.source == self.poison:
             raise RuntimeError("chunker bug")
         return super().chunk(doc)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tandem.api_schemas import AttemptOut, IngestResponse
-from tandem.client import ApiError, TandemClient
+from tandem.client import ApiRequestFailed, TandemClient
 
 # Well under the API's default limits (1,000 files and 100 MiB per request), so a folder
 # of thousands of files goes up in many small requests, each its own index attempt.
@@ -61,7 +61,7 @@ def send_batch(client: TandemClient, batch: list[Path]) -> Iterator[Sent]:
     upload each half instead, down to single files, which then fail on their own."""
     try:
         yield Sent(batch, client.upload(batch))
-    except ApiError as exc:
+    except ApiRequestFailed as exc:
         if exc.status != 413:
             raise
         if len(batch) == 1:

@@ -11,7 +11,9 @@ import httpx
 from tandem.api_schemas import AttemptOut, IngestResponse, SearchRequest, SearchResponse
 
 
-class ApiError(RuntimeError):
+class ApiRequestFailed(RuntimeError):
+    """The API answered with an error status; the message is its error envelope's."""
+
     def __init__(self, status: int, message: str) -> None:
         super().__init__(f"{status}: {message}")
         self.status = status
@@ -24,7 +26,7 @@ def _raise_for(response: httpx.Response) -> None:
         message = str(response.json()["error"]["message"])
     except (ValueError, KeyError, TypeError):
         message = response.text[:300]
-    raise ApiError(response.status_code, message)
+    raise ApiRequestFailed(response.status_code, message)
 
 
 class TandemClient:

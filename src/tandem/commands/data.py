@@ -31,7 +31,7 @@ from tandem.bulk_upload import (
     send_batch,
     upload_batches,
 )
-from tandem.client import ApiError, TandemClient
+from tandem.client import ApiRequestFailed, TandemClient
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings, WorkerSettings
 from tandem.db.session import make_engine
@@ -117,7 +117,7 @@ def ingest(
                 progress.update(indexing, completed=tracker.done)
                 if not tracker.finished:
                     time.sleep(POLL_SECONDS)
-    except ApiError as exc:
+    except ApiRequestFailed as exc:
         raise fail(str(exc), code=1) from exc
     if not wait:
         console.print(f"{len(files)} file(s) queued in {len(tracker.sizes)} index attempt(s)")
@@ -186,7 +186,7 @@ def search(
     try:
         with TandemClient(api_url, api_key) as client:
             result = client.search(SearchRequest(query=query, mode=mode, limit=limit))
-    except ApiError as exc:
+    except ApiRequestFailed as exc:
         raise fail(str(exc), code=1) from exc
     if result.notice:
         console.print(f"[yellow]{result.notice}[/yellow]")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -15,14 +14,9 @@ from tandem.logs import configure_logging
 models_app = typer.Typer(help="Prepare and list models in the model cache.", no_args_is_help=True)
 
 
-class RoleChoice(StrEnum):
-    inference = "inference"
-    indexing = "indexing"
-
-
 def model_server(
     role: Annotated[
-        RoleChoice | None, typer.Option(help="Overrides INDEXING_ONLY from the environment.")
+        Role | None, typer.Option(help="Overrides INDEXING_ONLY from the environment.")
     ] = None,
     host: Annotated[str | None, typer.Option(help="Bind address (TANDEM_BIND_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port; default by role: 9000 / 9001.")] = None,
@@ -35,7 +29,7 @@ def model_server(
     configure_logging("model-server")
     overrides: dict[str, object] = {"bind_host": host, "cpus": cpus}
     if role is not None:
-        overrides["indexing_only"] = role is RoleChoice.indexing
+        overrides["indexing_only"] = role is Role.INDEXING
     settings = build_settings(ModelServerSettings, **overrides)
     if port is not None:
         key = "indexing_port" if settings.role is Role.INDEXING else "inference_port"

@@ -10,11 +10,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any, Protocol
 
-import numpy as np
-import numpy.typing as npt
-
-Vector = npt.NDArray[np.float32]
-
+from tandem.model_files import FloatArray
 
 # Weight of the vector side in a hybrid blend. Onyx uses 0.5; on Tandem's labelled set
 # (benchmarks/retrieval_quality.py) 0.7 matched semantic-only MRR@10 on paraphrased
@@ -38,7 +34,7 @@ class IndexedChunk:
     source: str
     content_type: str
     token_count: int
-    embedding: Vector
+    embedding: FloatArray
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
@@ -54,7 +50,7 @@ class SearchFilters:
 @dataclass(frozen=True, slots=True)
 class IndexQuery:
     text: str
-    vector: Vector | None  # None: keyword only (the inference server is unavailable)
+    vector: FloatArray | None  # None: keyword only (the inference server is unavailable)
     mode: SearchMode
     limit: int
     alpha: float = DEFAULT_HYBRID_ALPHA

@@ -17,7 +17,8 @@ from sqlalchemy.orm import Session
 
 from tandem.index import bm25
 from tandem.index.fusion import Candidate, Fusion, fuse
-from tandem.index.protocol import IndexHit, IndexQuery, SearchFilters, SearchMode, Vector
+from tandem.index.protocol import IndexHit, IndexQuery, SearchFilters, SearchMode
+from tandem.model_files import FloatArray
 
 MAX_EF_SEARCH = 1000
 
@@ -51,7 +52,7 @@ class ChunkFilter:
         return f" WHERE {self.sql}" if self.sql else ""
 
 
-def _vector_literal(vector: Vector) -> str:
+def _vector_literal(vector: FloatArray) -> str:
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
@@ -103,13 +104,15 @@ class PostgresRetrieval:
 
     @staticmethod
     def _nearest(
-        session: Session, query: IndexQuery, vector: Vector, chunk_filter: ChunkFilter
+        session: Session, query: IndexQuery, vector: FloatArray, chunk_filter: ChunkFilter
     ) -> dict[int, float]:
         # Filtered HNSW scans keep looking until enough rows pass the filter. On small
         # tables the planner prefers a sequential scan that reads every vector out of line
         # (TOAST): several times slower than the index. All three for this transaction
         # only, set in one round trip.
-        ef_search = max(40, min(MAX_EF_SEARCH, query.candidates))
+        # Twice the candidates asked for: on the labelled sets ef_search = candidates lost
+        # about 2% of exact search's MRR@10.
+        ef_search = max(40, min(MAX_EF_SEARCH, 2 * query.candidates))
         session.execute(
             text(
                 "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
@@ -128,7 +131,7 @@ class PostgresRetrieval:
         return {int(row[0]): float(row[1]) for row in rows}
 
     @staticmethod
-    def _cosines(session: Session, vector: Vector, chunk_ids: list[int]) -> dict[int, float]:
+    def _cosines(session: Session, vector: FloatArray, chunk_ids: list[int]) -> dict[int, float]:
         if not chunk_ids:
             return {}
         rows = session.execute(

@@ -23,9 +23,9 @@ from tandem.index.protocol import (
     IndexQuery,
     SearchFilters,
     SearchMode,
-    Vector,
 )
 from tandem.model_client import ModelServerError, ModelServerUnavailable, RerankNotAvailable
+from tandem.model_files import FloatArray
 from tandem.model_schemas import TextType
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,7 @@ class Searcher:
         reordered = [replace(hits[i], score=scores[i]) for i in order]
         return replace(result, hits=reordered[:limit], reranked=True)
 
-    def _embed(self, text: str) -> Vector | None:
+    def _embed(self, text: str) -> FloatArray | None:
         try:
             vectors = self._inference.embed([text], TextType.QUERY)
         except (ModelServerUnavailable, ModelServerError) as exc:

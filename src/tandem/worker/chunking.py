@@ -29,7 +29,7 @@ _FRAGMENT_CHARS = 160
 
 
 @dataclass(frozen=True, slots=True)
-class Chunk:
+class TextChunk:
     ordinal: int
     text: str  # the body, exactly doc.text[start:end]
     title: str
@@ -77,7 +77,7 @@ class Chunker:
         """Tokens the model sees for `text`, special tokens included."""
         return len(self._tokenizer.encode(text).ids)
 
-    def chunk(self, doc: ParsedDocument) -> list[Chunk]:
+    def chunk(self, doc: ParsedDocument) -> list[TextChunk]:
         if not doc.text.strip():
             return []
         title = self._fit_title(doc.title)
@@ -103,7 +103,7 @@ class Chunker:
             else:
                 pieces.extend(self._bisect(prefix, start, body))
         return [
-            Chunk(
+            TextChunk(
                 ordinal=ordinal,
                 text=body,
                 title=title,

@@ -16,8 +16,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db import attempts, catalog
 from tandem.documents import ParsedDocument
 from tandem.index.postgres import replace_chunks
-from tandem.index.protocol import IndexedChunk, Vector
-from tandem.worker.chunking import Chunk
+from tandem.index.protocol import IndexedChunk
+from tandem.model_files import FloatArray
+from tandem.worker.chunking import TextChunk
 
 
 @dataclass
@@ -26,8 +27,8 @@ class PreparedDocument:
 
     item: attempts.WorkItem
     parsed: ParsedDocument
-    chunks: list[Chunk]
-    vectors: list[Vector] = field(default_factory=list)
+    chunks: list[TextChunk]
+    vectors: list[FloatArray] = field(default_factory=list)
 
     @property
     def embedded(self) -> bool:
