@@ -62,22 +62,50 @@ def _settings_classes() -> list[type[BaseSettings]]:
     ]
 
 
+def _aliases(alias: object) -> set[str]:
+    if isinstance(alias, AliasChoices):
+        return {choice for choice in alias.choices if isinstance(choice, str)}
+    return {alias} if isinstance(alias, str) else set()
+
+
 def code_env_vars() -> set[str]:
     """Every environment variable of tandem.config's settings (their validation aliases)."""
     names: set[str] = set()
     for cls in _settings_classes():
         for field in cls.model_fields.values():
-            alias = field.validation_alias
-            if isinstance(alias, AliasChoices):
-                names.update(choice for choice in alias.choices if isinstance(choice, str))
-            elif isinstance(alias, str):
-                names.add(alias)
+            names |= _aliases(field.validation_alias)
     return names
 
 
+def unread_settings_fields() -> set[str]:
+    """Settings fields no code reads: their name never follows a dot in src/tandem, other
+    than as `self.<name>` outside tandem/config.py (where properties read their own
+    class's fields). A field declared but never read offers a variable that does nothing."""
+    config = Path(tandem.config.__file__)
+    config_text = config.read_text()
+    other_text = "\n".join(
+        path.read_text() for path in config.parent.rglob("*.py") if path != config
+    )
+    unread: set[str] = set()
+    for cls in _settings_classes():
+        for name in cls.model_fields:
+            if not re.search(rf"\.{name}\b", config_text) and not re.search(
+                rf"(?<!\bself)\.{name}\b", other_text
+            ):
+                unread.add(f"{cls.__name__}.{name}")
+    return unread
+
+
 def expected_env_vars() -> set[str]:
-    """What .env.example must list: exactly the variables the code reads."""
-    return code_env_vars()
+    """What .env.example must list: exactly the variables the code reads (a settings field
+    that nothing reads does not count as reading its variable)."""
+    unread = unread_settings_fields()
+    names: set[str] = set()
+    for cls in _settings_classes():
+        for name, field in cls.model_fields.items():
+            if f"{cls.__name__}.{name}" not in unread:
+                names |= _aliases(field.validation_alias)
+    return names
 
 
 _ENV_LINE = re.compile(r"^(#\s*)?([A-Z][A-Z0-9_]*)=(.*)$")

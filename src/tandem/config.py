@@ -256,7 +256,6 @@ class WorkerSettings(StorageSettings):
         str, Field(validation_alias=_env("TANDEM_EMBEDDING_MODEL"), min_length=1)
     ] = DEFAULT_EMBEDDING_MODEL
     concurrency: Annotated[int, Field(validation_alias=_env("TANDEM_WORKER_CONCURRENCY"), gt=0)] = 4
-    chunk_tokens: Annotated[int, Field(validation_alias=_env("TANDEM_CHUNK_TOKENS"), ge=32)] = 256
     chunk_overlap_tokens: Annotated[
         int, Field(validation_alias=_env("TANDEM_CHUNK_OVERLAP_TOKENS"), ge=0)
     ] = 32

@@ -70,12 +70,6 @@ class ModelClient:
     def close(self) -> None:
         self._http.close()
 
-    def ready(self) -> bool:
-        try:
-            return self._http.get("/api/ready", timeout=2.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     def _post(self, path: str, body: bytes) -> httpx.Response:
         deadline = time.monotonic() + self.overload_wait
         while True:
