@@ -208,11 +208,19 @@ def test_postgres_restarted_during_an_ingest(
         assert outage.status_code == 503, outage.text
         assert outage.headers["retry-after"] == "2"
         assert outage.json()["error"]["type"] == "not_ready"
+        searched = httpx.post(f"{api.url}/api/search", json={"query": "heron"}, timeout=30)
+        assert searched.status_code == 503, searched.text
     finally:
         postgres.start()
-    # The first request after the restart already succeeds (stale connections are
+    # The first requests after the restart already succeed (stale connections are
     # replaced, not handed out).
     after = httpx.get(f"{api.url}/api/index-attempts/{first}", timeout=30)
     assert after.status_code == 200, after.text
+    searched = httpx.post(f"{api.url}/api/search", json={"query": "grey heron"}, timeout=30)
+    assert searched.status_code == 200, searched.text
+    assert searched.json()["results"], "documents indexed before the restart are found"
+    paths = httpx.get(f"{api.url}/openapi.json", timeout=30).json()["paths"]
+    for path, method in (("/api/search", "post"), ("/api/index-attempts/{attempt_id}", "get")):
+        assert "503" in paths[path][method]["responses"], path  # the outage answer is documented
     _check_completed_once(backends, api, [first], documents, model_cache, indexing_server)
     assert worker.process.poll() is None, worker.log()

@@ -56,7 +56,7 @@ def ready(state: StateDep) -> JSONResponse:
     return JSONResponse({"ready": True})
 
 
-@ops_router.get("/stats", dependencies=[Authorized], responses=error_responses(401))
+@ops_router.get("/stats", dependencies=[Authorized], responses=error_responses(401, 503))
 def stats(state: StateDep) -> dict[str, object]:
     """For the status page: counts, queue length, and both model servers' status (the
     inference server as this API server sees it, the indexing server as workers report it)."""
@@ -139,9 +139,10 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(OperationalError, _on_database_unavailable)
     app.include_router(ops_router)
-    app.include_router(documents_router)
+    # Every route that reads the database answers 503 while it is unreachable.
+    app.include_router(documents_router, responses=error_responses(503))
     app.include_router(status_router)
     # Search is documented here, with the errors every JSON endpoint can answer.
-    app.include_router(search_router, responses=error_responses(400, 401, 413, 422))
+    app.include_router(search_router, responses=error_responses(400, 401, 413, 422, 503))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     return app
