@@ -164,9 +164,7 @@ def test_long_data_dir_gets_a_short_socket_dir(pg_tmp_path: Path) -> None:
     socket_dir.rmdir()  # empty: PostgreSQL removed its socket and lock file on shutdown
 
 
-def test_session_postgres_outlives_another_pytest_session(
-    postgres_url: str, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def test_session_postgres_outlives_another_pytest_session(postgres_url: str) -> None:
     """Any pytest session that uses tmp_path makes pytest's temporary root private (0700),
     another session's too; the session's PostgreSQL, run unprivileged, must not care."""
     other = Path(tempfile.mkdtemp(prefix="tandem-other-session-"))
@@ -183,8 +181,8 @@ def test_session_postgres_outlives_another_pytest_session(
     finally:
         shutil.rmtree(other)
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    pytest_root = tmp_path_factory.getbasetemp().parent
-    assert pytest_root.stat().st_mode & 0o077 == 0  # made private, as it does
+    # (Not asserted: that pytest's root is private now. Sessions of other tests running on
+    # this machine may already have opened it up again.)
     with psycopg.connect(conninfo(postgres_url), autocommit=True) as conn:
         conn.execute("CHECKPOINT")  # writes pg_control: fails if the server lost its data dir
         assert conn.execute("SELECT 1").fetchone() == (1,)
