@@ -27,9 +27,12 @@ models: $(VENV)/.installed-prepare
 up: models
 	$(BIN)/tandem up
 
+# Style, formatting, and the architecture's import contracts (pyproject.toml
+# [tool.importlinter], described in ARCHITECTURE.md).
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -18,12 +18,12 @@ from tandem.db import attempts
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.documents import ParsedDocument
+from tandem.embedding_dimensions import IncompatibleModel, check_dimensions
 from tandem.model_client import ModelClient
 from tandem.worker.chunking import Chunker, TextChunk
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.stages import BatchTimings, HoldAt, Stage
-from tandem.worker.startup import IncompatibleModel, check_dimensions
 from tests.support import ServerProcess, free_port
 
 DIMENSIONS = 384

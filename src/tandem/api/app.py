@@ -23,6 +23,7 @@ from tandem.config import ApiSettings, ModelCacheSettings
 from tandem.db import attempts, catalog
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
+from tandem.embedding_dimensions import check_dimensions, configured_model_dimensions
 from tandem.http_errors import (
     BodySizeLimit,
     error_response,
@@ -34,8 +35,7 @@ from tandem.index.postgres import PostgresIndex
 from tandem.metrics_history import MetricsHistory
 from tandem.model_client import ModelClient
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
-from tandem.worker.queue import make_celery
-from tandem.worker.startup import check_dimensions, configured_model_dimensions
+from tandem.work_queue import make_celery
 
 log = logging.getLogger(__name__)
 ops_router = APIRouter(prefix="/api", tags=["operations"])

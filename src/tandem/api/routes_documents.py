@@ -27,7 +27,7 @@ from tandem.db import attempts, catalog
 from tandem.db.models import AttemptStatus, Document
 from tandem.documents import UnsupportedFileType, detect_content_type
 from tandem.http_errors import ApiError, error_responses
-from tandem.worker.queue import enqueue_items
+from tandem.work_queue import enqueue_items
 
 log = logging.getLogger(__name__)
 router = APIRouter(

@@ -14,15 +14,16 @@ from tandem.config import WorkerSettings
 from tandem.db import attempts
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
+from tandem.embedding_dimensions import check_dimensions
 from tandem.model_client import ModelClient
 from tandem.model_files import ModelKind, locate_prepared
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
+from tandem.work_queue import QUEUE, make_celery, send_work
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
-from tandem.worker.queue import QUEUE, make_celery, register_index_task, send_work
+from tandem.worker.queue import register_index_task
 from tandem.worker.stages import HoldAt, Observers, Stage, StageObserver, TimingsFile
-from tandem.worker.startup import check_dimensions
 from tandem.worker.sweep import Periodic, Sweeper, heartbeat
 
 log = logging.getLogger(__name__)

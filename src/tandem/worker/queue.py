@@ -1,12 +1,12 @@
-"""The Celery side of indexing: "there is work" messages on the `indexing` queue.
+"""The consumer side of indexing: the task that handles "there is work" messages.
 
 The items themselves wait in PostgreSQL (`tandem.db.attempts`); a message carries no item
-ids, only where it came from. Each task claims the next batch, and after a claim sends one
-message on (a chain) so another free thread claims the batch after it meanwhile, plus one
-more when no message is waiting (a free thread somewhere can help). So a lost, expired or
-redelivered message neither loses nor doubles work; the sweep (`tandem.worker.sweep`)
-sends messages when due items wait and none are queued. The API only *sends* by name, so
-it needs no worker code.
+ids, only where it came from (the producer side, `tandem.work_queue`). Each task claims
+the next batch, and after a claim sends one message on (a chain) so another free thread
+claims the batch after it meanwhile, plus one more when no message is waiting (a free
+thread somewhere can help). So a lost, expired or redelivered message neither loses nor
+doubles work; the sweep (`tandem.worker.sweep`) sends messages when due items wait and
+none are queued.
 """
 
 from __future__ import annotations
@@ -17,49 +17,10 @@ from collections.abc import Callable
 from celery import Celery, Task
 from kombu.exceptions import OperationalError as BrokerError
 
-from tandem.config import StorageSettings
-from tandem.worker import broker
+from tandem.work_queue import INDEX_TASK, LEGACY_INDEX_TASK, send_work
 from tandem.worker.pipeline import IndexingPipeline
 
 log = logging.getLogger(__name__)
-
-INDEX_TASK = "tandem.index_items"
-# Messages of the version that sent one task per item (still queued after an upgrade).
-LEGACY_INDEX_TASK = "tandem.index_item"
-QUEUE = "indexing"
-# Messages an upload sends: enough to start that many threads on it; chains do the rest.
-UPLOAD_MESSAGES = 4
-
-
-def make_celery(settings: StorageSettings) -> Celery:
-    app = Celery("tandem", broker=settings.require_redis_url(), set_as_current=False)
-    app.conf.update(
-        # Redis, without the restore on close that stops a worker when Redis goes away.
-        broker_transport=broker.TRANSPORT,
-        task_default_queue=QUEUE,
-        # Acknowledge after the work is done. A killed worker's message comes back after
-        # the visibility timeout, but nothing waits for it: its items' leases run out and
-        # the sweep sends new messages.
-        task_acks_late=True,
-        task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,
-        task_ignore_result=True,
-        broker_transport_options={"visibility_timeout": settings.task_visibility_timeout},
-        broker_connection_retry_on_startup=True,
-        worker_hijack_root_logger=False,
-        worker_send_task_events=False,
-    )
-    return app
-
-
-def send_work(app: Celery, count: int, origin: str, expires_seconds: int) -> None:
-    for _ in range(count):
-        app.send_task(INDEX_TASK, kwargs={"origin": origin}, queue=QUEUE, expires=expires_seconds)
-
-
-def enqueue_items(app: Celery, item_ids: list[int], expires_seconds: int) -> None:
-    """Announce newly stored items (the API, after an upload)."""
-    send_work(app, min(len(item_ids), UPLOAD_MESSAGES), "upload", expires_seconds)
 
 
 def register_index_task(

@@ -1,4 +1,5 @@
-"""Start-up checks shared by the workers and the API server."""
+"""The start-up check shared by the workers and the API server: the embedding model's
+vectors fit the index's vector column."""
 
 from __future__ import annotations
 
