@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -72,19 +74,26 @@ def check_texts(texts: list[str], max_items: int, field: str) -> None:
             raise ApiError(400, f"{field}[{index}] is an empty string", "invalid_request")
 
 
-async def run_embed(
-    engines: EnginesDep, texts: list[str], max_length: int, normalize: bool, truncate: bool = True
-) -> Embedded:
+@contextmanager
+def engine_errors() -> Iterator[None]:
+    """The one mapping of an engine call's failures to HTTP errors (embed and rerank)."""
     try:
-        return await engines.embedding.embed(
-            texts, max_length, normalize=normalize, truncate=truncate
-        )
+        yield
     except InputTooLong as exc:
         raise ApiError(413, f"{exc}; send truncate=true to cut them", "input_too_long") from exc
     except QueueFull as exc:
         raise ApiError(429, str(exc), "overloaded", {"Retry-After": "1"}) from exc
     except SchedulerStopped as exc:
         raise ApiError(503, str(exc), "shutting_down", {"Retry-After": "1"}) from exc
+
+
+async def run_embed(
+    engines: EnginesDep, texts: list[str], max_length: int, normalize: bool, truncate: bool = True
+) -> Embedded:
+    with engine_errors():
+        return await engines.embedding.embed(
+            texts, max_length, normalize=normalize, truncate=truncate
+        )
 
 
 def names_model(requested: str, served: str) -> bool:

@@ -13,9 +13,8 @@ from tandem.model_schemas import (
     TEIRank,
     TEIRerankRequest,
 )
-from tandem.model_server.engine import Engines, InputTooLong, RerankEngine
-from tandem.model_server.routes_embed import check_model, check_texts
-from tandem.model_server.scheduler import QueueFull, SchedulerStopped
+from tandem.model_server.engine import Engines, RerankEngine
+from tandem.model_server.routes_embed import check_model, check_texts, engine_errors
 from tandem.model_server.state import EnginesDep, FastJSONResponse, StateDep
 
 RERANK_PATHS = ("/rerank", "/encoder/cross-encoder-scores")
@@ -46,14 +45,8 @@ async def run_scores(
     engines: Engines, query: str, documents: list[str], truncate: bool = True
 ) -> FloatArray:
     engine = rerank_engine(engines)
-    try:
+    with engine_errors():
         return await engine.score(query, documents, truncate=truncate)
-    except InputTooLong as exc:
-        raise ApiError(413, f"{exc}; send truncate=true to cut them", "input_too_long") from exc
-    except QueueFull as exc:
-        raise ApiError(429, str(exc), "overloaded", {"Retry-After": "1"}) from exc
-    except SchedulerStopped as exc:
-        raise ApiError(503, str(exc), "shutting_down", {"Retry-After": "1"}) from exc
 
 
 def check_query(query: str) -> None:
