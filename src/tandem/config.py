@@ -38,6 +38,10 @@ def _env(*names: str) -> AliasChoices:
     return AliasChoices(*names)
 
 
+# The address every server binds (model servers, API, web): one variable for all of them.
+BindHost = Annotated[str, Field(validation_alias=_env("TANDEM_BIND_HOST"))]
+
+
 class ModelCacheSettings(BaseSettings):
     """Where prepared models live; shared by the server and `tandem models prepare`."""
 
@@ -57,7 +61,7 @@ class ModelServerSettings(ModelCacheSettings):
     """One model server process. The role decides the scheduling defaults."""
 
     indexing_only: Annotated[bool, Field(validation_alias=_env("INDEXING_ONLY"))] = False
-    bind_host: Annotated[str, Field(validation_alias=_env("TANDEM_BIND_HOST"))] = "127.0.0.1"
+    bind_host: BindHost = "127.0.0.1"
     inference_port: Annotated[
         int, Field(validation_alias=_env("MODEL_SERVER_PORT"), ge=1, le=65535)
     ] = INFERENCE_PORT
@@ -207,7 +211,7 @@ class ApiSettings(StorageSettings):
     model_server_port: Annotated[
         int, Field(validation_alias=_env("MODEL_SERVER_PORT"), ge=1, le=65535)
     ] = INFERENCE_PORT
-    bind_host: Annotated[str, Field(validation_alias=_env("TANDEM_BIND_HOST"))] = "127.0.0.1"
+    bind_host: BindHost = "127.0.0.1"
     port: Annotated[int, Field(validation_alias=_env("API_SERVER_PORT"), ge=1, le=65535)] = 8080
     # Explicit opt-out of API keys, for a local single-user stack only.
     open_access: Annotated[bool, Field(validation_alias=_env("TANDEM_OPEN_ACCESS"))] = False
@@ -324,7 +328,7 @@ class WebSettings(BaseSettings):
     # Compose passes `VAR:` lines through empty when the host leaves them unset: defaults.
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
-    bind_host: Annotated[str, Field(validation_alias=_env("TANDEM_BIND_HOST"))] = "127.0.0.1"
+    bind_host: BindHost = "127.0.0.1"
     port: Annotated[int, Field(validation_alias=_env("WEB_SERVER_PORT"), ge=1, le=65535)] = 3000
     # Unset in a deployment, where nginx routes /api/ to the API server itself.
     api_server_url: Annotated[
