@@ -31,13 +31,13 @@ from tandem.db.models import TEXT_SEARCH_CONFIG
 # Serializes writers of the statistics; must match migration 0002.
 STATISTICS_LOCK_ID = 7_415_303
 # One round trip reads several short posting lists together, up to this many postings.
-GROUP_POSTINGS = 4_000
+GROUP_POSTINGS = 2_000
 # At most this many postings are read in full per query; beyond, each remaining (common)
 # term contributes only its SAMPLED_POSTINGS best postings by IMPACT as new candidates.
-READ_BUDGET = 8_000
-SAMPLED_POSTINGS = 300
+READ_BUDGET = 4_000
+SAMPLED_POSTINGS = 200
 # In that case at most this many candidates get the common terms' postings looked up.
-COMPLETION_LIMIT = 1_000
+COMPLETION_LIMIT = 500
 # A posting's BM25 term-frequency part with k1 1.2, b 0.75 and a fixed reference length of
 # 100: close to the real one's order, and fixed, so an index (migration 0002) can hold it.
 IMPACT = "(tf / (tf + 0.3 + 0.009 * length))"
