@@ -30,7 +30,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db.models import EMBEDDING_DIMENSIONS
+from tandem.db.models import EMBEDDING_DIMENSIONS, vector_literal
 from tandem.model_client import ModelClient
 from tandem.model_files import FloatArray
 from tandem.model_schemas import TEIInfo, TextType
@@ -171,10 +171,6 @@ def _chunks_of(session: Session, document_ids: Sequence[str]) -> list[StoredChun
     ]
 
 
-def _vector_literal(vector: FloatArray) -> str:
-    return "[" + ",".join(repr(float(v)) for v in vector) + "]"
-
-
 def _write_vectors(
     session: Session,
     document_ids: Sequence[str],
@@ -197,7 +193,7 @@ def _write_vectors(
             "FROM unnest(CAST(:ids AS bigint[]), CAST(:vectors AS text[])) AS v(id, embedding) "
             "WHERE chunks.id = v.id"
         ),
-        {"ids": [c.id for c in chunks], "vectors": [_vector_literal(v) for v in vectors]},
+        {"ids": [c.id for c in chunks], "vectors": [vector_literal(v) for v in vectors]},
     )
     return int(result.rowcount)  # type: ignore[attr-defined]
 

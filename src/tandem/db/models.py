@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, ClassVar
 
@@ -39,6 +40,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 # switching to a model of another size means a new migration and a re-index.
 EMBEDDING_DIMENSIONS = 384
 TEXT_SEARCH_CONFIG = "english"
+# A BM25 posting's term-frequency part with k1 1.2, b 0.75 and a fixed reference length of
+# 100: close to the real one's order, and fixed, so an index can hold it (migration 0002
+# writes the same expression; the planner matches it as written).
+BM25_IMPACT = "(tf / (tf + 0.3 + 0.009 * length))"
+
+
+def vector_literal(vector: Iterable[float]) -> str:
+    """pgvector's text form of a vector, for `CAST(:v AS vector)` in text SQL."""
+    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
 class Base(DeclarativeBase):
@@ -226,7 +236,7 @@ class Bm25Posting(Base):
         Index(
             "bm25_postings_impact",
             "term_id",
-            text("(tf / (tf + 0.3 + 0.009 * length)) DESC"),
+            text(f"{BM25_IMPACT} DESC"),
             postgresql_include=["chunk_id"],
         ),
     )

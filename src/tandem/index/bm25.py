@@ -20,27 +20,22 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from tandem.db.models import TEXT_SEARCH_CONFIG
+from tandem.db.models import BM25_IMPACT, TEXT_SEARCH_CONFIG
 
-# Serializes writers of the statistics; must match migration 0002.
-STATISTICS_LOCK_ID = 7_415_303
 # One round trip reads several short posting lists together, up to this many postings.
 GROUP_POSTINGS = 2_000
 # At most this many postings are read in full per query; beyond, each remaining (common)
-# term contributes only its SAMPLED_POSTINGS best postings by IMPACT as new candidates.
+# term contributes only its SAMPLED_POSTINGS best postings by impact as new candidates.
 READ_BUDGET = 4_000
 SAMPLED_POSTINGS = 200
 # In that case at most this many candidates get the common terms' postings looked up.
 COMPLETION_LIMIT = 500
-# A posting's BM25 term-frequency part with k1 1.2, b 0.75 and a fixed reference length of
-# 100: close to the real one's order, and fixed, so an index (migration 0002) can hold it.
-IMPACT = "(tf / (tf + 0.3 + 0.009 * length))"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,10 +60,6 @@ class PreparedQuery:
     terms: tuple[QueryTerm, ...]
     average_length: float
     parameters: Bm25Parameters
-
-    @property
-    def empty(self) -> bool:
-        return not self.terms
 
 
 def idf(chunks: int, df: int) -> float:
@@ -112,6 +103,11 @@ SCORE = "sum(q.idf * p.tf * :k1_plus_1 / (p.tf + :k1 * (:one_minus_b + :b_per_av
 QUERY_TERMS = "unnest(CAST(:term_ids AS integer[]), CAST(:idfs AS float8[])) AS q(term_id, idf)"
 
 
+def _filter_join(filter_sql: str) -> str:
+    """Joins each posting's chunk when a filter (SQL over `c`) restricts the chunks."""
+    return f" JOIN chunks c ON c.id = p.chunk_id AND {filter_sql}" if filter_sql else ""
+
+
 def _list_scores_sql(filter_sql: str, prune: bool, limit: bool) -> str:
     """Partial BM25 sums over the given terms' whole posting lists, per chunk.
 
@@ -119,7 +115,7 @@ def _list_scores_sql(filter_sql: str, prune: bool, limit: bool) -> str:
     (`:unread_bound`), unless they were seen before (their partial sum must stay whole);
     `limit` keeps only the best `:k` (when nothing is left to read or merge).
     """
-    join = f" JOIN chunks c ON c.id = p.chunk_id AND {filter_sql}" if filter_sql else ""
+    join = _filter_join(filter_sql)
     having = (
         f" HAVING {SCORE} + :unread_bound >= :threshold"
         # IN (subquery) is hashed; `= ANY(array)` would compare against every element.
@@ -241,16 +237,16 @@ class Bm25Scorer:
         unread = terms[position:]
         if unread:
             threshold = _kth_best(seen.values(), k)
-            # Only chunks whose best case reaches the threshold can be in the top k.
-            promising = [c for c, s in seen.items() if s + unread_bound >= threshold]
             if unread_bound >= threshold:  # the budget ran out before the bounds settled it
                 promising = self._approximate_candidates(unread, seen)
+            else:  # only chunks whose best case reaches the threshold can be in the top k
+                promising = [c for c, s in seen.items() if s + unread_bound >= threshold]
             completed = self.partial_scores(unread, promising)
-            seen = {c: seen[c] + completed.get(c, 0.0) for c in promising}
+            seen = {c: seen.get(c, 0.0) + completed.get(c, 0.0) for c in promising}
         return heapq.nsmallest(k, seen.items(), key=lambda cs: (-cs[1], cs[0]))
 
     def _approximate_candidates(
-        self, unread: Sequence[QueryTerm], seen: dict[int, float]
+        self, unread: Sequence[QueryTerm], seen: Mapping[int, float]
     ) -> list[int]:
         """The chunks most likely to win: by their exact partial score over the terms read
         plus the idf of each common term they are among the best postings of."""
@@ -258,8 +254,6 @@ class Bm25Scorer:
         for chunk_id, idf_sum in self.sampled(unread).items():
             hopes[chunk_id] = hopes.get(chunk_id, 0.0) + idf_sum
         best = heapq.nlargest(self._completion_limit, hopes.items(), key=lambda cs: cs[1])
-        for chunk_id, _ in best:
-            seen.setdefault(chunk_id, 0.0)
         return [chunk_id for chunk_id, _ in best]
 
     def sampled(self, terms: Sequence[QueryTerm]) -> dict[int, float]:
@@ -267,12 +261,8 @@ class Bm25Scorer:
         the sum of the idf of the terms that sampled them."""
         if not terms:
             return {}
-        join = (
-            f" JOIN chunks c ON c.id = p.chunk_id AND {self._filter_sql}"
-            if self._filter_sql
-            else ""
-        )
-        impact = IMPACT.replace("tf", "p.tf").replace("length", "p.length")
+        join = _filter_join(self._filter_sql)
+        impact = BM25_IMPACT.replace("tf", "p.tf").replace("length", "p.length")
         # One subquery per term with its own id as a parameter: planned with that term's
         # statistics, a long list is read through the impact index, best first.
         samples = " UNION ALL ".join(

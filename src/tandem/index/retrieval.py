@@ -15,6 +15,7 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from tandem.db.models import vector_literal
 from tandem.index import bm25
 from tandem.index.fusion import Candidate, Fusion, fuse
 from tandem.index.protocol import IndexHit, IndexQuery, SearchFilters, SearchMode
@@ -50,10 +51,6 @@ class ChunkFilter:
 
     def where(self) -> str:
         return f" WHERE {self.sql}" if self.sql else ""
-
-
-def _vector_literal(vector: FloatArray) -> str:
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
 
 
 class PostgresRetrieval:
@@ -126,7 +123,7 @@ class PostgresRetrieval:
                 "SELECT c.id, 1 - (c.embedding <=> CAST(:v AS vector)) FROM chunks c"
                 f"{chunk_filter.where()} ORDER BY c.embedding <=> CAST(:v AS vector) LIMIT :k"
             ),
-            {**chunk_filter.params, "v": _vector_literal(vector), "k": query.candidates},
+            {**chunk_filter.params, "v": vector_literal(vector), "k": query.candidates},
         )
         return {int(row[0]): float(row[1]) for row in rows}
 
@@ -138,7 +135,7 @@ class PostgresRetrieval:
             text(
                 "SELECT id, 1 - (embedding <=> CAST(:v AS vector)) FROM chunks WHERE id = ANY(:ids)"
             ),
-            {"v": _vector_literal(vector), "ids": chunk_ids},
+            {"v": vector_literal(vector), "ids": chunk_ids},
         )
         return {int(row[0]): float(row[1]) for row in rows}
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
 from tandem.index.protocol import (
     DEFAULT_HYBRID_ALPHA,
@@ -42,7 +41,7 @@ CANDIDATES = 100  # per retriever, before fusion
 class InferenceClient(Protocol):
     """What search needs of the inference model server (tandem.model_client.ModelClient)."""
 
-    def embed(self, texts: list[str], text_type: TextType) -> npt.NDArray[np.float32]: ...
+    def embed(self, texts: list[str], text_type: TextType) -> FloatArray: ...
 
     def rerank(self, query: str, documents: list[str]) -> list[float]: ...
 

@@ -24,10 +24,10 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-# Must match tandem.index.bm25.STATISTICS_LOCK_ID.
+# Held by the triggers and bm25_rebuild() while they write the statistics.
 STATISTICS_LOCK_ID = 7_415_303
 DEFAULT_TITLE_WEIGHT = 2.0
-# Must match tandem.index.bm25.IMPACT (the planner matches the expression as written).
+# Must match tandem.db.models.BM25_IMPACT (the planner matches the expression as written).
 IMPACT_INDEX_KEY = "term_id, (tf / (tf + 0.3 + 0.009 * length)) DESC"
 
 TABLES = f"""
