@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts
+from tandem.db import attempts, claims
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.documents import ParsedDocument
@@ -44,7 +44,7 @@ def chunker(model_cache: Path) -> Chunker:
     return Chunker.from_model_dir(model_cache / "all-MiniLM-L6-v2")
 
 
-def limits(owner: str = "test-worker", **overrides: float) -> attempts.ClaimLimits:
+def limits(owner: str = "test-worker", **overrides: float) -> claims.ClaimLimits:
     values: dict[str, float] = {
         "lease_seconds": 30.0,
         "max_items": 64,
@@ -52,7 +52,7 @@ def limits(owner: str = "test-worker", **overrides: float) -> attempts.ClaimLimi
         "max_failures": 3,
     }
     values.update(overrides)
-    return attempts.ClaimLimits(
+    return claims.ClaimLimits(
         owner=owner,
         lease_seconds=values["lease_seconds"],
         max_items=int(values["max_items"]),
@@ -65,7 +65,7 @@ def make_pipeline(
     sessions: sessionmaker[Session],
     url: str,
     chunker: Chunker,
-    claim_limits: attempts.ClaimLimits | None = None,
+    claim_limits: claims.ClaimLimits | None = None,
     **options: object,
 ) -> IndexingPipeline:
     return IndexingPipeline(
@@ -179,8 +179,8 @@ def test_a_claim_takes_items_once_and_respects_its_limits(
     sessions: sessionmaker[Session],
 ) -> None:
     upload(sessions, short_texts(10))
-    first = attempts.claim_items(sessions, limits("a", max_items=4))
-    second = attempts.claim_items(sessions, limits("b", max_items=100, max_bytes=150))
+    first = claims.claim_items(sessions, limits("a", max_items=4))
+    second = claims.claim_items(sessions, limits("b", max_items=100, max_bytes=150))
     assert len(first) == 4
     assert 1 <= len(second) < 6  # the byte budget stops it (one item at least)
     assert not {i.id for i in first} & {i.id for i in second}
@@ -272,7 +272,7 @@ def test_an_unreachable_server_releases_the_batch_to_wait(
     assert {r.status for r in rows} == {"queued"}
     assert all(str(r.error).startswith("waiting to retry") for r in rows)
     assert {r.failures for r in rows} == {0}
-    assert attempts.claimable_count(sessions, cap=10) == 0  # not due before the backoff
+    assert claims.claimable_count(sessions, cap=10) == 0  # not due before the backoff
 
 
 def test_vectors_of_another_size_fail_the_items_with_a_message(
@@ -336,11 +336,11 @@ def test_the_heartbeat_extends_only_what_a_live_batch_holds(
     sessions: sessionmaker[Session],
 ) -> None:
     upload(sessions, short_texts(4))
-    claimed = attempts.claim_items(sessions, limits("me", lease_seconds=5))
+    claimed = claims.claim_items(sessions, limits("me", lease_seconds=5))
     held = HeldItems(max_hold_seconds=3600)
     held.add([i.id for i in claimed[:2]])
-    assert attempts.extend_leases(sessions, "me", held.current(), 600) == 2
-    assert attempts.extend_leases(sessions, "someone-else", held.current(), 600) == 0
+    assert claims.extend_leases(sessions, "me", held.current(), 600) == 2
+    assert claims.extend_leases(sessions, "someone-else", held.current(), 600) == 0
     left = lease_seconds_left(sessions)
     assert all(left[i.id] > 500 for i in claimed[:2])
     assert all(left[i.id] < 10 for i in claimed[2:])

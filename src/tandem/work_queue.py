@@ -1,6 +1,6 @@
 """The producer side of indexing: the Celery app and the "there is work" messages.
 
-The items themselves wait in PostgreSQL (`tandem.db.attempts`); a message carries no item
+The items themselves wait in PostgreSQL (`tandem.db.claims`); a message carries no item
 ids, only where it came from. The API sends on an upload, the workers' chains and sweep
 send too; what a message does is the consumer side (`tandem.worker.queue`). The API
 imports only this module, so it loads no worker code.

@@ -181,7 +181,7 @@ class IndexAttemptItem(Base):
     )
     error: Mapped[str | None] = mapped_column(Text)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
-    # The work queue (tandem.db.attempts): a claim bumps `claims` (the fencing token of
+    # The work queue (tandem.db.claims): a claim bumps `claims` (the fencing token of
     # its write) and leases the item to one worker until `lease_expires_at`; `failures`
     # counts unexpected errors and dead workers; a retry waits until `not_before`.
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

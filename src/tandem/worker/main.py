@@ -11,7 +11,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from tandem.config import WorkerSettings
-from tandem.db import attempts
+from tandem.db import claims
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.embedding_dimensions import check_dimensions
@@ -62,7 +62,7 @@ def run_worker(settings: WorkerSettings) -> None:
             batch_size=settings.embed_batch_size,
         ),
         chunker=Chunker.from_model_dir(directory, overlap_tokens=settings.chunk_overlap_tokens),
-        limits=attempts.ClaimLimits(
+        limits=claims.ClaimLimits(
             owner=owner,
             lease_seconds=settings.lease_seconds,
             max_items=settings.batch_items,
@@ -125,7 +125,7 @@ def run_worker(settings: WorkerSettings) -> None:
     finally:
         for thread in (probe, sweeping, leases):
             thread.stop()
-        released = attempts.release_owned(sessions, owner)
+        released = claims.release_owned(sessions, owner)
         log.info("worker_stopped owner=%s released=%d", owner, released)
         redis.close()
         pipeline.embedder.close()

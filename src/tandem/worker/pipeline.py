@@ -23,7 +23,7 @@ from typing import Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts
+from tandem.db import attempts, claims
 from tandem.documents import EmptyDocument, ParseError
 from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
 from tandem.model_schemas import TextType
@@ -48,8 +48,8 @@ class EmbeddingMismatch(ModelServerError):
 class _Progress:
     """What a batch still holds, and which items an error would be blamed on."""
 
-    unfinished: dict[int, attempts.WorkItem]
-    suspects: list[attempts.WorkItem] = field(default_factory=list)
+    unfinished: dict[int, claims.WorkItem]
+    suspects: list[claims.WorkItem] = field(default_factory=list)
 
     def done(self, item_ids: Sequence[int]) -> None:
         for item_id in item_ids:
@@ -61,7 +61,7 @@ class IndexingPipeline:
     sessions: sessionmaker[Session]
     embedder: ModelClient  # pointed at the indexing model server, never the inference one
     chunker: Chunker
-    limits: attempts.ClaimLimits
+    limits: claims.ClaimLimits
     dimensions: int  # what the index's vector column holds
     retry_base_seconds: float = 5.0
     observer: StageObserver = field(default_factory=NoObserver)
@@ -78,7 +78,7 @@ class IndexingPipeline:
         (the queue uses it to let another thread claim the next batch meanwhile)."""
         timings = BatchTimings(origin=origin, redelivered=redelivered, started=time.time())
         with self._timed(timings, "claim"):
-            items = attempts.claim_items(self.sessions, self.limits)
+            items = claims.claim_items(self.sessions, self.limits)
         timings.items = len(items)
         if items:
             ids = [i.id for i in items]
@@ -103,7 +103,7 @@ class IndexingPipeline:
         return timings
 
     def _index(
-        self, items: list[attempts.WorkItem], progress: _Progress, timings: BatchTimings
+        self, items: list[claims.WorkItem], progress: _Progress, timings: BatchTimings
     ) -> None:
         with self._timed(timings, "parse_chunk"):
             documents, failures = self._prepare(items, progress)
@@ -127,7 +127,7 @@ class IndexingPipeline:
                 # A 4xx will not heal by retrying: these documents fail, the rest go on.
                 failed |= {d.item.id for d in group}
                 failures += [
-                    attempts.Outcome(d.item, error=f"{d.item.filename}: embedding failed: {exc}")
+                    claims.Outcome(d.item, error=f"{d.item.filename}: embedding failed: {exc}")
                     for d in group
                 ]
                 continue
@@ -141,10 +141,10 @@ class IndexingPipeline:
         self.observer.reached(Stage.FINISHED, [i.id for i in items])
 
     def _prepare(
-        self, items: list[attempts.WorkItem], progress: _Progress
-    ) -> tuple[list[PreparedDocument], list[attempts.Outcome]]:
+        self, items: list[claims.WorkItem], progress: _Progress
+    ) -> tuple[list[PreparedDocument], list[claims.Outcome]]:
         documents: list[PreparedDocument] = []
-        failures: list[attempts.Outcome] = []
+        failures: list[claims.Outcome] = []
         for item in items:
             progress.suspects = [item]
             try:
@@ -155,7 +155,7 @@ class IndexingPipeline:
                 if not chunks:
                     raise EmptyDocument(item.filename)
             except ParseError as exc:
-                failures.append(attempts.Outcome(item, error=str(exc)))
+                failures.append(claims.Outcome(item, error=str(exc)))
                 continue
             documents.append(PreparedDocument(item, parsed, chunks))
         return documents, failures
@@ -182,7 +182,7 @@ class IndexingPipeline:
         timings: BatchTimings,
         progress: _Progress,
         documents: list[PreparedDocument],
-        failures: list[attempts.Outcome],
+        failures: list[claims.Outcome],
     ) -> None:
         if not documents and not failures:
             return
@@ -212,7 +212,7 @@ class IndexingPipeline:
             delay,
             exc,
         )
-        attempts.release(
+        claims.release(
             self.sessions,
             progress.unfinished.values(),
             error=f"waiting to retry: {exc}",
@@ -263,11 +263,11 @@ class _ReleaseOnError:
             message = f"unexpected error: {type(exc).__name__}: {exc}"[:1000]
             failures = max((i.failures for i in suspects), default=0)
             delay = min(MAX_RETRY_SECONDS, self._pipeline.retry_base_seconds * 2**failures)
-            attempts.release(
+            claims.release(
                 sessions, suspects, error=message, delay_seconds=delay, count_failure=True
             )
             log.error("batch_failed items=%s error=%s", [i.id for i in suspects], message)
         else:  # the worker is stopping: nobody is to blame
             innocent += suspects
-        attempts.release(sessions, innocent, error=None, delay_seconds=0, count_failure=False)
+        claims.release(sessions, innocent, error=None, delay_seconds=0, count_failure=False)
         return False

@@ -1,6 +1,6 @@
 """The consumer side of indexing: the task that handles "there is work" messages.
 
-The items themselves wait in PostgreSQL (`tandem.db.attempts`); a message carries no item
+The items themselves wait in PostgreSQL (`tandem.db.claims`); a message carries no item
 ids, only where it came from (the producer side, `tandem.work_queue`). Each task claims
 the next batch, and after a claim sends one message on (a chain) so another free thread
 claims the batch after it meanwhile, plus one more when no message is waiting (a free

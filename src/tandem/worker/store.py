@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, catalog
+from tandem.db import catalog, claims
 from tandem.documents import ParsedDocument
 from tandem.index.postgres import replace_chunks
 from tandem.index.protocol import IndexedChunk
@@ -25,7 +25,7 @@ from tandem.worker.chunking import TextChunk
 class PreparedDocument:
     """A claimed item, parsed and chunked; vectors arrive request by request."""
 
-    item: attempts.WorkItem
+    item: claims.WorkItem
     parsed: ParsedDocument
     chunks: list[TextChunk]
     vectors: list[FloatArray] = field(default_factory=list)
@@ -70,21 +70,21 @@ class PreparedDocument:
 def write_documents(
     sessions: sessionmaker[Session],
     documents: Sequence[PreparedDocument],
-    failures: Sequence[attempts.Outcome],
+    failures: Sequence[claims.Outcome],
     before_commit: Callable[[Sequence[int]], None],
 ) -> set[int]:
     """Store `documents` (fully embedded) and record `failures`, in one transaction.
     Returns the ids of the items written; the others were no longer this claim's."""
     items = [d.item for d in documents] + [f.item for f in failures]
     with sessions.begin() as session:
-        owned = attempts.lock_owned(session, items)
+        owned = claims.lock_owned(session, items)
         mine = sorted(
             (d for d in documents if d.item.id in owned), key=lambda d: d.item.document_id
         )
         existing = catalog.upsert_documents(session, [d.info() for d in mine])
-        attempts.record_outcomes(
+        claims.record_outcomes(
             session,
-            [attempts.Outcome(d.item, chunk_count=len(d.chunks)) for d in mine]
+            [claims.Outcome(d.item, chunk_count=len(d.chunks)) for d in mine]
             + [f for f in failures if f.item.id in owned],
         )
         # Last before the commit: the chunk statements take the BM25 statistics lock,

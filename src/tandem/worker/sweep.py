@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts
+from tandem.db import attempts, claims
 from tandem.worker.held import HeldItems
 
 log = logging.getLogger(__name__)
@@ -67,7 +67,7 @@ class Sweeper:
 
     def sweep(self, origin: str = "sweep") -> SweepResult:
         finished = attempts.unfinished_attempts_done(self.sessions)
-        due = attempts.claimable_count(self.sessions, cap=self.threads)
+        due = claims.claimable_count(self.sessions, cap=self.threads)
         sent = 0
         if due and self.queue_length() == 0:
             sent = due
@@ -82,5 +82,5 @@ def heartbeat(
     return Periodic(
         "lease-heartbeat",
         lease_seconds / 3,
-        lambda: attempts.extend_leases(sessions, owner, held.current(), lease_seconds),
+        lambda: claims.extend_leases(sessions, owner, held.current(), lease_seconds),
     )
