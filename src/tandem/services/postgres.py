@@ -17,7 +17,6 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -26,7 +25,8 @@ from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
 from tandem.services import privileges
-from tandem.services.process import ServiceError, stop, wait_until
+from tandem.services.child import serving_child
+from tandem.services.process import ServiceError, wait_until
 
 if TYPE_CHECKING:
     from tandem.launcher import ServiceSpec
@@ -48,7 +48,8 @@ THROWAWAY_SETTINGS: Mapping[str, str] = {
 }
 # sun_path is 108 bytes on Linux and 104 on macOS, including the terminating NUL.
 _MAX_SOCKET_PATH = 103
-STOP_TIMEOUT = 30.0
+# PostgreSQL's fast shutdown: disconnect clients, checkpoint, exit.
+SHUTDOWN_SIGNAL = signal.SIGINT
 
 
 def install_dir() -> Path:
@@ -186,26 +187,10 @@ class LocalPostgres:
     def _bootstrap(self) -> None:
         """Create the database on a server reachable only through its socket, then stop it."""
         socket_only = dataclasses.replace(self, host="")
-        with _serving(socket_only, timeout=60.0):
+        with serving_child(socket_only, SHUTDOWN_SIGNAL, timeout=60.0):
             socket_only.ensure_database()
         (self.data_dir / BOOTSTRAP_MARKER).write_text("database and vector extension created\n")
         log.info("postgres_bootstrapped data_dir=%s", self.data_dir)
-
-
-@contextmanager
-def _serving(server: LocalPostgres, timeout: float) -> Iterator[subprocess.Popen[bytes]]:
-    # SIGINT is PostgreSQL's fast shutdown: disconnect clients, checkpoint, exit. Also sent if
-    # we die first (a killed test run or `tandem up`), so no server is left holding the data.
-    process = subprocess.Popen(
-        server.argv(),
-        cwd=server.data_dir,
-        preexec_fn=partial(privileges.set_parent_death_signal, signal.SIGINT),
-    )
-    try:
-        server.wait_ready(timeout, process)
-        yield process
-    finally:
-        stop(process, signal.SIGINT, STOP_TIMEOUT)
 
 
 @contextmanager
@@ -218,7 +203,7 @@ def running_postgres(
     """Serve `data_dir` on 127.0.0.1:`port` as a child process; yields the SQLAlchemy URL."""
     server = LocalPostgres(data_dir, port, settings=settings or {})
     server.prepare()
-    with _serving(server, timeout):
+    with serving_child(server, SHUTDOWN_SIGNAL, timeout):
         server.ensure_database()
         yield server.url()
 
@@ -228,4 +213,4 @@ def service_spec(data_dir: Path, port: int) -> ServiceSpec:
     from tandem.launcher import ServiceSpec, tandem_command
 
     argv = tandem_command("services", "postgres", "--data-dir", str(data_dir), "--port", str(port))
-    return ServiceSpec(name="postgres", argv=argv, stop_signal=signal.SIGINT)
+    return ServiceSpec(name="postgres", argv=argv, stop_signal=SHUTDOWN_SIGNAL)

@@ -12,19 +12,17 @@ import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
 import redis
 
 from tandem.services import privileges
-from tandem.services.process import ServiceError, stop, wait_until
+from tandem.services.child import serving_child
+from tandem.services.process import ServiceError, wait_until
 
 if TYPE_CHECKING:
     from tandem.launcher import ServiceSpec
-
-STOP_TIMEOUT = 30.0
 
 
 def server_binary() -> str:
@@ -89,16 +87,8 @@ def running_redis(data_dir: Path, port: int, timeout: float = 30.0) -> Iterator[
     """Serve `data_dir` on 127.0.0.1:`port` as a child process; yields the redis URL."""
     server = LocalRedis(data_dir, port)
     server.prepare()
-    process = subprocess.Popen(
-        server.argv(),
-        cwd=server.data_dir,
-        preexec_fn=partial(privileges.set_parent_death_signal, signal.SIGTERM),
-    )
-    try:
-        server.wait_ready(timeout, process)
+    with serving_child(server, signal.SIGTERM, timeout):
         yield server.url()
-    finally:
-        stop(process, signal.SIGTERM, STOP_TIMEOUT)
 
 
 def service_spec(data_dir: Path, port: int) -> ServiceSpec:
