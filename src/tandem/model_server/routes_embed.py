@@ -31,11 +31,11 @@ from tandem.model_server.state import (
     ready_engines,
 )
 
-router = APIRouter()
 # Every embedding endpoint can answer these, besides 200.
 EMBED_ERRORS = error_responses(
     400, 404, 413, 422, 429, 503, s404="Model not served (strict model names only)"
 )
+router = APIRouter(responses=EMBED_ERRORS)
 
 
 def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -112,6 +112,14 @@ def check_model(requested: str | None, served: str, strict: bool) -> None:
         )
 
 
+def refuse_cloud_provider(provider_type: str | None, what: str) -> None:
+    """Onyx's requests may name a cloud provider to forward to; only local models run here."""
+    if provider_type:
+        raise ApiError(
+            400, f"cloud {what} providers are not served by this server", "invalid_request"
+        )
+
+
 def truncate_dimensions(vectors: FloatArray, dimensions: int | None, served: int) -> FloatArray:
     if dimensions is None or dimensions == served:
         return vectors
@@ -124,7 +132,6 @@ def truncate_dimensions(vectors: FloatArray, dimensions: int | None, served: int
     "/encoder/bi-encoder-embed",
     response_model=EmbedResponse,
     tags=["onyx"],
-    responses=EMBED_ERRORS,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -138,10 +145,7 @@ async def onyx_embed(request: Request) -> FastJSONResponse:
     state = await get_state(request)
     engines = await ready_engines(state)
     body = parse_body(EmbedRequest, await request.body())
-    if body.provider_type:
-        raise ApiError(
-            400, "cloud embedding providers are not served by this server", "invalid_request"
-        )
+    refuse_cloud_provider(body.provider_type, "embedding")
     check_model(body.model_name, engines.embedding.name, state.settings.strict_model_name)
     check_texts(body.texts, state.settings.max_items_per_request, "texts")
     prefix = (
@@ -152,12 +156,7 @@ async def onyx_embed(request: Request) -> FastJSONResponse:
     return FastJSONResponse({"embeddings": result.vectors})
 
 
-@router.post(
-    "/v1/embeddings",
-    response_model=OpenAIEmbeddingResponse,
-    tags=["openai"],
-    responses=EMBED_ERRORS,
-)
+@router.post("/v1/embeddings", response_model=OpenAIEmbeddingResponse, tags=["openai"])
 async def openai_embeddings(
     body: OpenAIEmbeddingRequest, engines: EnginesDep, state: StateDep
 ) -> FastJSONResponse:
@@ -183,7 +182,7 @@ async def openai_embeddings(
     )
 
 
-@router.post("/embed", response_model=list[list[float]], tags=["tei"], responses=EMBED_ERRORS)
+@router.post("/embed", response_model=list[list[float]], tags=["tei"])
 async def tei_embed(
     body: TEIEmbedRequest, engines: EnginesDep, state: StateDep
 ) -> FastJSONResponse:

@@ -14,15 +14,20 @@ from tandem.model_schemas import (
     TEIRerankRequest,
 )
 from tandem.model_server.engine import Engines, RerankEngine
-from tandem.model_server.routes_embed import check_model, check_texts, engine_errors
+from tandem.model_server.routes_embed import (
+    check_model,
+    check_texts,
+    engine_errors,
+    refuse_cloud_provider,
+)
 from tandem.model_server.state import EnginesDep, FastJSONResponse, StateDep
 
 RERANK_PATHS = ("/rerank", "/encoder/cross-encoder-scores")
 
-router = APIRouter()
 RERANK_ERRORS = error_responses(
     400, 404, 413, 422, 429, 501, 503, s404="Model not served (strict model names only)"
 )
+router = APIRouter(responses=RERANK_ERRORS)
 
 
 def sigmoid(logits: FloatArray) -> FloatArray:
@@ -54,19 +59,11 @@ def check_query(query: str) -> None:
         raise ApiError(400, "query is an empty string", "invalid_request")
 
 
-@router.post(
-    "/encoder/cross-encoder-scores",
-    response_model=CrossEncoderResponse,
-    tags=["onyx"],
-    responses=RERANK_ERRORS,
-)
+@router.post("/encoder/cross-encoder-scores", response_model=CrossEncoderResponse, tags=["onyx"])
 async def onyx_scores(
     body: CrossEncoderRequest, engines: EnginesDep, state: StateDep
 ) -> FastJSONResponse:
-    if body.provider_type:
-        raise ApiError(
-            400, "cloud rerank providers are not served by this server", "invalid_request"
-        )
+    refuse_cloud_provider(body.provider_type, "rerank")
     check_query(body.query)
     check_texts(body.documents, state.settings.max_items_per_request, "documents")
     if body.model_name:
@@ -75,7 +72,7 @@ async def onyx_scores(
     return FastJSONResponse({"scores": sigmoid(logits)})
 
 
-@router.post("/rerank", response_model=list[TEIRank], tags=["tei"], responses=RERANK_ERRORS)
+@router.post("/rerank", response_model=list[TEIRank], tags=["tei"])
 async def tei_rerank(
     body: TEIRerankRequest, engines: EnginesDep, state: StateDep
 ) -> FastJSONResponse:
