@@ -4,21 +4,21 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import orjson
 
+from tandem.services.process import LOOPBACK as HOST
+from tandem.services.process import ServiceError as ServerFailed
+from tandem.services.process import free_port as free_port
+from tandem.services.process import log_tail, wait_http_ready
 from tandem.services.process import stop as stop_process
 
-HOST = "127.0.0.1"
 # Thread-count variables would cap the baseline; it must run with library defaults.
 THREAD_CAP_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
@@ -34,16 +34,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-class ServerFailed(RuntimeError):
-    """A server exited early or never became ready; the message holds its log tail."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class Server:
     name: str
@@ -52,28 +42,18 @@ class Server:
     log_path: Path
 
     def log_tail(self, lines: int = 30) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self, timeout: float = 30.0) -> None:
         stop_process(self.process, signal.SIGTERM, timeout)
 
     def wait_ready(self, timeout: float = 120.0) -> dict[str, object]:
-        """Poll `GET /api/ready` until 200; returns its JSON body."""
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.process.poll() is not None:
-                    raise ServerFailed(f"{self.name} exited early:\n{self.log_tail()}")
-                try:
-                    response = client.get(f"{self.url}/api/ready")
-                except httpx.TransportError:
-                    response = None
-                if response is not None and response.status_code == 200:
-                    body: dict[str, object] = orjson.loads(response.content)
-                    return body
-                time.sleep(0.2)
-        raise ServerFailed(f"{self.name} not ready within {timeout:.0f}s:\n{self.log_tail()}")
+        """Poll `GET /api/ready` until 200; returns its JSON body (ServerFailed, with the
+        log tail, if the server exits or is not ready in time)."""
+        url = f"{self.url}/api/ready"
+        response = wait_http_ready(url, self.name, timeout, self.process, log_path=self.log_path)
+        body: dict[str, object] = orjson.loads(response.content)
+        return body
 
 
 @contextmanager

@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,23 +21,16 @@ import httpx
 
 from tandem.config import ModelServerSettings
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.services.process import LOOPBACK as HOST
+from tandem.services.process import free_port as free_port
+from tandem.services.process import log_tail, wait_http_ready, wait_until
 from tandem.services.process import stop as stop_process
 from tandem.services.redis import running_redis
+from tandem.stack import WORKER_READY_OUTPUT as WORKER_READY_MARKER
 from tandem.stack import model_server_specs
 
-HOST = "127.0.0.1"
 READY_TIMEOUT = 180.0  # a busy shared machine loads a model slowly
-WORKER_READY_MARKER = "ready."
-
-
-class StackFailed(RuntimeError):
-    """A process exited early or was not ready in time; the message holds its log tail."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
+MARKER_POLL_SECONDS = 0.2
 
 
 @dataclass
@@ -50,32 +41,28 @@ class Process:
     log_path: Path
 
     def log_tail(self, lines: int = 40) -> str:
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)
 
     def stop(self, timeout: float = 30.0) -> None:
         stop_process(self.popen, signal.SIGTERM, timeout)
 
     def wait_http_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if self.popen.poll() is not None:
-                    raise StackFailed(f"{self.name} exited early:\n{self.log_tail()}")
-                try:
-                    if client.get(f"{self.url}/api/ready").status_code == 200:
-                        return
-                except httpx.TransportError:
-                    pass
-                time.sleep(0.2)
-        raise StackFailed(f"{self.name} not ready within {timeout:.0f}s:\n{self.log_tail()}")
+        """Until `GET /api/ready` answers 200 (ServiceError with the log tail otherwise)."""
+        url = f"{self.url}/api/ready"
+        wait_http_ready(url, self.name, timeout, self.popen, log_path=self.log_path)
 
     def wait_log_marker(self, marker: str, timeout: float = READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while marker not in self.log_path.read_text(errors="replace"):
-            if self.popen.poll() is not None or time.monotonic() > deadline:
-                raise StackFailed(f"{self.name} did not start:\n{self.log_tail()}")
-            time.sleep(0.2)
+        def written() -> bool:
+            return marker in self.log_path.read_text(errors="replace")
+
+        wait_until(
+            written,
+            self.name,
+            timeout,
+            self.popen,
+            interval=MARKER_POLL_SECONDS,
+            log_path=self.log_path,
+        )
 
 
 @contextmanager

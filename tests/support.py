@@ -5,19 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from tandem.services.privileges import set_parent_death_signal
+from tandem.services.process import ServiceError, wait_http_ready
+from tandem.services.process import free_port as free_port
 from tandem.services.process import stop as stop_process
 
 
@@ -55,12 +53,6 @@ def service_dir(prefix: str) -> Iterator[Path]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class ServerProcess:
     process: subprocess.Popen[bytes]
@@ -75,18 +67,12 @@ class ServerProcess:
 
 
 def wait_ready(server: ServerProcess, timeout: float = 90.0, path: str = "/api/ready") -> None:
-    deadline = time.monotonic() + timeout
-    with httpx.Client(timeout=2.0) as client:
-        while time.monotonic() < deadline:
-            if server.process.poll() is not None:
-                raise AssertionError(f"server exited early:\n{server.log()}")
-            try:
-                if client.get(f"{server.url}{path}").status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-    raise AssertionError(f"server not ready in {timeout}s:\n{server.log()}")
+    """Until `GET path` answers 200; a test failure with the server's log tail otherwise."""
+    url = f"{server.url}{path}"
+    try:
+        wait_http_ready(url, url, timeout, server.process, log_path=server.log_path)
+    except ServiceError as exc:
+        raise AssertionError(str(exc)) from exc
 
 
 def start_model_server(

@@ -8,6 +8,7 @@ from tandem.commands import data, models, servers, services, stack
 
 app = typer.Typer(help="Tandem: self-hosted document search.", no_args_is_help=True)
 app.command("up")(stack.up)
+app.command("logs")(stack.logs)
 app.command("model-server")(models.model_server)
 app.command("api")(servers.api)
 app.command("worker")(servers.worker)

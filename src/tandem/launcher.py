@@ -1,144 +1,129 @@
-"""`tandem up`: start the stack's processes on one machine and stop them together."""
+"""`tandem up`: the supervised stack, told to people as one line per service.
+
+The terminal gets a ready line per service, the banner, and a line when a service is
+restarted; the services' own output goes to their logs (`tandem logs`), or, with
+`--verbose`, also to the terminal prefixed by the service's name, as Docker Compose does.
+"""
 
 from __future__ import annotations
 
-import logging
-import os
 import signal
-import subprocess
 import sys
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+import threading
+from pathlib import Path
 from types import FrameType
+from typing import TextIO
 
-import httpx
+from tandem.restarts import RestartPolicy
+from tandem.service_log_view import render
+from tandem.service_logs import LogRecord
+from tandem.supervisor import (
+    RunningService,
+    ServiceSpec,
+    StackFailed,
+    Supervisor,
+)
 
-from tandem.services.privileges import set_parent_death_signal
+__all__ = ["RunningService", "ServiceSpec", "Stack", "StackFailed", "run_stack", "tandem_command"]
 
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class ServiceSpec:
-    name: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    ready_url: str | None = None
-    # For services without an HTTP readiness URL (databases): polled until True.
-    ready_check: Callable[[], bool] | None = None
-    # What asks this service to stop cleanly: PostgreSQL wants SIGINT (fast shutdown).
-    stop_signal: int = signal.SIGTERM
-
-
-@dataclass
-class RunningService:
-    spec: ServiceSpec
-    process: subprocess.Popen[bytes]
-
-
-class StackFailed(RuntimeError):
-    pass
-
-
-def _die_with_parent() -> None:
-    """The child gets SIGTERM if `tandem up` itself is killed (Linux; no-op elsewhere)."""
-    set_parent_death_signal(signal.SIGTERM)
+# The launcher the tests drive directly (start, wait_ready, stop).
+Stack = Supervisor
+NAME_WIDTH = 22
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def tandem_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tandem.cli", *args]
 
 
-class Stack:
-    """Children in start order; stopped in reverse order, each given time to drain."""
+def _marks(out: TextIO) -> tuple[str, str, str]:
+    """✓ ✗ ! where the terminal can show them, else ASCII."""
+    try:
+        "✓✗".encode(out.encoding or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return "ok", "xx", "!!"
+    return "✓", "✗", "!"
 
-    def __init__(self, stop_timeout: float = 35.0) -> None:
-        self.services: list[RunningService] = []
-        self.stop_timeout = stop_timeout
-        self._stopping = False
 
-    def start(self, spec: ServiceSpec) -> RunningService:
-        env = os.environ | spec.env
-        # Own session: a terminal's Ctrl-C reaches only us, and we send each child a single
-        # SIGTERM (a second signal makes uvicorn skip draining).
-        process = subprocess.Popen(
-            spec.argv, env=env, start_new_session=True, preexec_fn=_die_with_parent
-        )
-        running = RunningService(spec, process)
-        self.services.append(running)
-        log.info("service_started name=%s pid=%d", spec.name, process.pid)
-        return running
+class Console:
+    """What `tandem up` prints; one lock, as verbose output arrives from reader threads."""
 
-    def wait_ready(self, service: RunningService, timeout: float) -> None:
-        spec = service.spec
-        if spec.ready_url is None and spec.ready_check is None:
-            return
-        deadline = time.monotonic() + timeout
-        with httpx.Client(timeout=2.0) as client:
-            while time.monotonic() < deadline:
-                if service.process.poll() is not None:
-                    raise StackFailed(f"{spec.name} exited with code {service.process.returncode}")
-                if _is_ready(client, spec):
-                    return
-                time.sleep(0.2)
-        raise StackFailed(f"{spec.name} was not ready within {timeout:.0f}s")
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.ok, self.failed_mark, self.warn = _marks(out)
+        self._lock = threading.Lock()
 
-    def watch(self) -> int:
-        """Block until a child exits or we are asked to stop; return an exit code."""
-        while not self._stopping:
-            for service in self.services:
-                code = service.process.poll()
-                if code is not None:
-                    log.error("service_exited name=%s code=%d", service.spec.name, code)
-                    return code or 1
-            time.sleep(0.5)
+    def line(self, text: str) -> None:
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def ready(self, service: RunningService, seconds: float) -> None:
+        again = f", restart {service.restarts}" if service.restarts else ""
+        name, address = service.spec.name, service.spec.address
+        self.line(f" {self.ok} {name:<{NAME_WIDTH}} {address:<28} ({seconds:.1f} s{again})")
+
+    def exited(self, service: RunningService, how: str, restart_in: float) -> None:
+        name = service.spec.name
+        self.line(f" {self.warn} {name} {how}; restarting in {restart_in:.0f} s")
+
+    def not_ready(self, service: RunningService, timeout: float) -> None:
+        name = service.spec.name
+        self.line(f" {self.warn} {name} was not ready within {timeout:.0f} s after a restart")
+
+    def echo(self, record: LogRecord) -> None:
+        name = str(record.get("service", ""))
+        self.line(f"{name:<{NAME_WIDTH}} | {render(record, with_service=False)}")
+
+    def failed(self, error: StackFailed, log_file: Path | None) -> None:
+        lines = [f" {self.failed_mark} {error.service} {error.reason}; stopping the stack."]
+        if error.log_tail:
+            lines.append(f"   last lines of its log ({log_file}):")
+            lines += [f"     {line}" for line in error.log_tail.splitlines()]
+        elif log_file is not None:
+            lines.append(f"   its log is empty: {log_file}")
+        self.line("\n".join(lines))
+
+
+def run_stack(
+    specs: list[ServiceSpec],
+    ready_timeout: float,
+    on_ready: str,
+    *,
+    log_dir: Path | None = None,
+    verbose: bool = False,
+    policy: RestartPolicy = RestartPolicy(),
+    out: TextIO | None = None,
+) -> int:
+    """Start, supervise until Ctrl-C/SIGTERM (0) or a failure (1), then stop everything."""
+    console = Console(out or sys.stdout)
+    supervisor = Supervisor(
+        log_dir=log_dir,
+        policy=policy,
+        ready_timeout=ready_timeout,
+        report=console,
+        echo=console.echo if verbose else None,
+    )
+
+    def request_stop(_signum: int, _frame: FrameType | None) -> None:
+        supervisor.request_stop()
+
+    previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
+    where = f"; logs in {log_dir} (tandem logs -f)" if log_dir is not None else ""
+    plural = "" if len(specs) == 1 else "s"
+    console.line(f"Starting {len(specs)} service{plural}{where}")
+    try:
+        if supervisor.start_in_order(specs):
+            console.line("")
+            console.line(on_ready)
+            supervisor.supervise()
         return 0
-
-    def request_stop(self, signum: int, _frame: FrameType | None) -> None:
-        log.info("stop_requested signal=%d", signum)
-        self._stopping = True
-
-    def stop(self) -> None:
-        """Stop in reverse start order, each before the next, so the API server and the
-        workers finish with the database before it shuts down."""
-        deadline = time.monotonic() + self.stop_timeout
-        for service in reversed(self.services):
-            if service.process.poll() is None:
-                service.process.send_signal(service.spec.stop_signal)
-            try:
-                service.process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("service_killed name=%s", service.spec.name)
-                service.process.kill()
-                service.process.wait()
-            # uvicorn re-raises SIGTERM after a clean shutdown, so -15 is a normal stop.
-            log.info(
-                "service_stopped name=%s code=%d", service.spec.name, service.process.returncode
-            )
-
-
-def _is_ready(client: httpx.Client, spec: ServiceSpec) -> bool:
-    if spec.ready_check is not None:
-        return spec.ready_check()
-    assert spec.ready_url is not None
-    try:
-        return client.get(spec.ready_url).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def run_stack(specs: list[ServiceSpec], ready_timeout: float, on_ready: str) -> int:
-    stack = Stack()
-    signal.signal(signal.SIGINT, stack.request_stop)
-    signal.signal(signal.SIGTERM, stack.request_stop)
-    try:
-        for spec in specs:
-            stack.wait_ready(stack.start(spec), ready_timeout)
-        print(on_ready, flush=True)
-        return stack.watch()
     except StackFailed as exc:
-        log.error("stack_failed error=%s", exc)
+        console.failed(exc, supervisor.log_path(exc.service))
         return 1
     finally:
-        stack.stop()
+        console.line("Stopping…" if console.ok == "✓" else "Stopping...")
+        supervisor.stop()
+        console.line("Stopped.")
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

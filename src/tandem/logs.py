@@ -36,9 +36,14 @@ class JsonLineFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
-def configure_logging(component: str, level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLineFormatter(component))
+def configure_logging(
+    component: str, level: str = "INFO", handler: logging.Handler | None = None
+) -> None:
+    """JSON lines to stderr, or to `handler` (`tandem up` writes its own to a log file)."""
+    if handler is None:
+        handler = logging.StreamHandler(sys.stderr)
+    if handler.formatter is None:
+        handler.setFormatter(JsonLineFormatter(component))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

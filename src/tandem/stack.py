@@ -10,6 +10,19 @@ from tandem.config import ModelServerSettings, StorageSettings
 from tandem.cpu import CpuPriority
 from tandem.launcher import ServiceSpec, tandem_command
 
+# Every service `tandem up` may run, in start order (`tandem logs` knows them by name).
+SERVICE_NAMES = (
+    "postgres",
+    "redis",
+    "inference-model-server",
+    "indexing-model-server",
+    "api-server",
+    "web-server",
+    "background-worker",
+)
+# Celery's line once the worker consumes its queue ("celery@host ready.").
+WORKER_READY_OUTPUT = " ready."
+
 
 @dataclass(frozen=True)
 class LocalPorts:
@@ -32,6 +45,7 @@ def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
 
     spec = service_spec(data_dir / "postgres", port)
     spec.ready_check = ready
+    spec.address = f"{server.host}:{port}"
     return spec, server.url()
 
 
@@ -41,6 +55,7 @@ def _redis(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
     server = LocalRedis(data_dir / "redis", port)
     spec = service_spec(data_dir / "redis", port)
     spec.ready_check = server.is_ready
+    spec.address = f"{server.host}:{port}"
     return spec, server.url()
 
 
@@ -74,12 +89,14 @@ def model_server_specs(
             argv=tandem_command("model-server", "--role", "inference"),
             env=inference_env,
             ready_url=f"http://{host}:{models.inference_port}/api/ready",
+            address=f"http://{host}:{models.inference_port}",
         ),
         ServiceSpec(
             name="indexing-model-server",
             argv=tandem_command("model-server", "--role", "indexing"),
             env=indexing_env,
             ready_url=f"http://{host}:{models.indexing_port}/api/ready",
+            address=f"http://{host}:{models.indexing_port}",
         ),
     ]
     return specs, sharing
@@ -121,12 +138,14 @@ def local_stack_specs(
             env=shared
             | {"MODEL_SERVER_HOST": host, "MODEL_SERVER_PORT": str(models.inference_port)},
             ready_url=f"{api_url}/api/ready",
+            address=api_url,
         ),
         ServiceSpec(
             name="web-server",
             argv=tandem_command("web", "--port", str(ports.web)),
             env={"API_SERVER_URL": api_url},
             ready_url=f"{web_url}/healthz",
+            address=web_url,
         ),
         ServiceSpec(
             name="background-worker",
@@ -136,6 +155,8 @@ def local_stack_specs(
                 "INDEXING_MODEL_SERVER_HOST": host,
                 "INDEXING_MODEL_SERVER_PORT": str(models.indexing_port),
             },
+            ready_output=WORKER_READY_OUTPUT,
+            address="(queue consumer)",
         ),
     ]
     banner = (

@@ -1,14 +1,22 @@
-"""`tandem up`: the whole stack on one machine."""
+"""`tandem up`: the whole stack on one machine; `tandem logs`: what its services wrote."""
 
 from __future__ import annotations
 
+from collections import deque
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from tandem.commands.common import build_settings
+from tandem.commands.common import build_settings, fail
 from tandem.config import ModelServerSettings, StorageSettings
 from tandem.logs import configure_logging
+
+LOG_DIR_NAME = "logs"
+
+
+def _log_dir(storage: StorageSettings) -> Path:
+    return storage.data_dir / LOG_DIR_NAME
 
 
 def up(
@@ -23,16 +31,73 @@ def up(
             help="Pin each model server to its own CPUs instead of sharing all CPUs by priority."
         ),
     ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Also stream every service's output here, prefixed by name."
+        ),
+    ] = False,
 ) -> None:
-    """Start the whole stack on this machine in the foreground; Ctrl-C stops all of it."""
+    """Start the whole stack on this machine in the foreground; Ctrl-C stops all of it.
+
+    Services are restarted when they exit (a crash loop stops the stack); their output
+    goes to <data dir>/logs (read it with `tandem logs`)."""
     from tandem.launcher import run_stack
+    from tandem.service_logs import ServiceLog, ServiceLogHandler, log_path
     from tandem.stack import LocalPorts, local_stack_specs
 
-    configure_logging("up")
+    storage = build_settings(StorageSettings)
+    log_dir = _log_dir(storage)
+    own_log = ServiceLog(log_path(log_dir, "up"), "up")
+    configure_logging("up", handler=ServiceLogHandler(own_log, "up"))
     specs, banner = local_stack_specs(
         build_settings(ModelServerSettings),
-        build_settings(StorageSettings),
+        storage,
         LocalPorts(api=api_port, web=web_port, postgres=postgres_port, redis=redis_port),
         pin_cpus=pin_cpus,
     )
-    raise typer.Exit(run_stack(specs, ready_timeout, banner))
+    code = run_stack(specs, ready_timeout, banner, log_dir=log_dir, verbose=verbose)
+    own_log.close()
+    raise typer.Exit(code)
+
+
+def logs(
+    service: Annotated[
+        str | None,
+        typer.Argument(help="One service (or a unique part of its name); all if left out."),
+    ] = None,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines.")
+    ] = False,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", min=0, help="How many recent lines to print first.")
+    ] = 100,
+) -> None:
+    """Print the logs `tandem up` keeps for its services, readable, interleaved by time."""
+    from tandem.service_log_view import (
+        LogFollower,
+        UnknownService,
+        merged,
+        render,
+        select_logs,
+    )
+    from tandem.stack import SERVICE_NAMES
+
+    log_dir = _log_dir(build_settings(StorageSettings))
+    try:
+        paths = select_logs(log_dir, service, [*SERVICE_NAMES, "up"])
+    except UnknownService as exc:
+        raise fail(str(exc)) from exc
+    if not follow and not any(path.exists() for path in paths):
+        raise fail(f"no logs in {log_dir} yet (`tandem up` writes them)", code=1)
+    many = len(paths) > 1 or service is None
+    follower = LogFollower(paths) if follow else None  # opened first: no gap after the tail
+    for record in deque(merged(paths), maxlen=lines):
+        typer.echo(render(record, with_service=many))
+    if follower is None:
+        return
+    try:
+        for record in follower.records():
+            typer.echo(render(record, with_service=many))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
