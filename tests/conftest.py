@@ -12,6 +12,8 @@ from tandem.model_files import ModelKind, ModelNotPrepared, Precision, locate_pr
 from tests.support import ServerProcess, model_server, service_dir
 
 if TYPE_CHECKING:
+    from selenium.webdriver import Chrome
+
     from tests.e2e_support import Backends
 
 
@@ -106,3 +108,55 @@ def backends(
     reset_database(postgres_url, redis_url)
     log_dir = tmp_path_factory.mktemp(f"{request.module.__name__.rsplit('.', 1)[-1]}-logs")
     return Backends(postgres_url, redis_url, log_dir)
+
+
+# The real stack's servers, one of each per test module (they start on its emptied
+# `backends`). A module that needs another kind of API server (keys required, no
+# inference server) or kills its servers defines its own.
+
+
+@pytest.fixture(scope="module")
+def api_env() -> dict[str, str]:
+    """Extra settings for this module's API server: a module overrides it to set limits."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def api(
+    backends: Backends, inference_server: ServerProcess, api_env: dict[str, str]
+) -> Iterator[ServerProcess]:
+    """`tandem api` with open access, searching through the session's inference server."""
+    from tests.e2e_support import running, start_api
+
+    with running(start_api(backends, inference_server.url, env=api_env)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def worker(backends: Backends, indexing_server: ServerProcess) -> Iterator[ServerProcess]:
+    """`tandem worker` embedding through the session's indexing server."""
+    from tests.e2e_support import running, start_worker
+
+    with running(start_worker(backends, indexing_server.url)) as process:
+        yield process
+
+
+@pytest.fixture(scope="module")
+def web(api: ServerProcess, backends: Backends) -> Iterator[ServerProcess]:
+    """`tandem web` forwarding /api/ to this module's API server."""
+    from tests.e2e_support import running, start_web
+
+    with running(start_web(api.url, backends.log_dir)) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
+    """Headless Chromium for this module (modules check `require_chromium` first)."""
+    from tests.browser import start_chromium
+
+    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
+    try:
+        yield driver
+    finally:
+        driver.quit()

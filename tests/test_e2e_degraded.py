@@ -45,12 +45,6 @@ def overloaded_indexing(indexing_server: ServerProcess) -> Iterator[OverloadedMo
 
 
 @pytest.fixture(scope="module")
-def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_api(backends, inference_server.url)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def indexed_through_429s(
     backends: Backends, api: ServerProcess, overloaded_indexing: OverloadedModelServer
 ) -> dict[str, Any]:

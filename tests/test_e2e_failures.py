@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +35,6 @@ from tests.resume_support import (
     wait_for_hold,
 )
 from tests.support import ServerProcess, free_port, start_model_server
-
-
-@pytest.fixture(scope="module")
-def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_api(backends, inference_server.url)) as server:
-        yield server
 
 
 def _item_status(api: ServerProcess, attempt_id: str) -> dict[str, Any]:

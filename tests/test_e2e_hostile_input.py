@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -14,11 +13,7 @@ import httpx
 import pytest
 
 from tests.e2e_support import (
-    Backends,
-    running,
     search,
-    start_api,
-    start_worker,
     upload,
     wait_attempt,
 )
@@ -34,16 +29,8 @@ def hostile_upload() -> dict[str, bytes]:
 
 
 @pytest.fixture(scope="module")
-def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
-    limits = {"TANDEM_MAX_FILES_PER_UPLOAD": str(MAX_FILES)}
-    with running(start_api(backends, inference_server.url, env=limits)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def worker(backends: Backends, indexing_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_worker(backends, indexing_server.url)) as process:
-        yield process
+def api_env() -> dict[str, str]:
+    return {"TANDEM_MAX_FILES_PER_UPLOAD": str(MAX_FILES)}
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e_support import (
-    Backends,
-    running,
     search,
-    start_api,
-    start_worker,
     top_document,
     upload,
     wait_attempt,
@@ -66,18 +61,6 @@ CORPUS: dict[str, bytes] = {
         }
     ).encode(),
 }
-
-
-@pytest.fixture(scope="module")
-def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_api(backends, inference_server.url)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def worker(backends: Backends, indexing_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_worker(backends, indexing_server.url)) as process:
-        yield process
 
 
 @pytest.fixture(scope="module")

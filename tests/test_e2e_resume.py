@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import pytest
 
 from tandem.worker.stages import Stage
-from tests.e2e_support import Backends, running, start_api, start_worker, wait_attempt
+from tests.e2e_support import Backends, running, start_worker, wait_attempt
 from tests.resume_support import (
     Database,
     check_indexed_exactly_once,
@@ -28,12 +26,6 @@ DOCUMENTS = 1000
 # Items of a killed worker are taken up within this long of a worker being available.
 RESUME_LIMIT_SECONDS = 60.0
 NO_REDELIVERY = {"TANDEM_TASK_VISIBILITY_TIMEOUT": "3600"}
-
-
-@pytest.fixture(scope="module")
-def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_api(backends, inference_server.url)) as server:
-        yield server
 
 
 def test_a_thousand_short_documents_survive_a_killed_worker_exactly_once(

@@ -47,12 +47,6 @@ def test_batches_are_bounded_by_count_and_bytes(tmp_path: Path) -> None:
         list(upload_batches(paths, 0, 100))
 
 
-@pytest.fixture(scope="module")
-def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_api(backends, inference_server.url)) as server:
-        yield server
-
-
 def _run_on_terminal(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:
     """Run `argv` with a 160-column pseudo-terminal as its stdout and stderr."""
     controller, terminal = pty.openpty()

@@ -10,14 +10,12 @@ from __future__ import annotations
 import random
 import re
 import threading
-from collections.abc import Iterator
 
 import httpx
 import pytest
 from selenium.webdriver import Chrome
 
-from tests.browser import Page, require_chromium, start_chromium
-from tests.e2e_support import Backends, running, start_api, start_web, start_worker
+from tests.browser import Page, require_chromium
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -75,33 +73,6 @@ def _documents(count: int, words: int) -> dict[str, bytes]:
 @pytest.fixture(scope="module", autouse=True)
 def _chromium() -> None:
     require_chromium()
-
-
-@pytest.fixture(scope="module")
-def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_api(backends, inference_server.url)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def worker(backends: Backends, indexing_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_worker(backends, indexing_server.url)) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def web(api: ServerProcess, backends: Backends) -> Iterator[ServerProcess]:
-    with running(start_web(api.url, backends.log_dir)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield driver
-    finally:
-        driver.quit()
 
 
 def _points(page: Page, chart: str) -> int:

@@ -44,12 +44,6 @@ def auth(backends: Backends, api: ServerProcess) -> dict[str, str]:
     return {"Authorization": f"Bearer {create_api_key(backends)}"}
 
 
-@pytest.fixture(scope="module")
-def web(api: ServerProcess, backends: Backends) -> Iterator[ServerProcess]:
-    with running(start_web(api.url, backends.log_dir)) as server:
-        yield server
-
-
 def test_health_and_the_static_ui(web: ServerProcess) -> None:
     health = httpx.get(f"{web.url}/healthz")
     assert health.status_code == 200

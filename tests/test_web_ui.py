@@ -15,14 +15,13 @@ import pytest
 from selenium.webdriver import Chrome
 from selenium.webdriver.common.keys import Keys
 
-from tests.browser import Page, require_chromium, start_chromium
+from tests.browser import Page, require_chromium
 from tests.e2e_support import (
     Backends,
     create_api_key,
     running,
     start_api,
     start_web,
-    start_worker,
     upload,
     wait_attempt,
 )
@@ -44,31 +43,8 @@ def _chromium() -> None:
 
 
 @pytest.fixture(scope="module")
-def api(backends: Backends, inference_server: ServerProcess) -> Iterator[ServerProcess]:
-    limits = {"TANDEM_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
-    with running(start_api(backends, inference_server.url, env=limits)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def worker(backends: Backends, indexing_server: ServerProcess) -> Iterator[ServerProcess]:
-    with running(start_worker(backends, indexing_server.url)) as process:
-        yield process
-
-
-@pytest.fixture(scope="module")
-def web(api: ServerProcess, backends: Backends) -> Iterator[ServerProcess]:
-    with running(start_web(api.url, backends.log_dir)) as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chrome]:
-    driver = start_chromium(tmp_path_factory.mktemp("chromium-profile"))
-    try:
-        yield driver
-    finally:
-        driver.quit()
+def api_env() -> dict[str, str]:
+    return {"TANDEM_MAX_UPLOAD_BYTES": str(UPLOAD_LIMIT)}
 
 
 @pytest.fixture
