@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tandem.launcher import run_stack
+from tandem.launcher import Console, run_stack
 from tandem.restarts import ExitHistory, RestartPolicy
 from tandem.service_log_view import read_records
 from tandem.services.process import free_port
@@ -198,3 +198,19 @@ def test_five_exits_within_a_minute_are_a_crash_loop() -> None:
     # Five exits, but never five within 60 s.
     for now in (0.0, 20.0, 40.0, 59.0, 61.0, 82.0):
         assert spread.restart_delay(now=now, uptime=1.0) is not None
+
+
+def test_verbose_output_is_prefixed_by_the_service_name(tmp_path: Path) -> None:
+    out = io.StringIO()
+    chatty = python(
+        "chatty", 'print(\'{"level": "warning", "event": "disk_low", "free": 3}\')\n' + FLAKY, "-"
+    )
+    supervisor = Supervisor(log_dir=tmp_path / "logs", echo=Console(out).echo)
+    try:
+        assert supervisor.start_in_order([chatty])
+    finally:
+        supervisor.stop()
+    assert out.getvalue().splitlines() == [
+        "chatty                 | WARNING disk_low free=3",
+        "chatty                 | ready",
+    ]

@@ -15,7 +15,7 @@ from types import FrameType
 from typing import TextIO
 
 from tandem.restarts import RestartPolicy
-from tandem.service_log_view import render
+from tandem.service_log_view import render_body
 from tandem.service_logs import LogRecord
 from tandem.supervisor import (
     RunningService,
@@ -34,6 +34,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 def tandem_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "tandem.cli", *args]
+
+
+def display_path(path: Path) -> str:
+    """A path as people write it: under the home directory as ~/…"""
+    try:
+        return f"~/{path.relative_to(Path.home())}"
+    except ValueError:
+        return str(path)
 
 
 def _marks(out: TextIO) -> tuple[str, str, str]:
@@ -73,15 +81,15 @@ class Console:
 
     def echo(self, record: LogRecord) -> None:
         name = str(record.get("service", ""))
-        self.line(f"{name:<{NAME_WIDTH}} | {render(record, with_service=False)}")
+        self.line(f"{name:<{NAME_WIDTH}} | {render_body(record)}")
 
     def failed(self, error: StackFailed, log_file: Path | None) -> None:
         lines = [f" {self.failed_mark} {error.service} {error.reason}; stopping the stack."]
-        if error.log_tail:
-            lines.append(f"   last lines of its log ({log_file}):")
+        if log_file is not None and error.log_tail:
+            lines.append(f"   last lines of its log ({display_path(log_file)}):")
             lines += [f"     {line}" for line in error.log_tail.splitlines()]
         elif log_file is not None:
-            lines.append(f"   its log is empty: {log_file}")
+            lines.append(f"   its log is empty: {display_path(log_file)}")
         self.line("\n".join(lines))
 
 
@@ -109,7 +117,7 @@ def run_stack(
         supervisor.request_stop()
 
     previous = {signum: signal.signal(signum, request_stop) for signum in STOP_SIGNALS}
-    where = f"; logs in {log_dir} (tandem logs -f)" if log_dir is not None else ""
+    where = f"; logs in {display_path(log_dir)} (tandem logs -f)" if log_dir is not None else ""
     plural = "" if len(specs) == 1 else "s"
     console.line(f"Starting {len(specs)} service{plural}{where}")
     try:

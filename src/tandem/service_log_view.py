@@ -56,13 +56,15 @@ def select_logs(log_dir: Path, service: str | None, expected: Iterable[str]) -> 
 def render(record: LogRecord, *, with_service: bool = True, width: int = 22) -> str:
     """One readable line (an exception's traceback on the lines after it)."""
     stamp = str(record.get("time", ""))[11:23]
-    body = _body(record)
+    body = render_body(record)
     if with_service:
         return f"{stamp} {record.get('service', '')!s:<{width}} | {body}"
     return f"{stamp} {body}"
 
 
-def _body(record: LogRecord) -> str:
+def render_body(record: LogRecord) -> str:
+    """A record's text without time and service: a raw line as it was, one of our JSON
+    lines as its event (its level unless routine) and key=value fields."""
     if "message" in record and "event" not in record:
         return str(record["message"])
     level = str(record.get("level", "info"))

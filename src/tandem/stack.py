@@ -8,7 +8,7 @@ from pathlib import Path
 from tandem import cpu
 from tandem.config import ModelServerSettings, StorageSettings
 from tandem.cpu import CpuPriority
-from tandem.launcher import ServiceSpec, tandem_command
+from tandem.launcher import ServiceSpec, display_path, tandem_command
 
 # Every service `tandem up` may run, in start order (`tandem logs` knows them by name).
 SERVICE_NAMES = (
@@ -164,7 +164,7 @@ def local_stack_specs(
         f"  API server              {api_url}  (docs: {api_url}/docs)\n"
         f"  inference model server  {inference_url}  ({sharing['inference']})\n"
         f"  indexing model server   {indexing_url}  ({sharing['indexing']})\n"
-        f"  data                    {storage.data_dir}\n"
+        f"  data                    {display_path(storage.data_dir)}\n"
         "Open access: the API accepts requests without an API key (local use only).\n"
         "Try: tandem ingest README.md && tandem search 'model server'\n"
         "Press Ctrl-C to stop."

@@ -332,7 +332,7 @@ def _pump(
     with pipe:
         for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
             line = raw.decode(errors="replace").rstrip("\r\n")
-            if not line:
+            if not line.strip():  # blank lines (Celery's banner pads with them) say nothing
                 continue
             try:
                 service_log.write(stream, line)
