@@ -11,9 +11,18 @@ import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tandem.cpu import CpuPriority
@@ -34,12 +43,20 @@ def default_model_cache() -> Path:
     return Path(base) / "tandem" / "models"
 
 
-def _env(*names: str) -> AliasChoices:
-    return AliasChoices(*names)
+def _env(name: str, **constraints: Any) -> Any:
+    """A settings field read from the environment variable `name`; `constraints` are
+    `Field`'s (ge, pattern, ...)."""
+    return Field(validation_alias=AliasChoices(name), **constraints)
 
 
-# The address every server binds (model servers, API, web): one variable for all of them.
-BindHost = Annotated[str, Field(validation_alias=_env("TANDEM_BIND_HOST"))]
+Port = Annotated[int, Field(ge=1, le=65535)]
+# Variables more than one process reads, declared once. The address every server binds
+# (model servers, API, web) is one variable for all of them.
+BindHost = Annotated[str, _env("TANDEM_BIND_HOST")]
+InferencePort = Annotated[Port, _env("MODEL_SERVER_PORT")]
+IndexingPort = Annotated[Port, _env("INDEXING_MODEL_SERVER_PORT")]
+ModelCache = Annotated[Path, _env("TANDEM_MODEL_CACHE")]
+EmbeddingModel = Annotated[str, _env("TANDEM_EMBEDDING_MODEL", min_length=1)]
 
 
 class ModelCacheSettings(BaseSettings):
@@ -47,70 +64,42 @@ class ModelCacheSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    model_cache: Annotated[Path, Field(validation_alias=_env("TANDEM_MODEL_CACHE"))] = Field(
-        default_factory=default_model_cache
-    )
-    embedding_model: Annotated[
-        str, Field(validation_alias=_env("TANDEM_EMBEDDING_MODEL"), min_length=1)
-    ] = DEFAULT_EMBEDDING_MODEL
+    model_cache: ModelCache = Field(default_factory=default_model_cache)
+    embedding_model: EmbeddingModel = DEFAULT_EMBEDDING_MODEL
     # A cross-encoder prepared with `tandem models prepare-reranker`; none is packaged.
-    rerank_model: Annotated[str | None, Field(validation_alias=_env("TANDEM_RERANK_MODEL"))] = None
+    rerank_model: Annotated[str | None, _env("TANDEM_RERANK_MODEL")] = None
 
 
 class ModelServerSettings(ModelCacheSettings):
     """One model server process. The role decides the scheduling defaults."""
 
-    indexing_only: Annotated[bool, Field(validation_alias=_env("INDEXING_ONLY"))] = False
+    indexing_only: Annotated[bool, _env("INDEXING_ONLY")] = False
     bind_host: BindHost = "127.0.0.1"
-    inference_port: Annotated[
-        int, Field(validation_alias=_env("MODEL_SERVER_PORT"), ge=1, le=65535)
-    ] = INFERENCE_PORT
-    indexing_port: Annotated[
-        int, Field(validation_alias=_env("INDEXING_MODEL_SERVER_PORT"), ge=1, le=65535)
-    ] = INDEXING_PORT
+    inference_port: InferencePort = INFERENCE_PORT
+    indexing_port: IndexingPort = INDEXING_PORT
     # CPUs this process may use, e.g. "0" or "2-3"; empty = whatever the OS gives us.
-    cpus: Annotated[str, Field(validation_alias=_env("TANDEM_CPUS"))] = ""
+    cpus: Annotated[str, _env("TANDEM_CPUS")] = ""
     # normal | nice | idle (see cpu.py). Where both roles share a host (`tandem up`,
     # Compose) the indexing server is started with idle; alone on a node it changes nothing.
-    cpu_priority: Annotated[CpuPriority, Field(validation_alias=_env("TANDEM_CPU_PRIORITY"))] = (
-        CpuPriority.NORMAL
-    )
+    cpu_priority: Annotated[CpuPriority, _env("TANDEM_CPU_PRIORITY")] = CpuPriority.NORMAL
     # Which prepared weights the embedding model runs. Both roles must use the same one:
     # queries and passages are compared in one vector space. int8 is the default because
     # it keeps retrieval MRR@10 within 0.005 of fp32 (benchmarks/precision_quality.py).
-    precision: Annotated[Precision, Field(validation_alias=_env("TANDEM_PRECISION"))] = (
-        Precision.INT8
-    )
+    precision: Annotated[Precision, _env("TANDEM_PRECISION")] = Precision.INT8
 
     # Admission limits: a request over these is refused before any work is done.
-    max_request_bytes: Annotated[
-        int, Field(validation_alias=_env("TANDEM_MAX_REQUEST_BYTES"), gt=0)
-    ] = 8 * 1024 * 1024
-    max_items_per_request: Annotated[
-        int, Field(validation_alias=_env("TANDEM_MAX_ITEMS_PER_REQUEST"), gt=0)
-    ] = 2048
-    max_context_length: Annotated[
-        int, Field(validation_alias=_env("TANDEM_MAX_CONTEXT_LENGTH"), gt=0)
-    ] = 512
+    max_request_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_REQUEST_BYTES")] = 8 * 1024 * 1024
+    max_items_per_request: Annotated[PositiveInt, _env("TANDEM_MAX_ITEMS_PER_REQUEST")] = 2048
+    max_context_length: Annotated[PositiveInt, _env("TANDEM_MAX_CONTEXT_LENGTH")] = 512
     # Role-dependent when unset (see `scheduling`).
-    max_queue_items: Annotated[
-        int | None, Field(validation_alias=_env("TANDEM_MAX_QUEUE_ITEMS"), gt=0)
-    ] = None
-    max_batch_size: Annotated[
-        int | None, Field(validation_alias=_env("TANDEM_MAX_BATCH_SIZE"), gt=0)
-    ] = None
-    max_batch_tokens: Annotated[
-        int | None, Field(validation_alias=_env("TANDEM_MAX_BATCH_TOKENS"), gt=0)
-    ] = None
-    threads: Annotated[int | None, Field(validation_alias=_env("TANDEM_THREADS"), gt=0)] = None
-    drain_seconds: Annotated[float, Field(validation_alias=_env("TANDEM_DRAIN_SECONDS"), ge=0)] = (
-        30.0
-    )
+    max_queue_items: Annotated[PositiveInt | None, _env("TANDEM_MAX_QUEUE_ITEMS")] = None
+    max_batch_size: Annotated[PositiveInt | None, _env("TANDEM_MAX_BATCH_SIZE")] = None
+    max_batch_tokens: Annotated[PositiveInt | None, _env("TANDEM_MAX_BATCH_TOKENS")] = None
+    threads: Annotated[PositiveInt | None, _env("TANDEM_THREADS")] = None
+    drain_seconds: Annotated[NonNegativeFloat, _env("TANDEM_DRAIN_SECONDS")] = 30.0
     # One embedding model is served, so any requested model name is answered with it (as
     # TEI and Infinity do); strict matching refuses other names with 404 model_not_found.
-    strict_model_name: Annotated[bool, Field(validation_alias=_env("TANDEM_STRICT_MODEL_NAME"))] = (
-        False
-    )
+    strict_model_name: Annotated[bool, _env("TANDEM_STRICT_MODEL_NAME")] = False
 
     @model_validator(mode="after")
     def _batch_fits_context(self) -> ModelServerSettings:
@@ -177,19 +166,13 @@ class StorageSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    database_url: Annotated[str | None, Field(validation_alias=_env("DATABASE_URL"))] = None
-    redis_url: Annotated[str | None, Field(validation_alias=_env("REDIS_URL"))] = None
-    data_dir: Annotated[Path, Field(validation_alias=_env("TANDEM_DATA_DIR"))] = Field(
-        default_factory=default_data_dir
-    )
+    database_url: Annotated[str | None, _env("DATABASE_URL")] = None
+    redis_url: Annotated[str | None, _env("REDIS_URL")] = None
+    data_dir: Annotated[Path, _env("TANDEM_DATA_DIR")] = Field(default_factory=default_data_dir)
     # How long a task may stay unacknowledged before Redis hands it to another worker
     # (a worker killed mid-task loses nothing: the task runs again, idempotently).
-    task_visibility_timeout: Annotated[
-        int, Field(validation_alias=_env("TANDEM_TASK_VISIBILITY_TIMEOUT"), gt=0)
-    ] = 300
-    task_expiry_seconds: Annotated[
-        int, Field(validation_alias=_env("TANDEM_TASK_EXPIRY_SECONDS"), gt=0)
-    ] = 24 * 3600
+    task_visibility_timeout: Annotated[PositiveInt, _env("TANDEM_TASK_VISIBILITY_TIMEOUT")] = 300
+    task_expiry_seconds: Annotated[PositiveInt, _env("TANDEM_TASK_EXPIRY_SECONDS")] = 24 * 3600
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -205,39 +188,21 @@ class StorageSettings(BaseSettings):
 class ApiSettings(StorageSettings):
     """The API server: talks to the inference model server only."""
 
-    model_server_host: Annotated[str, Field(validation_alias=_env("MODEL_SERVER_HOST"))] = (
-        "127.0.0.1"
-    )
-    model_server_port: Annotated[
-        int, Field(validation_alias=_env("MODEL_SERVER_PORT"), ge=1, le=65535)
-    ] = INFERENCE_PORT
+    model_server_host: Annotated[str, _env("MODEL_SERVER_HOST")] = "127.0.0.1"
+    model_server_port: InferencePort = INFERENCE_PORT
     bind_host: BindHost = "127.0.0.1"
-    port: Annotated[int, Field(validation_alias=_env("API_SERVER_PORT"), ge=1, le=65535)] = 8080
+    port: Annotated[Port, _env("API_SERVER_PORT")] = 8080
     # Explicit opt-out of API keys, for a local single-user stack only.
-    open_access: Annotated[bool, Field(validation_alias=_env("TANDEM_OPEN_ACCESS"))] = False
+    open_access: Annotated[bool, _env("TANDEM_OPEN_ACCESS")] = False
     # A key that passed is not looked up again for this long: also how long a revoked key
     # may still be accepted by a server that saw it just before.
-    api_key_cache_seconds: Annotated[
-        float, Field(validation_alias=_env("TANDEM_API_KEY_CACHE_SECONDS"), ge=0)
-    ] = 5.0
-    max_upload_bytes: Annotated[
-        int, Field(validation_alias=_env("TANDEM_MAX_UPLOAD_BYTES"), gt=0)
-    ] = 100 * 1024 * 1024
-    max_file_bytes: Annotated[int, Field(validation_alias=_env("TANDEM_MAX_FILE_BYTES"), gt=0)] = (
-        25 * 1024 * 1024
-    )
-    max_files_per_upload: Annotated[
-        int, Field(validation_alias=_env("TANDEM_MAX_FILES_PER_UPLOAD"), gt=0)
-    ] = 1000
-    max_query_chars: Annotated[
-        int, Field(validation_alias=_env("TANDEM_MAX_QUERY_CHARS"), gt=0)
-    ] = 1000
-    model_timeout_seconds: Annotated[
-        float, Field(validation_alias=_env("TANDEM_QUERY_MODEL_TIMEOUT"), gt=0)
-    ] = 5.0
-    fusion: Annotated[
-        str, Field(validation_alias=_env("TANDEM_FUSION"), pattern="^(linear|rrf)$")
-    ] = "linear"
+    api_key_cache_seconds: Annotated[NonNegativeFloat, _env("TANDEM_API_KEY_CACHE_SECONDS")] = 5.0
+    max_upload_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_UPLOAD_BYTES")] = 100 * 1024 * 1024
+    max_file_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_FILE_BYTES")] = 25 * 1024 * 1024
+    max_files_per_upload: Annotated[PositiveInt, _env("TANDEM_MAX_FILES_PER_UPLOAD")] = 1000
+    max_query_chars: Annotated[PositiveInt, _env("TANDEM_MAX_QUERY_CHARS")] = 1000
+    model_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_QUERY_MODEL_TIMEOUT")] = 5.0
+    fusion: Annotated[str, _env("TANDEM_FUSION", pattern="^(linear|rrf)$")] = "linear"
 
     @property
     def model_server_url(self) -> str:
@@ -247,68 +212,36 @@ class ApiSettings(StorageSettings):
 class WorkerSettings(StorageSettings):
     """A background worker: talks to the indexing model server only."""
 
-    indexing_model_server_host: Annotated[
-        str, Field(validation_alias=_env("INDEXING_MODEL_SERVER_HOST"))
-    ] = "127.0.0.1"
-    indexing_model_server_port: Annotated[
-        int, Field(validation_alias=_env("INDEXING_MODEL_SERVER_PORT"), ge=1, le=65535)
-    ] = INDEXING_PORT
-    model_cache: Annotated[Path, Field(validation_alias=_env("TANDEM_MODEL_CACHE"))] = Field(
-        default_factory=default_model_cache
-    )
-    embedding_model: Annotated[
-        str, Field(validation_alias=_env("TANDEM_EMBEDDING_MODEL"), min_length=1)
-    ] = DEFAULT_EMBEDDING_MODEL
-    concurrency: Annotated[int, Field(validation_alias=_env("TANDEM_WORKER_CONCURRENCY"), gt=0)] = 4
-    chunk_overlap_tokens: Annotated[
-        int, Field(validation_alias=_env("TANDEM_CHUNK_OVERLAP_TOKENS"), ge=0)
-    ] = 32
-    embed_batch_size: Annotated[
-        int, Field(validation_alias=_env("TANDEM_EMBED_BATCH_SIZE"), gt=0)
-    ] = 64
-    model_timeout_seconds: Annotated[
-        float, Field(validation_alias=_env("TANDEM_INDEXING_MODEL_TIMEOUT"), gt=0)
-    ] = 120.0
+    indexing_model_server_host: Annotated[str, _env("INDEXING_MODEL_SERVER_HOST")] = "127.0.0.1"
+    indexing_model_server_port: IndexingPort = INDEXING_PORT
+    model_cache: ModelCache = Field(default_factory=default_model_cache)
+    embedding_model: EmbeddingModel = DEFAULT_EMBEDDING_MODEL
+    concurrency: Annotated[PositiveInt, _env("TANDEM_WORKER_CONCURRENCY")] = 4
+    chunk_overlap_tokens: Annotated[NonNegativeInt, _env("TANDEM_CHUNK_OVERLAP_TOKENS")] = 32
+    embed_batch_size: Annotated[PositiveInt, _env("TANDEM_EMBED_BATCH_SIZE")] = 64
+    model_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_INDEXING_MODEL_TIMEOUT")] = 120.0
     # One claim takes up to this many items (short documents share embedding requests) or
     # this many payload bytes (~64 passages of 256 tokens), whichever comes first.
-    batch_items: Annotated[
-        int, Field(validation_alias=_env("TANDEM_BATCH_ITEMS"), gt=0, le=1000)
-    ] = 64
-    batch_bytes: Annotated[int, Field(validation_alias=_env("TANDEM_BATCH_BYTES"), gt=0)] = (
-        96 * 1024
-    )
+    batch_items: Annotated[int, _env("TANDEM_BATCH_ITEMS", gt=0, le=1000)] = 64
+    batch_bytes: Annotated[PositiveInt, _env("TANDEM_BATCH_BYTES")] = 96 * 1024
     # A claimed item is its worker's this long past the last heartbeat (every third of
     # it), then any worker may take it over: a killed worker's items resume within
     # lease + sweep interval. A batch still running after max_batch_seconds is presumed
     # stuck and its leases are left to run out.
-    lease_seconds: Annotated[
-        float, Field(validation_alias=_env("TANDEM_LEASE_SECONDS"), ge=1.0)
-    ] = 30.0
-    max_batch_seconds: Annotated[
-        float, Field(validation_alias=_env("TANDEM_MAX_BATCH_SECONDS"), gt=0)
-    ] = 900.0
-    sweep_seconds: Annotated[float, Field(validation_alias=_env("TANDEM_SWEEP_SECONDS"), gt=0)] = (
-        5.0
-    )
+    lease_seconds: Annotated[float, _env("TANDEM_LEASE_SECONDS", ge=1.0)] = 30.0
+    max_batch_seconds: Annotated[PositiveFloat, _env("TANDEM_MAX_BATCH_SECONDS")] = 900.0
+    sweep_seconds: Annotated[PositiveFloat, _env("TANDEM_SWEEP_SECONDS")] = 5.0
     # Unexpected errors (or dead workers) an item may meet before it fails for good; the
     # first retry waits retry_base_seconds, doubling after each.
-    max_item_failures: Annotated[
-        int, Field(validation_alias=_env("TANDEM_MAX_ITEM_FAILURES"), ge=1)
-    ] = 3
-    retry_base_seconds: Annotated[
-        float, Field(validation_alias=_env("TANDEM_RETRY_BASE_SECONDS"), ge=0)
-    ] = 5.0
+    max_item_failures: Annotated[PositiveInt, _env("TANDEM_MAX_ITEM_FAILURES")] = 3
+    retry_base_seconds: Annotated[NonNegativeFloat, _env("TANDEM_RETRY_BASE_SECONDS")] = 5.0
     # Per claimed batch, one JSON line of stage timings (benchmarks/ingest_worker.py).
-    timings_file: Annotated[
-        Path | None, Field(validation_alias=_env("TANDEM_WORKER_TIMINGS_FILE"))
-    ] = None
+    timings_file: Annotated[Path | None, _env("TANDEM_WORKER_TIMINGS_FILE")] = None
     # Fault injection for tests: a thread reaching this pipeline stage (after it was passed
     # hold_after times) appends a line to hold_file and stops there, to be killed.
-    hold_at: Annotated[str | None, Field(validation_alias=_env("TANDEM_WORKER_HOLD_AT"))] = None
-    hold_file: Annotated[Path | None, Field(validation_alias=_env("TANDEM_WORKER_HOLD_FILE"))] = (
-        None
-    )
-    hold_after: Annotated[int, Field(validation_alias=_env("TANDEM_WORKER_HOLD_AFTER"), ge=0)] = 0
+    hold_at: Annotated[str | None, _env("TANDEM_WORKER_HOLD_AT")] = None
+    hold_file: Annotated[Path | None, _env("TANDEM_WORKER_HOLD_FILE")] = None
+    hold_after: Annotated[NonNegativeInt, _env("TANDEM_WORKER_HOLD_AFTER")] = 0
 
     @model_validator(mode="after")
     def _hold_needs_file(self) -> WorkerSettings:
@@ -329,19 +262,16 @@ class WebSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     bind_host: BindHost = "127.0.0.1"
-    port: Annotated[int, Field(validation_alias=_env("WEB_SERVER_PORT"), ge=1, le=65535)] = 3000
+    port: Annotated[Port, _env("WEB_SERVER_PORT")] = 3000
     # Unset in a deployment, where nginx routes /api/ to the API server itself.
     api_server_url: Annotated[
-        str | None,
-        Field(validation_alias=_env("API_SERVER_URL"), pattern=r"^https?://[^\s/]+(/[^\s]*)?$"),
+        str | None, _env("API_SERVER_URL", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     ] = None
     # Longest wait for the API server's next bytes (uploads of large files are parsed
     # before the API answers); connecting has its own short limit.
-    proxy_timeout_seconds: Annotated[
-        float, Field(validation_alias=_env("TANDEM_PROXY_TIMEOUT"), gt=0)
-    ] = 300.0
+    proxy_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_PROXY_TIMEOUT")] = 300.0
     proxy_connect_timeout_seconds: Annotated[
-        float, Field(validation_alias=_env("TANDEM_PROXY_CONNECT_TIMEOUT"), gt=0)
+        PositiveFloat, _env("TANDEM_PROXY_CONNECT_TIMEOUT")
     ] = 5.0
 
     @field_validator("api_server_url", mode="before")
