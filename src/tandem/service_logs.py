@@ -24,6 +24,7 @@ LogRecord = dict[str, object]
 # Our own keys: a child's JSON object cannot overwrite them.
 OWN_KEYS = ("time", "service", "stream")
 SUFFIX = ".log"
+MAX_LINE_BYTES = 64 * 1024  # a longer line is cut into several records
 
 
 def utc_timestamp(seconds: float) -> str:
@@ -129,3 +130,25 @@ class ServiceLogHandler(logging.Handler):
             self.service_log.write("log", self.format(record))
         except (OSError, ValueError):  # a full disk or a closed file must not stop the stack
             self.handleError(record)
+
+
+def copy_output(
+    pipe: IO[bytes],
+    stream: str,
+    service_log: ServiceLog,
+    ready_output: str | None,
+    seen: threading.Event,
+) -> None:
+    """Copy a child's output into its log, line by line, until the child closes it; set
+    `seen` once a line contains `ready_output` (a service that announces its readiness)."""
+    with pipe:
+        for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
+            line = raw.decode(errors="replace").rstrip("\r\n")
+            if not line.strip():  # blank lines (Celery's banner pads with them) say nothing
+                continue
+            try:
+                service_log.write(stream, line)
+            except (OSError, ValueError):  # log closed at shutdown, or a full disk
+                continue  # keep draining: a child blocked on a full pipe would hang
+            if ready_output is not None and ready_output in line:
+                seen.set()

@@ -13,20 +13,19 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 import httpx
 
 from tandem.restarts import ExitHistory, RestartPolicy
 from tandem.service_log_view import tail_text
-from tandem.service_logs import LogRecord, Rotation, ServiceLog, log_path
+from tandem.service_logs import LogRecord, Rotation, ServiceLog, copy_output, log_path
 from tandem.services.privileges import set_parent_death_signal
 from tandem.services.process import http_ready
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.2
-MAX_LINE_BYTES = 64 * 1024
 TAIL_LINES = 20
 
 
@@ -80,21 +79,6 @@ class SupervisorReport(Protocol):
     def not_ready(self, service: RunningService, timeout: float) -> None: ...
 
 
-class LogReport:
-    """The default report: log lines only."""
-
-    def ready(self, service: RunningService, seconds: float) -> None:
-        log.info("service_ready name=%s seconds=%.1f", service.spec.name, seconds)
-
-    def exited(self, service: RunningService, how: str, restart_in: float) -> None:
-        log.warning(
-            "service_exited name=%s %s restart_in=%.1fs", service.spec.name, how, restart_in
-        )
-
-    def not_ready(self, service: RunningService, timeout: float) -> None:
-        log.warning("service_not_ready name=%s timeout=%.0fs", service.spec.name, timeout)
-
-
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -129,7 +113,7 @@ class Supervisor:
         self.policy = policy
         self.ready_timeout = ready_timeout
         self.stop_timeout = stop_timeout
-        self.report = report or LogReport()
+        self.report = report
         self._echo = echo
         self._rotation = rotation
         self._logs: dict[str, ServiceLog] = {}
@@ -203,13 +187,16 @@ class Supervisor:
             if self._is_ready(service):
                 service.ready = service.was_ready = True
                 log.info("service_ready name=%s restarts=%d", service.spec.name, service.restarts)
-                self.report.ready(service, now - service.started_at)
+                if self.report is not None:
+                    self.report.ready(service, now - service.started_at)
             elif now >= service.ready_deadline:
                 timeout = service.ready_deadline - service.started_at
                 if not service.was_ready:
                     raise self._failure(service, f"was not ready within {timeout:.0f}s")
                 # A restart that hangs is a failed restart: it counts towards a crash loop.
-                self.report.not_ready(service, timeout)
+                log.warning("service_not_ready name=%s timeout=%.0fs", service.spec.name, timeout)
+                if self.report is not None:
+                    self.report.not_ready(service, timeout)
                 service.process.kill()
 
     def _exited(self, service: RunningService, code: int, now: float) -> None:
@@ -224,7 +211,8 @@ class Supervisor:
         service.ready = False
         service.restart_at = now + delay
         log.warning("service_exited name=%s %s restart_in=%.1fs", service.spec.name, how, delay)
-        self.report.exited(service, how, delay)
+        if self.report is not None:
+            self.report.exited(service, how, delay)
 
     def _restart(self, service: RunningService, now: float) -> None:
         service.restart_at = None
@@ -279,7 +267,7 @@ class Supervisor:
             for stream, pipe in (("stdout", process.stdout), ("stderr", process.stderr)):
                 assert pipe is not None
                 pump = threading.Thread(
-                    target=_pump,
+                    target=copy_output,
                     args=(pipe, stream, service_log, spec.ready_output, seen),
                     name=f"log-{spec.name}-{stream}",
                     daemon=True,  # a grandchild holding the pipe must not keep us alive
@@ -319,24 +307,3 @@ class Supervisor:
         for service_log in self._logs.values():
             service_log.close()
         self._http.close()
-
-
-def _pump(
-    pipe: IO[bytes],
-    stream: str,
-    service_log: ServiceLog,
-    ready_output: str | None,
-    seen: threading.Event,
-) -> None:
-    """Copy a child's output into its log, line by line, until the child closes it."""
-    with pipe:
-        for raw in iter(lambda: pipe.readline(MAX_LINE_BYTES), b""):
-            line = raw.decode(errors="replace").rstrip("\r\n")
-            if not line.strip():  # blank lines (Celery's banner pads with them) say nothing
-                continue
-            try:
-                service_log.write(stream, line)
-            except (OSError, ValueError):  # log closed at shutdown, or a full disk
-                continue  # keep draining: a child blocked on a full pipe would hang
-            if ready_output is not None and ready_output in line:
-                seen.set()
