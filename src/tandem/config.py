@@ -116,13 +116,15 @@ class ModelServerSettings(ModelCacheSettings):
         return self.indexing_port if self.indexing_only else self.inference_port
 
     def scheduling(self) -> SchedulingLimits:
-        defaults = _ROLE_DEFAULTS[self.role]
+        """This role's batching limits; a limit left unset takes the role's default
+        (written `inference's if inference else indexing's`)."""
+        inference = self.role is Role.INFERENCE
         return SchedulingLimits(
-            max_queue_items=self.max_queue_items or defaults.max_queue_items,
-            max_batch_size=self.max_batch_size or defaults.max_batch_size,
-            max_batch_tokens=self.max_batch_tokens or defaults.max_batch_tokens,
-            sort_window=defaults.sort_window,
-            shortest_first=defaults.shortest_first,
+            max_queue_items=self.max_queue_items or (1024 if inference else 16384),
+            max_batch_size=self.max_batch_size or (32 if inference else 64),
+            max_batch_tokens=self.max_batch_tokens or (4096 if inference else 16384),
+            sort_window=0 if inference else 512,
+            shortest_first=inference,
         )
 
 
@@ -136,24 +138,6 @@ class SchedulingLimits:
     max_batch_tokens: int
     sort_window: int
     shortest_first: bool
-
-
-_ROLE_DEFAULTS = {
-    Role.INFERENCE: SchedulingLimits(
-        max_queue_items=1024,
-        max_batch_size=32,
-        max_batch_tokens=4096,
-        sort_window=0,
-        shortest_first=True,
-    ),
-    Role.INDEXING: SchedulingLimits(
-        max_queue_items=16384,
-        max_batch_size=64,
-        max_batch_tokens=16384,
-        sort_window=512,
-        shortest_first=False,
-    ),
-}
 
 
 def default_data_dir() -> Path:
