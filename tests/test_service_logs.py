@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import orjson
+import pytest
 
 from tandem.service_log_view import read_records, render
 from tandem.service_logs import Rotation, ServiceLog, generations, log_path, make_record
@@ -107,6 +108,7 @@ def test_tandem_logs_names_the_known_services_for_an_unknown_one(tmp_path: Path)
     assert result.stdout == ""
 
 
+@pytest.mark.slow  # a long-running `tandem logs -f`
 def test_tandem_logs_follow_prints_new_lines(tmp_path: Path) -> None:
     log_dir = tmp_path / "logs"
     write_lines(log_dir, "web-server", [("stdout", "before")])

@@ -98,6 +98,7 @@ def supervisor(tmp_path: Path, recorder: Recorder) -> Iterator[Supervisor]:
         started.stop()
 
 
+@pytest.mark.slow  # starts child processes
 def test_a_killed_service_is_restarted_and_the_others_keep_serving(
     supervisor: Supervisor, recorder: Recorder, tmp_path: Path
 ) -> None:
@@ -122,6 +123,7 @@ def test_a_killed_service_is_restarted_and_the_others_keep_serving(
     assert {r["stream"] for r in ready_lines} == {"stdout"}
 
 
+@pytest.mark.slow  # starts child processes
 def test_a_crash_loop_stops_with_the_service_name_and_its_log_tail(
     supervisor: Supervisor, recorder: Recorder, tmp_path: Path
 ) -> None:
@@ -145,6 +147,7 @@ def test_a_crash_loop_stops_with_the_service_name_and_its_log_tail(
     assert exits == ["was killed by SIGKILL"] + ["exited with code 3"] * 3
 
 
+@pytest.mark.slow  # starts child processes
 def test_stop_goes_in_reverse_start_order_and_kills_after_the_grace(
     tmp_path: Path, recorder: Recorder
 ) -> None:
@@ -161,6 +164,7 @@ def test_stop_goes_in_reverse_start_order_and_kills_after_the_grace(
     assert codes == {"stubborn": -signal.SIGKILL, "first": 0, "second": 0, "third": 0}
 
 
+@pytest.mark.slow  # starts child processes
 def test_a_service_that_dies_while_starting_fails_the_stack_with_its_log(tmp_path: Path) -> None:
     crash_file = tmp_path / "crash"
     crash_file.touch()
@@ -200,6 +204,7 @@ def test_five_exits_within_a_minute_are_a_crash_loop() -> None:
         assert spread.restart_delay(now=now, uptime=1.0) is not None
 
 
+@pytest.mark.slow  # starts child processes
 def test_verbose_output_is_prefixed_by_the_service_name(tmp_path: Path) -> None:
     out = io.StringIO()
     chatty = python(
