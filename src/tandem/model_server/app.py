@@ -13,7 +13,13 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import ModelServerSettings, Role
-from tandem.http_errors import ApiError, BodySizeLimit, error_responses, install_error_handlers
+from tandem.http_errors import (
+    ApiError,
+    BodySizeLimit,
+    HttpMiddleware,
+    error_responses,
+    install_error_handlers,
+)
 from tandem.model_files import MANIFEST_FILE, Precision, model_dir
 from tandem.model_schemas import (
     HealthResponse,
@@ -140,18 +146,15 @@ async def tei_info(engines: EnginesDep, state: StateDep) -> TEIInfo:
     )
 
 
-class RequestMetrics:
+class RequestMetrics(HttpMiddleware):
     """Counts and times requests per known endpoint (unknown paths share one label)."""
 
     def __init__(self, app: ASGIApp, metrics: ModelServerMetrics, endpoints: set[str]) -> None:
-        self.app = app
+        super().__init__(app)
         self.metrics = metrics
         self.endpoints = endpoints
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope["path"]
         endpoint = path if path in self.endpoints else "other"
         status = 500
