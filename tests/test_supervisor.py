@@ -8,6 +8,7 @@ import io
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -219,3 +220,32 @@ def test_verbose_output_is_prefixed_by_the_service_name(tmp_path: Path) -> None:
         "chatty                 | WARNING disk_low free=3",
         "chatty                 | ready",
     ]
+
+
+@pytest.mark.slow  # starts child processes
+def test_a_second_stop_request_while_stopping_kills_at_once(tmp_path: Path) -> None:
+    record = tmp_path / "stopped.txt"
+    specs = [
+        python("stubborn", POLITE, "stubborn", "-"),
+        python("polite", POLITE, "p", str(record)),
+    ]
+    supervisor = Supervisor(log_dir=tmp_path / "logs", stop_timeout=DEADLINE)
+    assert supervisor.start_in_order(specs)
+
+    def second_ctrl_c() -> None:
+        # Once the polite one has stopped, the supervisor is waiting on the stubborn one.
+        deadline = time.monotonic() + DEADLINE
+        while not (record.exists() and record.read_text()) and time.monotonic() < deadline:
+            time.sleep(0.05)  # polling the child's record, not placing a state
+        supervisor.request_stop()
+
+    watcher = threading.Thread(target=second_ctrl_c)
+    watcher.start()
+    began = time.monotonic()
+    supervisor.request_stop()
+    supervisor.stop()
+    watcher.join()
+    assert time.monotonic() - began < DEADLINE / 2  # not the grace period
+    stubborn, polite = supervisor.services
+    assert polite.process.returncode == 0
+    assert stubborn.process.returncode == -signal.SIGKILL

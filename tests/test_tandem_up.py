@@ -148,7 +148,10 @@ def test_tandem_up_is_readable_restarts_a_killed_service_and_stops_on_ctrl_c(
     pids = tandem_up.pids()
     tandem_up.process.send_signal(signal.SIGINT)
     assert tandem_up.process.wait(120) == 0
-    assert tandem_up.lines_until("Stopped.", LINE_TIMEOUT)[-2:] == ["Stopping…", "Stopped."]
+    assert tandem_up.lines_until("Stopped.", LINE_TIMEOUT)[-2:] == [
+        "Stopping… (Ctrl-C again stops at once)",
+        "Stopped.",
+    ]
     for name, pid in pids.items():
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)  # reaped by `tandem up`: gone, not a zombie

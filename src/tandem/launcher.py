@@ -130,7 +130,8 @@ def run_stack(
         console.failed(exc, supervisor.log_path(exc.service))
         return 1
     finally:
-        console.line("Stopping…" if console.ok == "✓" else "Stopping...")
+        ellipsis = "…" if console.ok == "✓" else "..."
+        console.line(f"Stopping{ellipsis} (Ctrl-C again stops at once)")
         supervisor.stop()
         console.line("Stopped.")
         for signum, handler in previous.items():

@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -26,6 +27,7 @@ from tandem.services.process import http_ready
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.2
+STOP_POLL_SECONDS = 0.1  # how soon a second Ctrl-C takes effect while stopping
 TAIL_LINES = 20
 
 
@@ -118,6 +120,8 @@ class Supervisor:
         self._rotation = rotation
         self._logs: dict[str, ServiceLog] = {}
         self._stop_requested = False
+        self._shutting_down = False
+        self._kill_now = False
         self._http = httpx.Client(timeout=2.0)
 
     # --- starting --------------------------------------------------------------------
@@ -165,7 +169,10 @@ class Supervisor:
         return self._stop_requested
 
     def request_stop(self) -> None:
-        """Safe from a signal handler (it takes no lock): the loop returns within a tick."""
+        """Safe from a signal handler (it takes no lock): the loop returns within a tick.
+        Asked again while stopping (a second Ctrl-C), the rest are killed without waiting."""
+        if self._shutting_down:
+            self._kill_now = True
         self._stop_requested = True
 
     # --- one round of supervision -------------------------------------------------------
@@ -288,18 +295,18 @@ class Supervisor:
     def stop(self) -> None:
         """Stop in reverse start order, each before the next, so the API server and the
         workers finish with the database before it shuts down; SIGKILL after the grace."""
-        self._stop_requested = True
+        self._stop_requested = self._shutting_down = True
         deadline = time.monotonic() + self.stop_timeout
         for service in reversed(self.services):
             process = service.process
-            if process.poll() is None:
+            if process.poll() is None and not self._kill_now:
                 process.send_signal(service.spec.stop_signal)
-            try:
-                process.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                log.warning("service_killed name=%s", service.spec.name)
-                process.kill()
-                process.wait()
+            while process.poll() is None:
+                if self._kill_now or time.monotonic() >= deadline:
+                    log.warning("service_killed name=%s", service.spec.name)
+                    process.kill()
+                with suppress(subprocess.TimeoutExpired):
+                    process.wait(STOP_POLL_SECONDS)
             # uvicorn re-raises SIGTERM after a clean shutdown, so -15 is a normal stop.
             log.info("service_stopped name=%s code=%d", service.spec.name, process.returncode)
         for pump in (pump for service in self.services for pump in service.pumps):
