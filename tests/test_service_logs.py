@@ -14,7 +14,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tandem.service_log_view import read_records, render
+from tandem.service_log_view import LogFollower, read_records, render
 from tandem.service_logs import Rotation, ServiceLog, generations, log_path, make_record
 
 FOLLOW_TIMEOUT = 30.0
@@ -135,3 +135,19 @@ def test_tandem_logs_follow_prints_new_lines(tmp_path: Path) -> None:
         finally:
             follower.kill()
             follower.wait()
+
+
+def test_following_continues_across_a_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "api-server.log"
+    service_log = ServiceLog(path, "api-server", Rotation(max_bytes=600, backups=1))
+    service_log.write("stdout", "written before following")
+    follower = LogFollower([path])
+    try:
+        for n in range(12):  # ~130 bytes each: the file rotates a few times
+            service_log.write("stdout", f"line {n:02d} " + "y" * 20)
+            if n % 4 == 3:
+                seen = [str(record["message"])[:7] for record in follower.poll()]
+                assert seen == [f"line {k:02d}" for k in range(n - 3, n + 1)]
+    finally:
+        service_log.close()
+    assert path.with_name("api-server.log.1").exists()  # it did rotate under the follower

@@ -88,7 +88,7 @@ def logs(
         paths = select_logs(log_dir, service, [*SERVICE_NAMES, "up"])
     except UnknownService as exc:
         raise fail(str(exc)) from exc
-    if not follow and not any(path.exists() for path in paths):
+    if not paths or (not follow and not any(path.exists() for path in paths)):
         raise fail(f"no logs in {log_dir} yet (`tandem up` writes them)", code=1)
     many = len(paths) > 1 or service is None
     follower = LogFollower(paths) if follow else None  # opened first: no gap after the tail
