@@ -31,6 +31,7 @@ from tandem.documents import ContentType, ParsedDocument
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode
+from tandem.index.retrieval import OPENING_WEIGHT
 from tandem.model_schemas import TextType
 from tandem.search import Searcher, SearchQuery
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
@@ -43,6 +44,7 @@ class Configuration:
     mode: SearchMode
     fusion: Fusion = Fusion.LINEAR  # only hybrid mode fuses
     alpha: float | None = None
+    opening_weight: float = OPENING_WEIGHT  # keyword mode ignores it
 
     def describe(self) -> dict[str, Any]:
         hybrid = self.mode is SearchMode.HYBRID
@@ -50,10 +52,15 @@ class Configuration:
             "mode": self.mode.value,
             "fusion": self.fusion.value if hybrid else None,
             "alpha": self.alpha,
+            "opening_weight": None if self.mode is SearchMode.KEYWORD else self.opening_weight,
         }
 
 
-def configurations(alphas: tuple[float, ...]) -> list[Configuration]:
+def configurations(
+    alphas: tuple[float, ...], opening_weights: tuple[float, ...] = ()
+) -> list[Configuration]:
+    """Every mode at today's defaults, hybrid over `alphas`; then semantic and default-alpha
+    linear hybrid at each of the other `opening_weights`, to show what the blend brings."""
     found = [
         Configuration("keyword", SearchMode.KEYWORD),
         Configuration("semantic", SearchMode.SEMANTIC),
@@ -62,6 +69,19 @@ def configurations(alphas: tuple[float, ...]) -> list[Configuration]:
         found += [
             Configuration(f"hybrid-{fusion.value}-{a}", SearchMode.HYBRID, fusion, a)
             for a in alphas
+        ]
+    for weight in opening_weights:
+        if weight == OPENING_WEIGHT:
+            continue
+        found += [
+            Configuration(f"semantic-opening-{weight}", SearchMode.SEMANTIC, opening_weight=weight),
+            Configuration(
+                f"hybrid-linear-{DEFAULT_HYBRID_ALPHA}-opening-{weight}",
+                SearchMode.HYBRID,
+                Fusion.LINEAR,
+                DEFAULT_HYBRID_ALPHA,
+                weight,
+            ),
         ]
     return found
 
@@ -191,14 +211,18 @@ def tandem_rankings(
     inference = PrecomputedQueryVectors(texts, prepared.query_vectors)
     longest = max(len(t) for t in texts)
     searchers = {
-        fusion: Searcher(PostgresIndex(sessions, fusion), inference, max_query_chars=longest)
-        for fusion in Fusion
+        (c.fusion, c.opening_weight): Searcher(
+            PostgresIndex(sessions, c.fusion, opening_weight=c.opening_weight),
+            inference,
+            max_query_chars=longest,
+        )
+        for c in configs
     }
     for config in configs:
         rankings: list[list[str]] = []
         for text in texts:
             alpha = DEFAULT_HYBRID_ALPHA if config.alpha is None else config.alpha
-            result = searchers[config.fusion].search(
+            result = searchers[config.fusion, config.opening_weight].search(
                 SearchQuery(text=text, mode=config.mode, limit=depth, alpha=alpha)
             )
             if result.degraded:

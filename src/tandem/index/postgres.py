@@ -17,7 +17,7 @@ from tandem.db.models import Chunk
 from tandem.index.bm25 import Bm25Parameters
 from tandem.index.fusion import Fusion
 from tandem.index.protocol import IndexedChunk, IndexHit, IndexQuery
-from tandem.index.retrieval import PostgresRetrieval
+from tandem.index.retrieval import OPENING_WEIGHT, PostgresRetrieval
 
 CHUNK_COLUMNS = (
     "document_id",
@@ -102,9 +102,12 @@ class PostgresIndex:
         sessions: sessionmaker[Session],
         fusion: Fusion = Fusion.LINEAR,
         bm25_parameters: Bm25Parameters | None = None,
+        opening_weight: float = OPENING_WEIGHT,
     ) -> None:
         self._sessions = sessions
-        self._retrieval = PostgresRetrieval(fusion, bm25_parameters or Bm25Parameters())
+        self._retrieval = PostgresRetrieval(
+            fusion, bm25_parameters or Bm25Parameters(), opening_weight
+        )
 
     def replace_document(self, document_id: str, chunks: Sequence[IndexedChunk]) -> None:
         with self._sessions.begin() as session:
@@ -135,5 +138,4 @@ class PostgresIndex:
             ]
 
     def search(self, query: IndexQuery) -> list[IndexHit]:
-        with self._sessions() as session:
-            return self._retrieval.search(session, query)
+        return self._retrieval.search(self._sessions, query)

@@ -18,6 +18,14 @@ from tandem.model_files import FloatArray
 DEFAULT_HYBRID_ALPHA = 0.7
 
 
+class PendingVector(Protocol):
+    """A query vector still being computed (a `concurrent.futures.Future`): the index
+    starts its keyword work meanwhile. Resolves to None when the inference server could
+    not embed the query (then: keyword only)."""
+
+    def result(self, timeout: float | None = None) -> FloatArray | None: ...
+
+
 class SearchMode(StrEnum):
     HYBRID = "hybrid"
     SEMANTIC = "semantic"
@@ -50,7 +58,8 @@ class SearchFilters:
 @dataclass(frozen=True, slots=True)
 class IndexQuery:
     text: str
-    vector: FloatArray | None  # None: keyword only (the inference server is unavailable)
+    # None: keyword only (the inference server is unavailable).
+    vector: FloatArray | PendingVector | None
     mode: SearchMode
     limit: int
     alpha: float = DEFAULT_HYBRID_ALPHA

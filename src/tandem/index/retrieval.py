@@ -4,24 +4,34 @@ Each retriever returns its top candidates by chunk id; in hybrid mode every cand
 gets both scores (the keyword candidates their cosine, the vector candidates their exact
 BM25), so fusion compares like with like instead of treating "not in the other top k" as
 zero. Rows (text, title, ...) are read only for the final hits.
+
+A chunk's semantic score blends its own cosine with the cosine of its document's opening
+chunk (ordinal 0: the title and the first lines, which say what the document is about):
+``(1 - w) * cos(chunk) + w * cos(opening)``. A passage deep in a long document is then
+judged in the context of its document as well (the "first passage" and "max passage"
+evidence of passage-level ranking, combined). For single-chunk documents nothing changes.
+Measured in benchmarks/ranking_quality.py (README: ranking).
 """
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import orjson
 from sqlalchemy import text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.models import vector_literal
 from tandem.index import bm25
 from tandem.index.fusion import Candidate, Fusion, fuse
-from tandem.index.protocol import IndexHit, IndexQuery, SearchFilters, SearchMode
+from tandem.index.protocol import IndexHit, IndexQuery, PendingVector, SearchFilters, SearchMode
 from tandem.model_files import FloatArray
 
 MAX_EF_SEARCH = 1000
+OPENING_WEIGHT = 0.5  # w above; 0 ranks by each chunk's own cosine alone
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,51 +63,78 @@ class ChunkFilter:
         return f" WHERE {self.sql}" if self.sql else ""
 
 
+def resolve(vector: FloatArray | PendingVector | None) -> FloatArray | None:
+    if vector is None or isinstance(vector, np.ndarray):
+        return vector
+    return vector.result()
+
+
 class PostgresRetrieval:
-    def __init__(self, fusion: Fusion, parameters: bm25.Bm25Parameters) -> None:
+    def __init__(
+        self,
+        fusion: Fusion,
+        parameters: bm25.Bm25Parameters,
+        opening_weight: float = OPENING_WEIGHT,
+    ) -> None:
         self._fusion = fusion
         self._parameters = parameters
+        self._opening_weight = opening_weight
 
-    def search(self, session: Session, query: IndexQuery) -> list[IndexHit]:
-        use_vector = query.vector is not None and query.mode is not SearchMode.KEYWORD
-        use_keyword = query.mode is not SearchMode.SEMANTIC or query.vector is None
-        hybrid = use_vector and use_keyword
+    def search(self, sessions: sessionmaker[Session], query: IndexQuery) -> list[IndexHit]:
         chunk_filter = ChunkFilter.build(query.filters)
-        vector_scores: dict[int, float] = {}
-        keyword_scores: dict[int, float] = {}
-        scorer: bm25.Bm25Scorer | None = None
-        if use_keyword:
-            prepared = bm25.prepare(session, query.text, self._parameters)
-            scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
-            keyword_scores = dict(scorer.top(query.candidates))
-        if use_vector and query.vector is not None:
-            vector_scores = self._nearest(session, query, query.vector, chunk_filter)
-        if hybrid and scorer is not None and query.vector is not None:
-            missing_keyword = [c for c in vector_scores if c not in keyword_scores]
-            keyword_scores.update(scorer.scores(missing_keyword))
-            missing_vector = [c for c in keyword_scores if c not in vector_scores]
-            vector_scores.update(self._cosines(session, query.vector, missing_vector))
-        if hybrid:
-            candidates = [
-                Candidate(c, vector_scores.get(c), keyword_scores.get(c))
-                for c in {**vector_scores, **keyword_scores}
-            ]
-            ranked = fuse(candidates, alpha=query.alpha, method=self._fusion)
-        else:
-            scores = vector_scores if use_vector else keyword_scores
-            ranked = sorted(
-                (
-                    Candidate(
-                        c,
-                        s if use_vector else None,
-                        None if use_vector else s,
-                        score=s,
-                    )
-                    for c, s in scores.items()
-                ),
-                key=lambda c: (-c.score, c.key),
+        with sessions() as session:
+            if query.mode is SearchMode.HYBRID and query.vector is not None:
+                return self._hybrid(sessions, session, query, chunk_filter)
+            vector = None if query.mode is SearchMode.KEYWORD else resolve(query.vector)
+            if vector is None:  # keyword mode, or no query vector: keyword only
+                scores = self._keyword(session, query, chunk_filter)[1]
+                ranked = _by_score(scores, keyword=True)
+            else:
+                nearest = self._nearest(session, query, vector, chunk_filter)
+                ranked = _by_score(self._semantic_scores(session, vector, list(nearest)))
+            return self._hits(session, ranked[: query.limit])
+
+    def _hybrid(
+        self,
+        sessions: sessionmaker[Session],
+        session: Session,
+        query: IndexQuery,
+        chunk_filter: ChunkFilter,
+    ) -> list[IndexHit]:
+        """The keyword top k on a second connection while this one waits for the query
+        vector and asks HNSW: the two retrievers overlap instead of adding up."""
+        with ThreadPoolExecutor(1, thread_name_prefix="bm25") as keyword_thread:
+            keyword = keyword_thread.submit(self._keyword_in_own_session, sessions, query)
+            vector = resolve(query.vector)
+            vector_scores = (
+                {} if vector is None else self._nearest(session, query, vector, chunk_filter)
             )
+            prepared, keyword_scores = keyword.result()
+        if vector is None:  # the inference server could not embed the query
+            return self._hits(session, _by_score(keyword_scores, keyword=True)[: query.limit])
+        scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
+        missing_keyword = [c for c in vector_scores if c not in keyword_scores]
+        keyword_scores.update(scorer.scores(missing_keyword))
+        vector_scores = self._semantic_scores(session, vector, [*vector_scores, *keyword_scores])
+        candidates = [
+            Candidate(c, vector_scores.get(c), keyword_scores.get(c))
+            for c in {**vector_scores, **keyword_scores}
+        ]
+        ranked = fuse(candidates, alpha=query.alpha, method=self._fusion)
         return self._hits(session, ranked[: query.limit])
+
+    def _keyword_in_own_session(
+        self, sessions: sessionmaker[Session], query: IndexQuery
+    ) -> tuple[bm25.PreparedQuery, dict[int, float]]:
+        with sessions() as session:
+            return self._keyword(session, query, ChunkFilter.build(query.filters))
+
+    def _keyword(
+        self, session: Session, query: IndexQuery, chunk_filter: ChunkFilter
+    ) -> tuple[bm25.PreparedQuery, dict[int, float]]:
+        prepared = bm25.prepare(session, query.text, self._parameters)
+        scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
+        return prepared, dict(scorer.top(query.candidates))
 
     @staticmethod
     def _nearest(
@@ -127,17 +164,29 @@ class PostgresRetrieval:
         )
         return {int(row[0]): float(row[1]) for row in rows}
 
-    @staticmethod
-    def _cosines(session: Session, vector: FloatArray, chunk_ids: list[int]) -> dict[int, float]:
+    def _semantic_scores(
+        self, session: Session, vector: FloatArray, chunk_ids: list[int]
+    ) -> dict[int, float]:
+        """Each chunk's semantic score (module docstring), in one round trip: its own
+        cosine and its document's opening chunk's, by the (document_id, ordinal) key."""
         if not chunk_ids:
             return {}
         rows = session.execute(
             text(
-                "SELECT id, 1 - (embedding <=> CAST(:v AS vector)) FROM chunks WHERE id = ANY(:ids)"
+                "SELECT c.id, 1 - (c.embedding <=> CAST(:v AS vector)),"
+                " 1 - (o.embedding <=> CAST(:v AS vector))"
+                " FROM chunks c LEFT JOIN chunks o"
+                " ON o.document_id = c.document_id AND o.ordinal = 0"
+                " WHERE c.id = ANY(:ids)"
             ),
-            {"v": vector_literal(vector), "ids": chunk_ids},
+            {"v": vector_literal(vector), "ids": list(dict.fromkeys(chunk_ids))},
         )
-        return {int(row[0]): float(row[1]) for row in rows}
+        weight = self._opening_weight
+        return {
+            int(row[0]): (1 - weight) * float(row[1])
+            + weight * float(row[1] if row[2] is None else row[2])
+            for row in rows
+        }
 
     @staticmethod
     def _hits(session: Session, ranked: list[Candidate]) -> list[IndexHit]:
@@ -167,3 +216,13 @@ class PostgresRetrieval:
             for c in ranked
             if (row := rows.get(c.key)) is not None
         ]
+
+
+def _by_score(scores: dict[int, float], *, keyword: bool = False) -> list[Candidate]:
+    """One retriever's candidates, best first (ties by chunk id)."""
+    ranked = [
+        Candidate(c, None if keyword else s, s if keyword else None, score=s)
+        for c, s in scores.items()
+    ]
+    ranked.sort(key=lambda c: (-c.score, c.key))
+    return ranked

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -103,23 +104,34 @@ class Searcher:
         return text
 
     def retrieve(self, query: SearchQuery) -> SearchResult:
-        vector = None if query.mode is SearchMode.KEYWORD else self._embed(query.text)
-        degraded = query.mode is not SearchMode.KEYWORD and vector is None
-        mode = SearchMode.KEYWORD if degraded else query.mode
-        pool = query.limit * RERANK_POOL if query.rerank and not degraded else query.limit
-        hits = self._index.search(
-            IndexQuery(
-                text=query.text,
-                vector=vector,
-                mode=mode,
-                limit=pool,
-                alpha=query.alpha,
-                filters=query.filters,
-                candidates=max(CANDIDATES, pool),
-            )
+        pool = query.limit * RERANK_POOL if query.rerank else query.limit
+        index_query = IndexQuery(
+            text=query.text,
+            vector=None,
+            mode=query.mode,
+            limit=pool,
+            alpha=query.alpha,
+            filters=query.filters,
+            candidates=max(CANDIDATES, pool),
         )
-        notice = DEGRADED_NOTICE if degraded else None
-        return SearchResult(query.text, mode, hits, degraded=degraded, notice=notice)
+        if query.mode is SearchMode.KEYWORD:
+            return SearchResult(query.text, query.mode, self._index.search(index_query))
+        if query.mode is SearchMode.HYBRID:
+            # The query is embedded while the index starts on its keywords.
+            with ThreadPoolExecutor(1, thread_name_prefix="query-embedding") as embedding:
+                pending = embedding.submit(self._embed, query.text)
+                hits = self._index.search(replace(index_query, vector=pending))
+                vector = pending.result()
+        else:
+            vector = self._embed(query.text)
+            hits = self._index.search(replace(index_query, vector=vector))
+        if vector is not None:
+            return SearchResult(query.text, query.mode, hits)
+        # Degraded: the index answered from keywords alone, as many as asked for.
+        keyword_hits = hits[: query.limit]
+        return SearchResult(
+            query.text, SearchMode.KEYWORD, keyword_hits, degraded=True, notice=DEGRADED_NOTICE
+        )
 
     def rerank(self, result: SearchResult, limit: int) -> SearchResult:
         hits = result.hits
