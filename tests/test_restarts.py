@@ -18,7 +18,7 @@ from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
 from tandem.services.redis import running_redis
 from tests.e2e_support import Backends, running, start_api, start_worker, wait_attempt
 from tests.resume_support import Database, check_indexed_exactly_once, short_text
-from tests.support import ServerProcess, free_port
+from tests.support import ServerProcess, free_port, service_dir
 
 pytestmark = pytest.mark.slow
 
@@ -60,7 +60,9 @@ class Restartable:
 
 @pytest.fixture(scope="module")
 def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Restartable, ...]]:
-    pg_dir = tmp_path_factory.mktemp("restart-postgres") / "data"
+    # PostgreSQL drops root privileges: its data lives outside pytest's private root.
+    scratch = ExitStack()
+    pg_dir = scratch.enter_context(service_dir("restart-postgres")) / "data"
     redis_dir = tmp_path_factory.mktemp("restart-redis")
     pg_port, redis_port = free_port(), free_port()
     postgres = Restartable(lambda: running_postgres(pg_dir, pg_port, THROWAWAY_SETTINGS))
@@ -72,6 +74,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Restart
     finally:
         redis.stop()
         postgres.stop()
+        scratch.close()
 
 
 @pytest.fixture(scope="module")
