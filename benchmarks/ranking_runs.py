@@ -11,7 +11,6 @@ candidates per retriever before fusion), with query vectors computed beforehand.
 from __future__ import annotations
 
 import hashlib
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from tandem.index.retrieval import OPENING_WEIGHT
 from tandem.model_schemas import TextType
 from tandem.search import Searcher, SearchQuery
 from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.services.process import free_port
 from tandem.worker.chunking import Chunker, TextChunk
 
 
@@ -126,16 +126,10 @@ def chunk_documents(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def throwaway_database(work: Path) -> Iterator[sessionmaker[Session]]:
     """A migrated PostgreSQL in `work` (fsync off), stopped when the block exits."""
-    with running_postgres(work / "postgres", _free_port(), THROWAWAY_SETTINGS) as url:
+    with running_postgres(work / "postgres", free_port(), THROWAWAY_SETTINGS) as url:
         engine = make_engine(url, pool_size=2)
         try:
             migrate.upgrade(engine)

@@ -205,7 +205,7 @@ def test_pruned_top_k_equals_scoring_every_match(corpus: Corpus) -> None:
             expected = sorted(everything.items(), key=lambda cs: (-cs[1], cs[0]))[:10]
             # Every list read; the rarest lists only, bounds prune the rest; the rarest.
             for budget in (10**9, 150, 40):
-                scorer = bm25.Bm25Scorer(session, prepared, read_budget=budget)
+                scorer = bm25.Bm25Scorer(session, prepared, budget=bm25.ReadBudget(budget))
                 ranked = scorer.ranked(10)
                 if budget == 10**9:
                     assert ranked.exact
@@ -244,8 +244,8 @@ def test_queries_of_common_terms_only_still_find_the_best_matches(corpus: Corpus
     corpus.put("best", "Alpha beta", "alpha alpha beta beta")
     with corpus.sessions() as session:
         prepared = bm25.prepare(session, "alpha beta", bm25.Bm25Parameters())
-        exact = bm25.Bm25Scorer(session, prepared, read_budget=10**9).top(5)
-        sampled = bm25.Bm25Scorer(session, prepared, read_budget=10, sampled=5).top(5)
+        exact = bm25.Bm25Scorer(session, prepared, budget=bm25.ReadBudget(10**9)).top(5)
+        sampled = bm25.Bm25Scorer(session, prepared, budget=bm25.ReadBudget(10, sampled=5)).top(5)
     assert sampled[0] == exact[0]
     assert exact[0][0] == _chunk_id(corpus, "best")
     assert [s for _, s in sampled] == sorted((s for _, s in sampled), reverse=True)

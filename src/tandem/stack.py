@@ -83,21 +83,17 @@ def model_server_specs(
         inference_env["TANDEM_CPUS"] = inference_cpus
         indexing_env["TANDEM_CPUS"] = indexing_cpus
         sharing = {"inference": f"CPUs {inference_cpus}", "indexing": f"CPUs {indexing_cpus}"}
+    ports = {"inference": models.inference_port, "indexing": models.indexing_port}
+    envs = {"inference": inference_env, "indexing": indexing_env}
     specs = [
         ServiceSpec(
-            name="inference-model-server",
-            argv=tandem_command("model-server", "--role", "inference"),
-            env=inference_env,
-            ready_url=f"http://{host}:{models.inference_port}/api/ready",
-            address=f"http://{host}:{models.inference_port}",
-        ),
-        ServiceSpec(
-            name="indexing-model-server",
-            argv=tandem_command("model-server", "--role", "indexing"),
-            env=indexing_env,
-            ready_url=f"http://{host}:{models.indexing_port}/api/ready",
-            address=f"http://{host}:{models.indexing_port}",
-        ),
+            name=f"{role}-model-server",
+            argv=tandem_command("model-server", "--role", role),
+            env=envs[role],
+            ready_url=f"http://{host}:{ports[role]}/api/ready",
+            address=f"http://{host}:{ports[role]}",
+        )
+        for role in ("inference", "indexing")
     ]
     return specs, sharing
 

@@ -46,6 +46,13 @@ class Bm25Parameters:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadBudget:
+    postings: int = READ_BUDGET  # read in full, rarest lists first
+    sampled: int = SAMPLED_POSTINGS  # per common term, when the bounds do not settle it
+    completion_limit: int = COMPLETION_LIMIT  # candidates scored exactly in that case
+
+
+@dataclass(frozen=True, slots=True)
 class QueryTerm:
     term_id: int
     lexeme: str
@@ -115,14 +122,9 @@ class Bm25Scorer:
         query: PreparedQuery,
         filter_sql: str = "",
         filter_params: dict[str, object] | None = None,
-        *,
-        read_budget: int = READ_BUDGET,
-        sampled: int = SAMPLED_POSTINGS,
-        completion_limit: int = COMPLETION_LIMIT,
+        budget: ReadBudget = ReadBudget(),
     ) -> None:
-        self._completion_limit = completion_limit
-        self._read_budget = read_budget
-        self._sampled = sampled
+        self._budget = budget
         self._session = session
         self._query = query
         self._filter_sql = filter_sql
@@ -175,7 +177,7 @@ class Bm25Scorer:
         terms = self._query.terms
         if not terms or k <= 0:
             return Ranked([], exact=True)
-        read, probed = _split_by_budget(terms, self._read_budget)
+        read, probed = _split_by_budget(terms, self._budget.postings)
         if not probed:  # every list fits the budget: the database ranks alone
             return Ranked(list(self.partial_scores(read, limit=k).items()), exact=True)
         params = self._constants() | {
@@ -186,8 +188,8 @@ class Bm25Scorer:
             "unread_bound": sum(t.bound for t in probed),
             "k": k,
             "k_less_1": k - 1,
-            "m": self._sampled,
-            "completion_limit": max(k, self._completion_limit),
+            "m": self._budget.sampled,
+            "completion_limit": max(k, self._budget.completion_limit),
         }
         for i, term in enumerate(probed):
             params[f"term_{i}"], params[f"idf_{i}"] = term.term_id, term.idf
