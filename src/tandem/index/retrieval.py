@@ -15,6 +15,7 @@ Measured in benchmarks/ranking_quality.py (README: ranking).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -90,8 +91,7 @@ class PostgresRetrieval:
                 scores = self._keyword(session, query, chunk_filter)[1]
                 ranked = _by_score(scores, keyword=True)
             else:
-                nearest = self._nearest(session, query, vector, chunk_filter)
-                ranked = _by_score(self._semantic_scores(session, vector, list(nearest)))
+                ranked = _by_score(self._nearest(session, query, vector, chunk_filter))
             return self._hits(session, ranked[: query.limit])
 
     def _hybrid(
@@ -101,21 +101,22 @@ class PostgresRetrieval:
         query: IndexQuery,
         chunk_filter: ChunkFilter,
     ) -> list[IndexHit]:
-        """The keyword top k on a second connection while this one waits for the query
-        vector and asks HNSW: the two retrievers overlap instead of adding up."""
+        """Two connections at once: on a second one the keyword top k and then its
+        candidates' semantic scores; on this one, once the query vector is there, the HNSW
+        top k with theirs, then the BM25 of the vector candidates the keywords missed."""
         with ThreadPoolExecutor(1, thread_name_prefix="bm25") as keyword_thread:
-            keyword = keyword_thread.submit(self._keyword_in_own_session, sessions, query)
+            keyword = keyword_thread.submit(self._keyword_side, sessions, query)
             vector = resolve(query.vector)
             vector_scores = (
                 {} if vector is None else self._nearest(session, query, vector, chunk_filter)
             )
-            prepared, keyword_scores = keyword.result()
+            prepared, keyword_scores, keyword_semantic = keyword.result()
         if vector is None:  # the inference server could not embed the query
             return self._hits(session, _by_score(keyword_scores, keyword=True)[: query.limit])
         scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
         missing_keyword = [c for c in vector_scores if c not in keyword_scores]
         keyword_scores.update(scorer.scores(missing_keyword))
-        vector_scores = self._semantic_scores(session, vector, [*vector_scores, *keyword_scores])
+        vector_scores = keyword_semantic | vector_scores
         candidates = [
             Candidate(c, vector_scores.get(c), keyword_scores.get(c))
             for c in {**vector_scores, **keyword_scores}
@@ -123,11 +124,15 @@ class PostgresRetrieval:
         ranked = fuse(candidates, alpha=query.alpha, method=self._fusion)
         return self._hits(session, ranked[: query.limit])
 
-    def _keyword_in_own_session(
+    def _keyword_side(
         self, sessions: sessionmaker[Session], query: IndexQuery
-    ) -> tuple[bm25.PreparedQuery, dict[int, float]]:
+    ) -> tuple[bm25.PreparedQuery, dict[int, float], dict[int, float]]:
+        """(prepared query, BM25 top k, their semantic scores: empty without a vector)."""
         with sessions() as session:
-            return self._keyword(session, query, ChunkFilter.build(query.filters))
+            prepared, scores = self._keyword(session, query, ChunkFilter.build(query.filters))
+            vector = resolve(query.vector)
+            semantic = {} if vector is None else self._semantic_scores(session, vector, [*scores])
+            return prepared, scores, semantic
 
     def _keyword(
         self, session: Session, query: IndexQuery, chunk_filter: ChunkFilter
@@ -136,10 +141,11 @@ class PostgresRetrieval:
         scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
         return prepared, dict(scorer.top(query.candidates))
 
-    @staticmethod
     def _nearest(
-        session: Session, query: IndexQuery, vector: FloatArray, chunk_filter: ChunkFilter
+        self, session: Session, query: IndexQuery, vector: FloatArray, chunk_filter: ChunkFilter
     ) -> dict[int, float]:
+        """The HNSW top k by each chunk's own cosine, with their semantic scores (module
+        docstring): the opening chunks are joined in the same statement."""
         # Filtered HNSW scans keep looking until enough rows pass the filter. On small
         # tables the planner prefers a sequential scan that reads every vector out of line
         # (TOAST): several times slower than the index. All three for this transaction
@@ -157,12 +163,15 @@ class PostgresRetrieval:
         )
         rows = session.execute(
             text(
-                "SELECT c.id, 1 - (c.embedding <=> CAST(:v AS vector)) FROM chunks c"
-                f"{chunk_filter.where()} ORDER BY c.embedding <=> CAST(:v AS vector) LIMIT :k"
+                "SELECT n.id, n.cosine, 1 - (o.embedding <=> CAST(:v AS vector)) FROM ("
+                " SELECT c.id, c.document_id, 1 - (c.embedding <=> CAST(:v AS vector)) AS cosine"
+                f" FROM chunks c{chunk_filter.where()}"
+                " ORDER BY c.embedding <=> CAST(:v AS vector) LIMIT :k) AS n"
+                " LEFT JOIN chunks o ON o.document_id = n.document_id AND o.ordinal = 0"
             ),
             {**chunk_filter.params, "v": vector_literal(vector), "k": query.candidates},
         )
-        return {int(row[0]): float(row[1]) for row in rows}
+        return self._blend(rows)
 
     def _semantic_scores(
         self, session: Session, vector: FloatArray, chunk_ids: list[int]
@@ -181,6 +190,10 @@ class PostgresRetrieval:
             ),
             {"v": vector_literal(vector), "ids": list(dict.fromkeys(chunk_ids))},
         )
+        return self._blend(rows)
+
+    def _blend(self, rows: Iterable[Sequence[Any]]) -> dict[int, float]:
+        """{chunk id: semantic score} from (chunk id, cosine, opening's cosine or None)."""
         weight = self._opening_weight
         return {
             int(row[0]): (1 - weight) * float(row[1])
