@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections import deque
 from pathlib import Path
 from typing import Annotated
@@ -96,6 +97,10 @@ def logs(
         typer.echo(render(record, with_service=many))
     if follower is None:
         return
+    # Ctrl-C or SIGTERM ends following, even when started with SIGINT ignored (a shell's
+    # background job): then Python installs no KeyboardInterrupt handler of its own.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
     try:
         for record in follower.records():
             typer.echo(render(record, with_service=many))
