@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tandem.db.models import TEXT_SEARCH_CONFIG
-from tandem.index.bm25_sql import CHUNK_SCORES_SQL, list_scores_sql, top_sql
+from tandem.index.bm25_sql import list_scores_sql, top_sql
 
 # The rarest terms' lists are read in full up to this many postings per query; beyond,
 # each remaining (common) term contributes only its SAMPLED_POSTINGS best postings by
@@ -140,33 +140,26 @@ class Bm25Scorer:
             "b_per_average": p.b / self._query.average_length,
         }
 
-    def partial_scores(
-        self,
-        terms: Sequence[QueryTerm],
-        chunk_ids: Sequence[int] | None = None,
-        *,
-        limit: int | None = None,
-    ) -> dict[int, float]:
-        """Sums over `terms` per chunk (of `chunk_ids` only, if given; the best `limit`)."""
-        if not terms or (chunk_ids is not None and not chunk_ids):
-            return {}
-        params = self._constants() | {
-            "term_ids": [t.term_id for t in terms],
-            "idfs": [t.idf for t in terms],
+    def score_parameters(self, terms: Sequence[QueryTerm] | None = None) -> dict[str, object]:
+        """The parameters of the SQL that sums `terms` (default: all the query's) per chunk:
+        `bm25_sql.SCORE` over `bm25_sql.QUERY_TERMS`, as in `bm25_sql.chunk_score_join`."""
+        chosen = self._query.terms if terms is None else terms
+        return self._constants() | {
+            "term_ids": [t.term_id for t in chosen],
+            "idfs": [t.idf for t in chosen],
         }
-        if chunk_ids is not None:
-            params["chunk_ids"] = sorted(chunk_ids)
-            sql = CHUNK_SCORES_SQL
-        else:
-            sql = list_scores_sql(self._filter_sql, limit is not None)
-            if limit is not None:
-                params["k"] = limit
-        return {int(row[0]): float(row[1]) for row in self._session.execute(text(sql), params)}
 
-    def scores(self, chunk_ids: Sequence[int]) -> dict[int, float]:
-        """Exact BM25 of the given chunks (0 for chunks matching no query term)."""
-        found = self.partial_scores(self._query.terms, chunk_ids)
-        return {chunk_id: found.get(chunk_id, 0.0) for chunk_id in chunk_ids}
+    def partial_scores(
+        self, terms: Sequence[QueryTerm], *, limit: int | None = None
+    ) -> dict[int, float]:
+        """Sums over `terms` per chunk (only the best `limit`, if given)."""
+        if not terms:
+            return {}
+        params = self.score_parameters(terms)
+        if limit is not None:
+            params["k"] = limit
+        sql = list_scores_sql(self._filter_sql, limit is not None)
+        return {int(row[0]): float(row[1]) for row in self._session.execute(text(sql), params)}
 
     def top(self, k: int) -> list[tuple[int, float]]:
         """The BM25 top k as (chunk id, score), best first, ties by chunk id."""

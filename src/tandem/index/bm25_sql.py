@@ -34,14 +34,15 @@ def list_scores_sql(filter_sql: str, limit: bool) -> str:
     )
 
 
-# Per chunk, one primary-key probe per term: the lists of common terms are never scanned
-# (a plan the planner would otherwise pick when it underestimates their length).
-CHUNK_SCORES_SQL = (
-    "SELECT k.chunk_id, s.score FROM unnest(CAST(:chunk_ids AS bigint[])) AS k(chunk_id)"
-    f" CROSS JOIN LATERAL (SELECT {SCORE} AS score FROM {QUERY_TERMS}"
-    " JOIN bm25_postings p ON p.term_id = q.term_id AND p.chunk_id = k.chunk_id) AS s"
-    " WHERE s.score IS NOT NULL"
-)
+def chunk_score_join(chunk_id_sql: str) -> str:
+    """A LEFT JOIN LATERAL giving `bm25.score` (NULL: no query term) of the chunk whose id
+    is `chunk_id_sql`, for another statement to score its rows with (`:term_ids`, ...):
+    one primary-key probe per term, the lists of common terms are never scanned."""
+    return (
+        f" LEFT JOIN LATERAL (SELECT {SCORE} AS score FROM {QUERY_TERMS}"
+        f" JOIN bm25_postings p ON p.term_id = q.term_id AND p.chunk_id = {chunk_id_sql})"
+        " AS bm25 ON true"
+    )
 
 
 def sampled_postings(filter_sql: str, terms: int) -> str:

@@ -16,7 +16,7 @@ Measured in benchmarks/ranking_quality.py (README: ranking).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.models import vector_literal
 from tandem.index import bm25
+from tandem.index.bm25_sql import chunk_score_join
 from tandem.index.fusion import Candidate, Fusion, fuse
 from tandem.index.protocol import IndexHit, IndexQuery, PendingVector, SearchFilters, SearchMode
 from tandem.model_files import FloatArray
@@ -101,21 +102,26 @@ class PostgresRetrieval:
         query: IndexQuery,
         chunk_filter: ChunkFilter,
     ) -> list[IndexHit]:
-        """Two connections at once: on a second one the keyword top k and then its
-        candidates' semantic scores; on this one, once the query vector is there, the HNSW
-        top k with theirs, then the BM25 of the vector candidates the keywords missed."""
+        """Two connections at once. On a second one: the query's terms, then the keyword
+        top k and their semantic scores. On this one, once the query vector and the terms
+        are there: the HNSW top k with their semantic and BM25 scores in one statement."""
+        analysed: Future[bm25.PreparedQuery] = Future()
+        vector_scores: dict[int, float] = {}
+        vector_bm25: dict[int, float] = {}
         with ThreadPoolExecutor(1, thread_name_prefix="bm25") as keyword_thread:
-            keyword = keyword_thread.submit(self._keyword_side, sessions, query)
+            keyword = keyword_thread.submit(self._keyword_side, sessions, query, analysed)
             vector = resolve(query.vector)
-            vector_scores = (
-                {} if vector is None else self._nearest(session, query, vector, chunk_filter)
-            )
-            prepared, keyword_scores, keyword_semantic = keyword.result()
+            if vector is not None:
+                scorer = bm25.Bm25Scorer(
+                    session, analysed.result(), chunk_filter.sql, chunk_filter.params
+                )
+                vector_scores, vector_bm25 = self._nearest_with_bm25(
+                    session, query, vector, chunk_filter, scorer
+                )
+            keyword_scores, keyword_semantic = keyword.result()
         if vector is None:  # the inference server could not embed the query
             return self._hits(session, _by_score(keyword_scores, keyword=True)[: query.limit])
-        scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
-        missing_keyword = [c for c in vector_scores if c not in keyword_scores]
-        keyword_scores.update(scorer.scores(missing_keyword))
+        keyword_scores = vector_bm25 | keyword_scores
         vector_scores = keyword_semantic | vector_scores
         candidates = [
             Candidate(c, vector_scores.get(c), keyword_scores.get(c))
@@ -125,14 +131,26 @@ class PostgresRetrieval:
         return self._hits(session, ranked[: query.limit])
 
     def _keyword_side(
-        self, sessions: sessionmaker[Session], query: IndexQuery
-    ) -> tuple[bm25.PreparedQuery, dict[int, float], dict[int, float]]:
-        """(prepared query, BM25 top k, their semantic scores: empty without a vector)."""
+        self,
+        sessions: sessionmaker[Session],
+        query: IndexQuery,
+        analysed: Future[bm25.PreparedQuery],
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """(BM25 top k, their semantic scores: empty without a vector); `analysed` gets
+        the query's terms as soon as they are read, or the error that prevented it."""
         with sessions() as session:
-            prepared, scores = self._keyword(session, query, ChunkFilter.build(query.filters))
+            try:
+                prepared = bm25.prepare(session, query.text, self._parameters)
+            except BaseException as exc:  # re-raised: the other side must not wait forever
+                analysed.set_exception(exc)
+                raise
+            analysed.set_result(prepared)
+            chunk_filter = ChunkFilter.build(query.filters)
+            scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
+            scores = dict(scorer.top(query.candidates))
             vector = resolve(query.vector)
             semantic = {} if vector is None else self._semantic_scores(session, vector, [*scores])
-            return prepared, scores, semantic
+            return scores, semantic
 
     def _keyword(
         self, session: Session, query: IndexQuery, chunk_filter: ChunkFilter
@@ -146,6 +164,17 @@ class PostgresRetrieval:
     ) -> dict[int, float]:
         """The HNSW top k by each chunk's own cosine, with their semantic scores (module
         docstring): the opening chunks are joined in the same statement."""
+        return self._nearest_with_bm25(session, query, vector, chunk_filter, None)[0]
+
+    def _nearest_with_bm25(
+        self,
+        session: Session,
+        query: IndexQuery,
+        vector: FloatArray,
+        chunk_filter: ChunkFilter,
+        scorer: bm25.Bm25Scorer | None,
+    ) -> tuple[dict[int, float], dict[int, float]]:
+        """`_nearest`, and with a `scorer` each candidate's exact BM25 as well."""
         # Filtered HNSW scans keep looking until enough rows pass the filter. On small
         # tables the planner prefers a sequential scan that reads every vector out of line
         # (TOAST): several times slower than the index. All three for this transaction
@@ -161,17 +190,30 @@ class PostgresRetrieval:
             ),
             {"ef": str(ef_search)},
         )
+        keyword_column, keyword_join, keyword_params = ", NULL", "", {}
+        if scorer is not None:
+            keyword_column = ", COALESCE(bm25.score, 0)"
+            keyword_join = chunk_score_join("n.id")
+            keyword_params = scorer.score_parameters()
         rows = session.execute(
             text(
-                "SELECT n.id, n.cosine, 1 - (o.embedding <=> CAST(:v AS vector)) FROM ("
+                "SELECT n.id, n.cosine, 1 - (o.embedding <=> CAST(:v AS vector))"
+                f"{keyword_column} FROM ("
                 " SELECT c.id, c.document_id, 1 - (c.embedding <=> CAST(:v AS vector)) AS cosine"
                 f" FROM chunks c{chunk_filter.where()}"
                 " ORDER BY c.embedding <=> CAST(:v AS vector) LIMIT :k) AS n"
                 " LEFT JOIN chunks o ON o.document_id = n.document_id AND o.ordinal = 0"
+                f"{keyword_join}"
             ),
-            {**chunk_filter.params, "v": vector_literal(vector), "k": query.candidates},
-        )
-        return self._blend(rows)
+            {
+                **keyword_params,
+                **chunk_filter.params,
+                "v": vector_literal(vector),
+                "k": query.candidates,
+            },
+        ).all()
+        keyword = {} if scorer is None else {int(row[0]): float(row[3]) for row in rows}
+        return self._blend(rows), keyword
 
     def _semantic_scores(
         self, session: Session, vector: FloatArray, chunk_ids: list[int]
