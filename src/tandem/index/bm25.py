@@ -36,7 +36,7 @@ from tandem.index.bm25_sql import list_scores_sql, top_sql
 READ_BUDGET = 4_000
 SAMPLED_POSTINGS = 200
 # In that case at most this many candidates get the common terms' postings looked up.
-COMPLETION_LIMIT = 500
+COMPLETION_LIMIT = 250
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,10 +85,16 @@ def storable(value: str) -> str:
 
 def prepare(session: Session, query: str, parameters: Bm25Parameters) -> PreparedQuery:
     """Analyse the query (the same English analysis as the chunks) and read its terms'
-    statistics and the corpus totals, in one round trip."""
+    statistics and the corpus totals, in one round trip.
+
+    It also turns sorting off for the rest of the transaction (the BM25 statements that
+    follow): generic plans cannot tell a long posting list from a short one and would
+    sort a common term's whole list to sample its best postings, where the impact index
+    reads them best first. Their other sorts (the top k) have no alternative plan."""
     rows = session.execute(
         text(
-            "SELECT c.chunks, c.total_length, t.id, t.lexeme, t.df, t.max_tf, t.min_length"
+            "SELECT c.chunks, c.total_length, t.id, t.lexeme, t.df, t.max_tf, t.min_length,"
+            " set_config('enable_sort', 'off', true)"
             " FROM bm25_corpus c LEFT JOIN bm25_terms t ON t.df > 0 AND t.lexeme IN"
             f" (SELECT lexeme FROM unnest(to_tsvector('{TEXT_SEARCH_CONFIG}', :q)))"
         ),
@@ -97,7 +103,7 @@ def prepare(session: Session, query: str, parameters: Bm25Parameters) -> Prepare
     chunks, total_length = int(rows[0][0]), float(rows[0][1])
     average = total_length / chunks if chunks and total_length > 0 else 1.0
     terms = []
-    for _, _, term_id, lexeme, df, max_tf, min_length in rows:
+    for _, _, term_id, lexeme, df, max_tf, min_length, _ in rows:
         if term_id is None:  # no query lexeme is in the corpus
             continue
         weight = idf(chunks, int(df))
@@ -186,11 +192,8 @@ class Bm25Scorer:
         }
         for i, term in enumerate(probed):
             params[f"term_{i}"], params[f"idf_{i}"] = term.term_id, term.idf
-        # Generic plans cannot tell a long list from a short one and would sort a common
-        # term's whole list to sample its best postings.
-        self._session.execute(text("SET LOCAL enable_sort = off"))
+        # Sorting is off in this transaction since `prepare` (see there).
         rows = self._session.execute(text(top_sql(self._filter_sql, len(probed))), params).all()
-        self._session.execute(text("RESET enable_sort"))
         exact = bool(rows[0][2]) if rows else True
         return Ranked([(int(r[0]), float(r[1])) for r in rows], exact=exact)
 
