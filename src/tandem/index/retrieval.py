@@ -105,6 +105,8 @@ class PostgresRetrieval:
         """Two connections at once. On a second one: the query's terms, then the keyword
         top k and their semantic scores. On this one, once the query vector and the terms
         are there: the HNSW top k with their semantic and BM25 scores in one statement."""
+        # Safe on a small pool: this connection is taken only after the keyword side has
+        # read the terms on its own, which then finishes without waiting for anything.
         analysed: Future[bm25.PreparedQuery] = Future()
         vector_scores: dict[int, float] = {}
         vector_bm25: dict[int, float] = {}
