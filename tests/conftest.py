@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.config import DEFAULT_EMBEDDING_MODEL, ModelCacheSettings
+from tandem.db.migrate import upgrade
+from tandem.db.session import make_engine, make_session_factory
 from tandem.model_files import ModelKind, ModelNotPrepared, Precision, locate_prepared
 from tests.support import ServerProcess, model_server, service_dir
 
@@ -83,6 +87,18 @@ def postgres_url() -> Iterator[str]:
         running_postgres(scratch / "data", free_port(), THROWAWAY_SETTINGS) as url,
     ):
         yield url
+
+
+@pytest.fixture
+def empty_database(postgres_url: str) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the test PostgreSQL, migrated, with no documents or attempts (nor their
+    chunks and postings): each test starts from an empty index."""
+    engine = make_engine(postgres_url)
+    upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE documents, index_attempts CASCADE"))
+    yield make_session_factory(engine)
+    engine.dispose()
 
 
 @pytest.fixture(scope="session")

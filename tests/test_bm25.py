@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import threading
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -14,8 +13,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import catalog
-from tandem.db.migrate import upgrade
-from tandem.db.session import make_engine, make_session_factory
 from tandem.index import bm25
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk, IndexQuery, SearchMode
@@ -55,13 +52,8 @@ class Corpus:
 
 
 @pytest.fixture
-def corpus(postgres_url: str) -> Iterator[Corpus]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE documents, index_attempts CASCADE"))
-    yield Corpus(make_session_factory(engine))
-    engine.dispose()
+def corpus(empty_database: sessionmaker[Session]) -> Corpus:
+    return Corpus(empty_database)
 
 
 def assert_ranking(corpus: Corpus, query: str, documents: list[str], scores: list[float]) -> None:

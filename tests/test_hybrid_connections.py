@@ -12,11 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import catalog
-from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk, IndexQuery, SearchMode
@@ -31,12 +29,10 @@ def unit(seed: int) -> FloatArray:
 
 
 @pytest.fixture
-def sessions(postgres_url: str) -> Iterator[sessionmaker[Session]]:
-    setup = make_engine(postgres_url)
-    upgrade(setup)
-    with setup.begin() as connection:
-        connection.execute(text("TRUNCATE documents, index_attempts CASCADE"))
-    writer = make_session_factory(setup)
+def sessions(
+    postgres_url: str, empty_database: sessionmaker[Session]
+) -> Iterator[sessionmaker[Session]]:
+    writer = empty_database
     for d in range(30):
         document_id = f"doc-{d}"
         with writer.begin() as session:
@@ -58,7 +54,6 @@ def sessions(postgres_url: str) -> Iterator[sessionmaker[Session]]:
                 )
             ],
         )
-    setup.dispose()
     # Two connections in all (pool_size 1 + overflow 1): one hybrid search fills it.
     engine = make_engine(postgres_url, pool_size=1)
     yield make_session_factory(engine)

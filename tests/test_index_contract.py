@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import catalog
-from tandem.db.migrate import upgrade
-from tandem.db.session import make_engine, make_session_factory
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import (
@@ -51,13 +49,9 @@ def chunk(ordinal: int, body: str, seed: int, **extra: object) -> IndexedChunk:
 
 @pytest.fixture(params=[Fusion.LINEAR, Fusion.RRF], ids=["postgres-linear", "postgres-rrf"])
 def index_and_catalog(
-    request: pytest.FixtureRequest, postgres_url: str
-) -> Iterator[tuple[DocumentIndex, AddDocument]]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE documents, index_attempts CASCADE"))
-    sessions = make_session_factory(engine)
+    request: pytest.FixtureRequest, empty_database: sessionmaker[Session]
+) -> tuple[DocumentIndex, AddDocument]:
+    sessions = empty_database
 
     def add_document(document_id: str) -> None:
         # The PostgreSQL index keeps chunks beside the catalog row they belong to.
@@ -67,8 +61,7 @@ def index_and_catalog(
                 catalog.DocumentInfo(document_id, "T", "s", "text/plain", {}, "h", 1),
             )
 
-    yield PostgresIndex(sessions, request.param), add_document
-    engine.dispose()
+    return PostgresIndex(sessions, request.param), add_document
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -15,8 +14,6 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import attempts, claims
-from tandem.db.migrate import upgrade
-from tandem.db.session import make_engine, make_session_factory
 from tandem.documents import ParsedDocument
 from tandem.embedding_dimensions import IncompatibleModel, check_dimensions
 from tandem.model_client import ModelClient
@@ -30,13 +27,8 @@ DIMENSIONS = 384
 
 
 @pytest.fixture
-def sessions(postgres_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE documents, index_attempts CASCADE"))
-    yield make_session_factory(engine)
-    engine.dispose()
+def sessions(empty_database: sessionmaker[Session]) -> sessionmaker[Session]:
+    return empty_database
 
 
 @pytest.fixture(scope="module")

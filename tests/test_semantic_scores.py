@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import catalog
-from tandem.db.migrate import upgrade
-from tandem.db.session import make_engine, make_session_factory
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk, IndexHit, IndexQuery, SearchMode
 from tandem.model_files import FloatArray
@@ -37,12 +33,8 @@ DOCUMENTS = {
 
 
 @pytest.fixture
-def sessions(postgres_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(postgres_url)
-    upgrade(engine)
-    with engine.begin() as connection:
-        connection.execute(text("TRUNCATE documents, index_attempts CASCADE"))
-    factory = make_session_factory(engine)
+def sessions(empty_database: sessionmaker[Session]) -> sessionmaker[Session]:
+    factory = empty_database
     for document_id, vectors in DOCUMENTS.items():
         with factory.begin() as session:
             catalog.upsert_document(
@@ -64,8 +56,7 @@ def sessions(postgres_url: str) -> Iterator[sessionmaker[Session]]:
                 for ordinal, vector in enumerate(vectors)
             ],
         )
-    yield factory
-    engine.dispose()
+    return factory
 
 
 def semantic(sessions: sessionmaker[Session], opening_weight: float) -> list[IndexHit]:
