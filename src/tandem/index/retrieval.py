@@ -36,6 +36,15 @@ MAX_EF_SEARCH = 1000
 OPENING_WEIGHT = 0.5  # w above; 0 ranks by each chunk's own cosine alone
 
 
+# The cosine of a chunk's document's opening chunk, `o`, joined by the unique
+# (document_id, ordinal) key; NULL only if the opening chunk is gone.
+OPENING_COSINE = "1 - (o.embedding <=> CAST(:v AS vector))"
+
+
+def opening_join(chunk_alias: str) -> str:
+    return f" LEFT JOIN chunks o ON o.document_id = {chunk_alias}.document_id AND o.ordinal = 0"
+
+
 @dataclass(frozen=True, slots=True)
 class ChunkFilter:
     """SQL over the `chunks` row aliased `c`, and its parameters; empty for no filter."""
@@ -89,10 +98,9 @@ class PostgresRetrieval:
                 return self._hybrid(sessions, session, query, chunk_filter)
             vector = None if query.mode is SearchMode.KEYWORD else resolve(query.vector)
             if vector is None:  # keyword mode, or no query vector: keyword only
-                scores = self._keyword(session, query, chunk_filter)[1]
-                ranked = _by_score(scores, keyword=True)
+                ranked = _by_score(self._keyword(session, query, chunk_filter), keyword=True)
             else:
-                ranked = _by_score(self._nearest(session, query, vector, chunk_filter))
+                ranked = _by_score(self._nearest(session, query, vector, chunk_filter)[0])
             return self._hits(session, ranked[: query.limit])
 
     def _hybrid(
@@ -111,13 +119,15 @@ class PostgresRetrieval:
         vector_scores: dict[int, float] = {}
         vector_bm25: dict[int, float] = {}
         with ThreadPoolExecutor(1, thread_name_prefix="bm25") as keyword_thread:
-            keyword = keyword_thread.submit(self._keyword_side, sessions, query, analysed)
+            keyword = keyword_thread.submit(
+                self._keyword_side, sessions, query, chunk_filter, analysed
+            )
             vector = resolve(query.vector)
             if vector is not None:
                 scorer = bm25.Bm25Scorer(
                     session, analysed.result(), chunk_filter.sql, chunk_filter.params
                 )
-                vector_scores, vector_bm25 = self._nearest_with_bm25(
+                vector_scores, vector_bm25 = self._nearest(
                     session, query, vector, chunk_filter, scorer
                 )
             keyword_scores, keyword_semantic = keyword.result()
@@ -136,47 +146,47 @@ class PostgresRetrieval:
         self,
         sessions: sessionmaker[Session],
         query: IndexQuery,
+        chunk_filter: ChunkFilter,
         analysed: Future[bm25.PreparedQuery],
     ) -> tuple[dict[int, float], dict[int, float]]:
-        """(BM25 top k, their semantic scores: empty without a vector); `analysed` gets
-        the query's terms as soon as they are read, or the error that prevented it."""
+        """On a connection of its own: (BM25 top k, their semantic scores: empty without
+        a vector)."""
         with sessions() as session:
-            try:
-                prepared = bm25.prepare(session, query.text, self._parameters)
-            except BaseException as exc:  # re-raised: the other side must not wait forever
-                analysed.set_exception(exc)
-                raise
-            analysed.set_result(prepared)
-            chunk_filter = ChunkFilter.build(query.filters)
-            scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
-            scores = dict(scorer.top(query.candidates))
+            scores = self._keyword(session, query, chunk_filter, analysed)
             vector = resolve(query.vector)
             semantic = {} if vector is None else self._semantic_scores(session, vector, [*scores])
             return scores, semantic
 
     def _keyword(
-        self, session: Session, query: IndexQuery, chunk_filter: ChunkFilter
-    ) -> tuple[bm25.PreparedQuery, dict[int, float]]:
-        prepared = bm25.prepare(session, query.text, self._parameters)
+        self,
+        session: Session,
+        query: IndexQuery,
+        chunk_filter: ChunkFilter,
+        analysed: Future[bm25.PreparedQuery] | None = None,
+    ) -> dict[int, float]:
+        """The BM25 top k; `analysed` gets the query's terms as soon as they are read (or
+        the error that prevented it)."""
+        try:
+            prepared = bm25.prepare(session, query.text, self._parameters)
+        except BaseException as exc:  # re-raised: whoever waits must not wait forever
+            if analysed is not None:
+                analysed.set_exception(exc)
+            raise
+        if analysed is not None:
+            analysed.set_result(prepared)
         scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
-        return prepared, dict(scorer.top(query.candidates))
+        return dict(scorer.top(query.candidates))
 
     def _nearest(
-        self, session: Session, query: IndexQuery, vector: FloatArray, chunk_filter: ChunkFilter
-    ) -> dict[int, float]:
-        """The HNSW top k by each chunk's own cosine, with their semantic scores (module
-        docstring): the opening chunks are joined in the same statement."""
-        return self._nearest_with_bm25(session, query, vector, chunk_filter, None)[0]
-
-    def _nearest_with_bm25(
         self,
         session: Session,
         query: IndexQuery,
         vector: FloatArray,
         chunk_filter: ChunkFilter,
-        scorer: bm25.Bm25Scorer | None,
+        scorer: bm25.Bm25Scorer | None = None,
     ) -> tuple[dict[int, float], dict[int, float]]:
-        """`_nearest`, and with a `scorer` each candidate's exact BM25 as well."""
+        """The HNSW top k by each chunk's own cosine, with their semantic scores (module
+        docstring), and with a `scorer` their exact BM25 too: all in one statement."""
         # Filtered HNSW scans keep looking until enough rows pass the filter. On small
         # tables the planner prefers a sequential scan that reads every vector out of line
         # (TOAST): several times slower than the index. All three for this transaction
@@ -199,13 +209,11 @@ class PostgresRetrieval:
             keyword_params = scorer.score_parameters()
         rows = session.execute(
             text(
-                "SELECT n.id, n.cosine, 1 - (o.embedding <=> CAST(:v AS vector))"
-                f"{keyword_column} FROM ("
+                f"SELECT n.id, n.cosine, {OPENING_COSINE}{keyword_column} FROM ("
                 " SELECT c.id, c.document_id, 1 - (c.embedding <=> CAST(:v AS vector)) AS cosine"
                 f" FROM chunks c{chunk_filter.where()}"
                 " ORDER BY c.embedding <=> CAST(:v AS vector) LIMIT :k) AS n"
-                " LEFT JOIN chunks o ON o.document_id = n.document_id AND o.ordinal = 0"
-                f"{keyword_join}"
+                f"{opening_join('n')}{keyword_join}"
             ),
             {
                 **keyword_params,
@@ -226,11 +234,8 @@ class PostgresRetrieval:
             return {}
         rows = session.execute(
             text(
-                "SELECT c.id, 1 - (c.embedding <=> CAST(:v AS vector)),"
-                " 1 - (o.embedding <=> CAST(:v AS vector))"
-                " FROM chunks c LEFT JOIN chunks o"
-                " ON o.document_id = c.document_id AND o.ordinal = 0"
-                " WHERE c.id = ANY(:ids)"
+                f"SELECT c.id, 1 - (c.embedding <=> CAST(:v AS vector)), {OPENING_COSINE}"
+                f" FROM chunks c{opening_join('c')} WHERE c.id = ANY(:ids)"
             ),
             {"v": vector_literal(vector), "ids": list(dict.fromkeys(chunk_ids))},
         )
