@@ -115,6 +115,20 @@ def _wait_mid_ingest(database: Database, attempt_id: str) -> int:
     raise AssertionError("the ingest did not start")
 
 
+def _ingest_under_way(
+    stack: tuple[Backends, ServerProcess, ServerProcess], prefix: str
+) -> tuple[dict[str, str], str, int]:
+    """An ingest of DOCUMENTS new documents, part done: (the documents, its attempt id, the
+    worker log's length at that moment)."""
+    backends, api, worker = stack
+    database = Database(backends.database_url)
+    database.reset()
+    documents = {f"{prefix}-{n:04d}": short_text(n) for n in range(DOCUMENTS)}
+    first = _post_batch(api, documents)
+    _wait_mid_ingest(database, first)
+    return documents, first, len(worker.log())
+
+
 def _wait_log(worker: ServerProcess, markers: tuple[str, ...], since: int) -> None:
     """Until the worker's log (past offset `since`) shows it has noticed the outage."""
     deadline = time.monotonic() + OUTAGE_LIMIT_SECONDS
@@ -157,12 +171,7 @@ def test_redis_restarted_during_an_ingest(
 ) -> None:
     _, redis = services
     backends, api, worker = stack
-    database = Database(backends.database_url)
-    database.reset()
-    documents = {f"redis-{n:04d}": short_text(n) for n in range(DOCUMENTS)}
-    first = _post_batch(api, documents)
-    _wait_mid_ingest(database, first)
-    log_offset = len(worker.log())
+    documents, first, log_offset = _ingest_under_way(stack, "redis")
     redis.stop()
     try:
         _wait_log(worker, ("Connection to broker lost", "Cannot connect to redis"), log_offset)
@@ -197,12 +206,7 @@ def test_postgres_restarted_during_an_ingest(
 ) -> None:
     postgres, _ = services
     backends, api, worker = stack
-    database = Database(backends.database_url)
-    database.reset()
-    documents = {f"pg-{n:04d}": short_text(n) for n in range(DOCUMENTS)}
-    first = _post_batch(api, documents)
-    _wait_mid_ingest(database, first)
-    log_offset = len(worker.log())
+    documents, first, log_offset = _ingest_under_way(stack, "pg")
     postgres.stop()
     try:
         _wait_log(worker, ("OperationalError", "sweep_failed"), log_offset)
