@@ -152,7 +152,7 @@ def ingest(sessions: sessionmaker[Session], prepared: PreparedSet) -> float:
                 catalog.DocumentInfo(
                     id=document.id,
                     title=document.title,
-                    source=document.source,
+                    path=document.source,
                     content_type=ContentType.TEXT,
                     metadata={},
                     content_hash=hashlib.sha256(document.text.encode()).hexdigest(),
@@ -166,7 +166,7 @@ def ingest(sessions: sessionmaker[Session], prepared: PreparedSet) -> float:
                     ordinal=c.ordinal,
                     text=c.text,
                     title=c.title,
-                    source=c.source,
+                    path=c.path,
                     content_type=ContentType.TEXT,
                     token_count=c.token_count,
                     embedding=vector,

@@ -53,7 +53,7 @@ def prose(paragraphs: int, seed: int = 7) -> str:
 
 def doc(text: str, title: str = "Design Notes", content_type: str = "text/plain") -> ParsedDocument:
     return ParsedDocument(
-        title=title, text=text, source="notes.txt", content_type=content_type, metadata={}
+        title=title, text=text, path="notes.txt", content_type=content_type, metadata={}
     )
 
 
@@ -66,7 +66,7 @@ def check(document: ParsedDocument, chunks: list[TextChunk], counter: Tokenizer)
         assert chunk.ordinal == ordinal
         assert chunk.text.strip() and chunk.text == document.text[chunk.start : chunk.end]
         assert chunk.embed_text == f"{chunk.title}\n{chunk.text}"
-        assert chunk.source == document.source
+        assert chunk.path == document.path
         tokens = len(counter.encode(chunk.embed_text).ids)  # special tokens included
         assert tokens == chunk.token_count <= WINDOW
         if previous is not None:

@@ -47,7 +47,7 @@ def sessions(
                     ordinal=0,
                     text=body,
                     title=document_id,
-                    source="s",
+                    path="s",
                     content_type="text/plain",
                     token_count=len(body.split()),
                     embedding=unit(d),

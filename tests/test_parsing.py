@@ -76,7 +76,7 @@ def make_docx(title: str | None = None) -> bytes:
 def test_plain_text_with_utf8_bom_and_crlf() -> None:
     doc = parse_document("notes.txt", b"\xef\xbb\xbfHello w\xc3\xb6rld\r\nline two\r\n")
     assert doc.text == "Hello wörld\nline two"
-    assert (doc.title, doc.source, doc.content_type) == ("notes", "notes.txt", "text/plain")
+    assert (doc.title, doc.path, doc.content_type) == ("notes", "notes.txt", "text/plain")
     assert doc.metadata["encoding"] == "utf-8-sig"
 
 

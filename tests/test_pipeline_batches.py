@@ -219,7 +219,7 @@ class ExplodingChunker(Chunker):
         self.poison = poison
 
     def chunk(self, doc: ParsedDocument) -> list[TextChunk]:
-        if doc.source == self.poison:
+        if doc.path == self.poison:
             raise RuntimeError("chunker bug")
         return super().chunk(doc)
 

@@ -122,7 +122,7 @@ def test_a_chunk_was_embedded_as_title_newline_body(model_cache: Path) -> None:
     parsed = ParsedDocument(
         title="A title long enough to matter " * 3,
         text=_document(3).decode(),
-        source="note.md",
+        path="note.md",
         content_type="text/markdown",
     )
     chunks = chunker.chunk(parsed)

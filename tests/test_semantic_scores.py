@@ -48,7 +48,7 @@ def sessions(empty_database: sessionmaker[Session]) -> sessionmaker[Session]:
                     ordinal=ordinal,
                     text=f"{document_id} part {ordinal}",
                     title=document_id,
-                    source="s",
+                    path="s",
                     content_type="text/plain",
                     token_count=3,
                     embedding=vector,

@@ -25,7 +25,7 @@ class ContentType(StrEnum):
 class ParsedDocument:
     title: str
     text: str
-    source: str  # the uploaded filename
+    path: str  # where it came from: the uploaded file's path, a folder path, a URL
     content_type: str  # a ContentType value
     metadata: dict[str, str] = field(default_factory=dict)
 

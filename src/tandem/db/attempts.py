@@ -14,7 +14,8 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db.models import AttemptStatus, IndexAttempt, IndexAttemptItem
+from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, IndexAttempt, IndexAttemptItem
+from tandem.db.sources import finish_syncs
 
 TERMINAL = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED)
 
@@ -22,19 +23,55 @@ TERMINAL = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED)
 @dataclass(frozen=True, slots=True)
 class NewItem:
     document_id: str
-    filename: str
+    filename: str  # the document's path in its source
     payload: bytes
+    source: str = UPLOAD_SOURCE
     content_type: str | None = None
     title: str | None = None
     metadata: dict[str, Any] | None = None
 
 
-def create_attempt(session: Session, items: list[NewItem]) -> tuple[IndexAttempt, list[int]]:
-    attempt = IndexAttempt(status=AttemptStatus.QUEUED)
-    attempt.items = [
+def create_attempt(
+    session: Session, items: list[NewItem], *, collecting: bool = False
+) -> tuple[IndexAttempt, list[int]]:
+    """A new attempt with `items`; `collecting`: more will be added (`add_items`) and it is
+    not finished until `stop_collecting`."""
+    attempt = IndexAttempt(status=AttemptStatus.QUEUED, collecting=collecting)
+    attempt.items = _new_rows(items, 0)
+    session.add(attempt)
+    session.flush()
+    return attempt, [item.id for item in attempt.items]
+
+
+def add_items(session: Session, attempt_id: uuid.UUID, items: list[NewItem]) -> list[int]:
+    """Append items to a collecting attempt; their ids."""
+    start = session.execute(
+        select(func.coalesce(func.max(IndexAttemptItem.position) + 1, 0)).where(
+            IndexAttemptItem.attempt_id == attempt_id
+        )
+    ).scalar_one()
+    rows = _new_rows(items, int(start))
+    for row in rows:
+        row.attempt_id = attempt_id
+    session.add_all(rows)
+    session.flush()
+    return [row.id for row in rows]
+
+
+def stop_collecting(session: Session, attempt_id: uuid.UUID) -> None:
+    """No more items: the attempt finishes with its last item (now, if all are done)."""
+    session.execute(
+        text("UPDATE index_attempts SET collecting = false WHERE id = :id"), {"id": attempt_id}
+    )
+    finish_attempt_if_done(session, attempt_id)
+
+
+def _new_rows(items: list[NewItem], start: int) -> list[IndexAttemptItem]:
+    return [
         IndexAttemptItem(
             position=position,
             document_id=item.document_id,
+            source=item.source,
             filename=item.filename,
             content_type=item.content_type,
             title=item.title,
@@ -44,16 +81,13 @@ def create_attempt(session: Session, items: list[NewItem]) -> tuple[IndexAttempt
             status=AttemptStatus.QUEUED,
             chunk_count=0,
         )
-        for position, item in enumerate(items)
+        for position, item in enumerate(items, start)
     ]
-    session.add(attempt)
-    session.flush()
-    return attempt, [item.id for item in attempt.items]
 
 
 def finish_attempt_if_done(session: Session, attempt_id: uuid.UUID) -> None:
     attempt = session.get(IndexAttempt, attempt_id, with_for_update=True)
-    if attempt is None or attempt.status in TERMINAL:
+    if attempt is None or attempt.status in TERMINAL or attempt.collecting:
         return
     counts = dict(
         session.execute(
@@ -70,6 +104,9 @@ def finish_attempt_if_done(session: Session, attempt_id: uuid.UUID) -> None:
     attempt.status = AttemptStatus.FAILED if failed == total else AttemptStatus.SUCCEEDED
     attempt.error = f"{failed} of {total} item(s) failed" if failed else None
     attempt.finished_at = datetime.now(UTC)
+    if total == 0:  # a sync that found nothing to index
+        attempt.status = AttemptStatus.SUCCEEDED
+    finish_syncs(session, attempt_id, failed)
 
 
 def finish_attempts(sessions: sessionmaker[Session], attempt_ids: Iterable[uuid.UUID]) -> None:

@@ -10,19 +10,20 @@ import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from tandem.db.models import Chunk, Document
+from tandem.db.models import UPLOAD_SOURCE, Chunk, Document
 
 
 @dataclass(frozen=True, slots=True)
 class DocumentInfo:
     id: str
     title: str
-    source: str
+    path: str
     content_type: str
     metadata: dict[str, Any]
     content_hash: str
     size_bytes: int
     chunk_count: int = 0
+    source: str = UPLOAD_SOURCE
 
 
 def upsert_document(session: Session, info: DocumentInfo) -> None:
@@ -32,33 +33,43 @@ def upsert_document(session: Session, info: DocumentInfo) -> None:
 _UPSERT = text(
     """
     INSERT INTO documents
-        (id, title, source, content_type, metadata, content_hash, size_bytes, chunk_count)
+        (id, title, source, path, content_type, metadata, content_hash, size_bytes, chunk_count)
     SELECT * FROM unnest(
         CAST(:ids AS text[]), CAST(:titles AS text[]), CAST(:sources AS text[]),
+        CAST(:paths AS text[]),
         CAST(:content_types AS text[]), CAST(CAST(:metadata AS text[]) AS jsonb[]),
         CAST(:hashes AS text[]), CAST(:sizes AS bigint[]), CAST(:chunk_counts AS integer[]))
     ON CONFLICT (id) DO UPDATE SET
-        title = excluded.title, source = excluded.source,
+        title = excluded.title, path = excluded.path,
         content_type = excluded.content_type, metadata = excluded.metadata,
         content_hash = excluded.content_hash, size_bytes = excluded.size_bytes,
         chunk_count = excluded.chunk_count, updated_at = now()
+    -- An id another source holds is not taken over: that row is not returned.
+    WHERE documents.source = excluded.source
     RETURNING id, xmax <> 0 AS existed
     """
 )
 
 
-def upsert_documents(session: Session, infos: Sequence[DocumentInfo]) -> set[str]:
+@dataclass(frozen=True, slots=True)
+class Upserted:
+    written: set[str]  # the ids inserted or updated
+    existed: set[str]  # of those, the ones that existed (whose old chunks go)
+
+
+def upsert_documents(session: Session, infos: Sequence[DocumentInfo]) -> Upserted:
     """Insert or update catalogue rows in one statement (of one fixed text, whatever the
-    count); the ids that already existed, whose old chunks the caller must replace. The
-    ids must be distinct; sort them, so concurrent writers lock rows in one order."""
+    count). An id that another source's document holds is not written. The ids must be
+    distinct; sort them, so concurrent writers lock rows in one order."""
     if not infos:
-        return set()
+        return Upserted(set(), set())
     rows = session.execute(
         _UPSERT,
         {
             "ids": [i.id for i in infos],
             "titles": [i.title for i in infos],
             "sources": [i.source for i in infos],
+            "paths": [i.path for i in infos],
             "content_types": [i.content_type for i in infos],
             "metadata": [orjson.dumps(i.metadata).decode() for i in infos],
             "hashes": [i.content_hash for i in infos],
@@ -67,7 +78,28 @@ def upsert_documents(session: Session, infos: Sequence[DocumentInfo]) -> set[str
         },
     )
     # xmax is 0 on a freshly inserted row version and set on an updated one.
-    return {str(row.id) for row in rows if row.existed}
+    written = [(str(row.id), bool(row.existed)) for row in rows]
+    return Upserted({i for i, _ in written}, {i for i, existed in written if existed})
+
+
+@dataclass(frozen=True, slots=True)
+class Indexed:
+    """What the catalogue holds of a document: enough to tell whether it changed."""
+
+    source: str
+    content_hash: str
+    chunk_count: int
+
+
+def indexed(session: Session, ids: Sequence[str]) -> dict[str, Indexed]:
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(Document.id, Document.source, Document.content_hash, Document.chunk_count).where(
+            Document.id.in_(list(ids))
+        )
+    )
+    return {str(r[0]): Indexed(str(r[1]), str(r[2]), int(r[3])) for r in rows}
 
 
 def embedding_dimensions(session: Session) -> int:

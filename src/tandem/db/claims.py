@@ -35,7 +35,8 @@ class WorkItem:
     id: int
     attempt_id: uuid.UUID
     document_id: str
-    filename: str
+    source: str
+    filename: str  # the document's path in its source
     content_type: str | None
     title: str | None
     metadata: dict[str, Any]
@@ -56,11 +57,15 @@ class ClaimLimits:
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """How one claimed item ended: indexed with `chunk_count` chunks, or failed."""
+    """How one claimed item ended: indexed with `chunk_count` chunks (`embedded` of them
+    embedded, the others' vectors reused; `outcome` added, updated or unchanged), or
+    failed."""
 
     item: WorkItem
     chunk_count: int = 0
     error: str | None = None
+    outcome: str | None = None
+    embedded: int = 0
 
 
 # Claimable: queued and due, or running under a lease that ran out.
@@ -87,7 +92,7 @@ _TAKE = text(
         lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :lease),
         not_before = NULL
     WHERE id = ANY(:ids)
-    RETURNING id, attempt_id, document_id, filename, content_type, title, metadata, payload,
+    RETURNING id, attempt_id, document_id, source, filename, content_type, title, metadata, payload,
               size_bytes, claims, failures
     """
 )
@@ -115,6 +120,7 @@ def _work_item(row: Row[Any]) -> WorkItem:
         id=int(row.id),
         attempt_id=row.attempt_id,
         document_id=row.document_id,
+        source=row.source,
         filename=row.filename,
         content_type=row.content_type,
         title=row.title,
@@ -228,10 +234,12 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome]) -> None:
     session.execute(
         text(
             "UPDATE index_attempt_items AS i SET status = CAST(o.status AS attempt_item_status), "
-            "error = o.error, chunk_count = o.chunks, payload = NULL, lease_owner = NULL, "
+            "error = o.error, chunk_count = o.chunks, outcome = o.outcome, "
+            "embedded_chunks = o.embedded, payload = NULL, lease_owner = NULL, "
             "lease_expires_at = NULL, not_before = NULL "
             "FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), "
-            "CAST(:errors AS text[]), CAST(:chunks AS integer[])) AS o(id, status, error, chunks) "
+            "CAST(:errors AS text[]), CAST(:chunks AS integer[]), CAST(:outcomes AS text[]), "
+            "CAST(:embedded AS integer[])) AS o(id, status, error, chunks, outcome, embedded) "
             "WHERE i.id = o.id"
         ),
         {
@@ -242,6 +250,8 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome]) -> None:
             ],
             "errors": [o.error for o in outcomes],
             "chunks": [o.chunk_count for o in outcomes],
+            "outcomes": [None if o.error else o.outcome for o in outcomes],
+            "embedded": [o.embedded for o in outcomes],
         },
     )
 

@@ -1,4 +1,5 @@
-"""Relational schema: documents, chunks (vectors + full text), index attempts, API keys.
+"""Relational schema: sources, documents, chunks (vectors + full text), index attempts,
+API keys.
 
 Alembic migrations in `tandem/db/migrations` create exactly this; a test compares them.
 """
@@ -66,14 +67,89 @@ def _status_enum(name: str) -> Enum:
     return Enum(AttemptStatus, name=name, values_callable=lambda e: [m.value for m in e])
 
 
+UPLOAD_SOURCE = "upload"  # the source of files and batches sent to the API
+
+
+class SourceKind(enum.StrEnum):
+    UPLOAD = "upload"
+    FOLDER = "folder"
+    WEB = "web"
+
+
+class Source(Base):
+    """Where documents come from; a sync of a folder or web source holds its lease."""
+
+    __tablename__ = "sources"
+    __table_args__ = (
+        CheckConstraint("kind IN ('upload', 'folder', 'web')", name="sources_kind_check"),
+    )
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    next_sync_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_requested_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    sync_owner: Mapped[str | None] = mapped_column(String(200))
+    sync_lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SourceSync(Base):
+    """One sync of a source: what its walk found, and the index attempt it queued."""
+
+    __tablename__ = "source_syncs"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    source: Mapped[str] = mapped_column(ForeignKey("sources.name", ondelete="CASCADE"), index=True)
+    status: Mapped[str] = mapped_column(String(16))  # running, succeeded, failed, interrupted
+    owner: Mapped[str] = mapped_column(String(200))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    walked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    added: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    unchanged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    deleted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failed: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    errors: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default="[]")
+    attempt_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("index_attempts.id", ondelete="SET NULL"), index=True
+    )
+
+
+class SourceEntry(Base):
+    """What the last sync saw at a path: its version (a file's size and mtime, a page's
+    ETag and Last-Modified), its content hash and (web pages) its links."""
+
+    __tablename__ = "source_entries"
+
+    source: Mapped[str] = mapped_column(
+        ForeignKey("sources.name", ondelete="CASCADE"), primary_key=True
+    )
+    path: Mapped[str] = mapped_column(Text, primary_key=True)
+    version: Mapped[str] = mapped_column(Text, default="", server_default="")
+    content_hash: Mapped[str] = mapped_column(String(64))
+    links: Mapped[list[str]] = mapped_column(JSONB, default=list, server_default="[]")
+    document_id: Mapped[str] = mapped_column(String(512))
+
+
 class Document(Base):
     __tablename__ = "documents"
+    __table_args__ = (Index("ix_documents_source_path", "source", "path"),)
 
+    # Its source's name and its path inside it ("docs:beta/README.md"); for the upload
+    # source the path alone (the ids uploads have always had).
     id: Mapped[str] = mapped_column(String(512), primary_key=True)
     title: Mapped[str] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(
+        ForeignKey("sources.name", ondelete="CASCADE"), server_default=UPLOAD_SOURCE
+    )
+    path: Mapped[str] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(String(128))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    # Of what the parser read (tandem.worker.pipeline.content_hash): unchanged, nothing is
+    # parsed, chunked or embedded again.
     content_hash: Mapped[str] = mapped_column(String(64))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
@@ -107,7 +183,9 @@ class Chunk(Base):
     )
     ordinal: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(Text)
-    source: Mapped[str] = mapped_column(Text)
+    # The document's, so filters by source and path need no join.
+    source: Mapped[str] = mapped_column(String(64), server_default=UPLOAD_SOURCE)
+    path: Mapped[str] = mapped_column(Text)
     content_type: Mapped[str] = mapped_column(String(128))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     text: Mapped[str] = mapped_column(Text)
@@ -140,6 +218,8 @@ class IndexAttempt(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A sync still adding items: its workers must not finish it yet.
+    collecting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
 
     items: Mapped[list[IndexAttemptItem]] = relationship(
         back_populates="attempt",
@@ -169,7 +249,8 @@ class IndexAttemptItem(Base):
     )
     position: Mapped[int] = mapped_column(Integer)
     document_id: Mapped[str] = mapped_column(String(512))
-    filename: Mapped[str] = mapped_column(Text)
+    source: Mapped[str] = mapped_column(String(64), server_default=UPLOAD_SOURCE)
+    filename: Mapped[str] = mapped_column(Text)  # the document's path in its source
     content_type: Mapped[str | None] = mapped_column(String(128))
     title: Mapped[str | None] = mapped_column(Text)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
@@ -181,6 +262,10 @@ class IndexAttemptItem(Base):
     )
     error: Mapped[str | None] = mapped_column(Text)
     chunk_count: Mapped[int] = mapped_column(Integer, default=0)
+    # How it was indexed: added, updated or unchanged (nothing embedded); and how many of
+    # its chunks were embedded (the others reused their stored vectors).
+    outcome: Mapped[str | None] = mapped_column(String(16))
+    embedded_chunks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # The work queue (tandem.db.claims): a claim bumps `claims` (the fencing token of
     # its write) and leases the item to one worker until `lease_expires_at`; `failures`
     # counts unexpected errors and dead workers; a retry waits until `not_before`.

@@ -18,12 +18,14 @@ from tandem.index.bm25 import Bm25Parameters
 from tandem.index.fusion import Fusion
 from tandem.index.protocol import IndexedChunk, IndexHit, IndexQuery
 from tandem.index.retrieval import OPENING_WEIGHT, PostgresRetrieval
+from tandem.model_files import FloatArray
 
 CHUNK_COLUMNS = (
     "document_id",
     "ordinal",
     "title",
     "source",
+    "path",
     "content_type",
     "metadata",
     "text",
@@ -51,6 +53,7 @@ def _binary_row(document_id: str, chunk: IndexedChunk) -> bytes:
         struct.pack(">i", chunk.ordinal),
         chunk.title.encode(),
         chunk.source.encode(),
+        chunk.path.encode(),
         chunk.content_type.encode(),
         _JSONB_VERSION + orjson.dumps(chunk.metadata),
         chunk.text.encode(),
@@ -96,6 +99,24 @@ def replace_chunks(
         copy.write(b"".join([_COPY_HEADER, *rows, _COPY_TRAILER]))
 
 
+def stored_vectors(
+    session: Session, document_ids: Collection[str]
+) -> dict[str, dict[tuple[str, str], FloatArray]]:
+    """Each document's stored vectors by the (title, text) they embed: a changed document
+    re-embeds only the chunks whose text is new."""
+    if not document_ids:
+        return {}
+    found: dict[str, dict[tuple[str, str], FloatArray]] = {}
+    rows = session.execute(
+        select(Chunk.document_id, Chunk.title, Chunk.text, Chunk.embedding).where(
+            Chunk.document_id.in_(sorted(document_ids))
+        )
+    )
+    for document_id, title, body, embedding in rows:
+        found.setdefault(document_id, {})[(title, body)] = np.asarray(embedding, np.float32)
+    return found
+
+
 class PostgresIndex:
     def __init__(
         self,
@@ -127,13 +148,15 @@ class PostgresIndex:
 
     def chunks(self, document_id: str) -> list[IndexHit]:
         statement = (
-            select(Chunk.document_id, Chunk.ordinal, Chunk.title, Chunk.source, Chunk.text)
+            select(
+                Chunk.document_id, Chunk.ordinal, Chunk.title, Chunk.source, Chunk.path, Chunk.text
+            )
             .where(Chunk.document_id == document_id)
             .order_by(Chunk.ordinal)
         )
         with self._sessions() as session:
             return [
-                IndexHit(row[0], row[1], row[2], row[3], row[4], 0.0, None, None)
+                IndexHit(row[0], row[1], row[2], row[3], row[4], row[5], 0.0, None, None)
                 for row in session.execute(statement)
             ]
 

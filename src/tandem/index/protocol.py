@@ -34,16 +34,18 @@ class SearchMode(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class IndexedChunk:
-    """A chunk as the index stores it; title, source and metadata travel with it."""
+    """A chunk as the index stores it; its document's title, source, path and metadata
+    travel with it."""
 
     ordinal: int
     text: str
     title: str
-    source: str
+    path: str
     content_type: str
     token_count: int
     embedding: FloatArray
     metadata: dict[str, Any] = field(default_factory=dict)
+    source: str = "upload"
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +75,7 @@ class IndexHit:
     ordinal: int
     title: str
     source: str
+    path: str
     text: str
     score: float
     vector_score: float | None

@@ -258,7 +258,7 @@ class PostgresRetrieval:
             int(row[0]): row
             for row in session.execute(
                 text(
-                    "SELECT id, document_id, ordinal, title, source, text FROM chunks"
+                    "SELECT id, document_id, ordinal, title, source, path, text FROM chunks"
                     " WHERE id = ANY(:ids)"
                 ),
                 {"ids": [c.key for c in ranked]},
@@ -270,7 +270,8 @@ class PostgresRetrieval:
                 ordinal=row[2],
                 title=row[3],
                 source=row[4],
-                text=row[5],
+                path=row[5],
+                text=row[6],
                 score=c.score,
                 vector_score=c.vector_score,
                 keyword_score=c.keyword_score,

@@ -12,6 +12,7 @@ truncates a chunk, and every chunk body is an exact span of the document text.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,7 @@ class TextChunk:
     ordinal: int
     text: str  # the body, exactly doc.text[start:end]
     title: str
-    source: str
+    path: str
     token_count: int  # tokens of embed_text, special tokens included
     embed_text: str  # what gets embedded: title + "\n" + body
     start: int  # character offsets of the body in ParsedDocument.text
@@ -63,6 +64,10 @@ class Chunker:
         # The title may take at most a quarter of the window; the rest is for the body.
         self.max_title_tokens = chunk_tokens // 4
         self._splitters: dict[tuple[bool, int], TextSplitter | MarkdownSplitter] = {}
+        vocabulary = hashlib.sha256(self._tokenizer.to_str().encode()).hexdigest()[:16]
+        # What decides the chunks besides the text: part of a document's content hash, so
+        # changing any of it re-chunks documents instead of calling them unchanged.
+        self.fingerprint = f"{vocabulary}/{chunk_tokens}/{overlap_tokens}"
 
     @classmethod
     def from_model_dir(
@@ -107,7 +112,7 @@ class Chunker:
                 ordinal=ordinal,
                 text=body,
                 title=title,
-                source=doc.source,
+                path=doc.path,
                 token_count=count,
                 embed_text=prefix + body,
                 start=start,

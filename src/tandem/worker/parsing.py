@@ -45,6 +45,9 @@ _EXTRACTORS: dict[ContentType, Callable[[str, bytes], Extracted]] = {
 }
 
 _MAX_TITLE_CHARS = 200
+# Part of every document's content hash: bump it when parsing gives other text for the
+# same bytes, so documents are parsed again instead of being called unchanged.
+PARSER_VERSION = "2"
 
 
 def parse_document(filename: str, data: bytes, content_type: str | None = None) -> ParsedDocument:
@@ -61,7 +64,7 @@ def parse_document(filename: str, data: bytes, content_type: str | None = None) 
     return ParsedDocument(
         title=_title(extracted.title, filename),
         text=text,
-        source=filename,
+        path=filename,
         content_type=kind.value,
         metadata=extracted.metadata,
     )

@@ -6,6 +6,11 @@ request completes are written together in one transaction (catalogue rows, chunk
 COPY, item outcomes). A document's chunks are replaced as a whole under the claim's fence,
 so a batch killed anywhere and claimed again leaves exactly one copy of each chunk.
 
+Nothing is embedded twice without cause: an item whose content hash (its bytes, declared
+type, title and metadata, and what decides its chunks) equals its document's is
+`unchanged` and costs one lookup; a changed document keeps the stored vectors of every
+chunk whose text it still has, and embeds only the others.
+
 Every claimed item ends somewhere: indexed, failed with a message meant for the uploader,
 released to wait for the indexing server, or (an unexpected error) released for a bounded
 number of retries with backoff, after which the claim gives it up with the last error.
@@ -13,6 +18,7 @@ number of retries with backoff, after which the claim gives it up with the last 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -21,15 +27,17 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Literal
 
+import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, claims
+from tandem.db import attempts, catalog, claims
 from tandem.documents import EmptyDocument, ParseError
+from tandem.index.postgres import stored_vectors
 from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
 from tandem.model_schemas import TextType
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
-from tandem.worker.parsing import parse_document
+from tandem.worker.parsing import PARSER_VERSION, parse_document
 from tandem.worker.stages import BatchTimings, NoObserver, Stage, StageObserver
 from tandem.worker.store import PreparedDocument, write_documents
 
@@ -38,6 +46,20 @@ log = logging.getLogger(__name__)
 UNAVAILABLE_RETRY_SECONDS = 5.0
 DEFAULT_MAX_HOLD_SECONDS = 900.0
 MAX_RETRY_SECONDS = 300.0
+
+
+def content_hash(item: claims.WorkItem, chunker: str) -> str:
+    """What an item's document is made from; equal hashes, equal chunks and vectors."""
+    digest = hashlib.sha256()
+    for part in (
+        f"{PARSER_VERSION}/{chunker}".encode(),
+        (item.content_type or "").encode(),
+        (item.title or "").encode(),
+        orjson.dumps(item.metadata, option=orjson.OPT_SORT_KEYS),
+    ):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    digest.update(item.payload)
+    return digest.hexdigest()
 
 
 class EmbeddingMismatch(ModelServerError):
@@ -108,20 +130,31 @@ class IndexingPipeline:
         with self._timed(timings, "parse_chunk"):
             documents, failures = self._prepare(items, progress)
         self.observer.reached(Stage.PREPARED, [d.item.id for d in documents])
-        passages = [(d, c.embed_text) for d in documents for c in d.chunks]
+        passages = [
+            (d, i, c.embed_text)
+            for d in documents
+            for i, c in enumerate(d.chunks)
+            if d.vectors[i] is None
+        ]
         timings.passages = len(passages)
+        # Documents whose every chunk kept its vector, and the items that end here (failed
+        # or unchanged), are written before any embedding request.
+        ready = [d for d in documents if d.embedded]
+        if ready or failures:
+            self._write(timings, progress, ready, failures)
+            failures = []
         failed: set[int] = set()
         step = self.embedder.batch_size
         for start in range(0, len(passages), step):
-            part = [(d, t) for d, t in passages[start : start + step] if d.item.id not in failed]
-            group = list({d.item.id: d for d, _ in part}.values())
+            part = [p for p in passages[start : start + step] if p[0].item.id not in failed]
+            group = list({d.item.id: d for d, _, _ in part}.values())
             progress.suspects = [d.item for d in group]
             try:
                 self._embed(part, timings)
             except ModelServerUnavailable as exc:
                 self._write(timings, progress, [], failures)
                 self._wait_for_server(progress, exc)
-                timings.released = len(items) - timings.indexed - timings.failed
+                timings.released = len(items) - timings.indexed - timings.failed - timings.unchanged
                 return
             except ModelServerError as exc:
                 # A 4xx will not heal by retrying: these documents fail, the rest go on.
@@ -143,10 +176,21 @@ class IndexingPipeline:
     def _prepare(
         self, items: list[claims.WorkItem], progress: _Progress
     ) -> tuple[list[PreparedDocument], list[claims.Outcome]]:
+        """Parse and chunk what changed; (the documents to embed, the items that end here:
+        failed, or unchanged)."""
         documents: list[PreparedDocument] = []
         failures: list[claims.Outcome] = []
+        with self.sessions() as session:
+            known = catalog.indexed(session, [i.document_id for i in items])
         for item in items:
             progress.suspects = [item]
+            digest = content_hash(item, self.chunker.fingerprint)
+            before = known.get(item.document_id)
+            if before is not None and before.content_hash == digest:
+                failures.append(
+                    claims.Outcome(item, chunk_count=before.chunk_count, outcome="unchanged")
+                )
+                continue
             try:
                 parsed = parse_document(item.filename, item.payload, item.content_type)
                 if item.title:
@@ -157,14 +201,29 @@ class IndexingPipeline:
             except ParseError as exc:
                 failures.append(claims.Outcome(item, error=str(exc)))
                 continue
-            documents.append(PreparedDocument(item, parsed, chunks))
+            documents.append(PreparedDocument(item, parsed, chunks, digest, before is not None))
+        self._reuse_vectors([d for d in documents if d.existed])
         return documents, failures
 
-    def _embed(self, part: list[tuple[PreparedDocument, str]], timings: BatchTimings) -> None:
+    def _reuse_vectors(self, documents: list[PreparedDocument]) -> None:
+        """Chunks whose title and text a document had before keep their stored vectors."""
+        if not documents:
+            return
+        with self.sessions() as session:
+            stored = stored_vectors(session, [d.item.document_id for d in documents])
+        for document in documents:
+            vectors = stored.get(document.item.document_id, {})
+            for i, chunk in enumerate(document.chunks):
+                vector = vectors.get((chunk.title, chunk.text))
+                if vector is not None:
+                    document.vectors[i] = vector
+                    document.reused += 1
+
+    def _embed(self, part: list[tuple[PreparedDocument, int, str]], timings: BatchTimings) -> None:
         if not part:
             return
         started = time.time()
-        vectors = self.embedder.embed([text for _, text in part], TextType.PASSAGE)
+        vectors = self.embedder.embed([text for _, _, text in part], TextType.PASSAGE)
         ended = time.time()
         timings.add("embed", ended - started)
         timings.embed_intervals.append((started, ended))
@@ -173,9 +232,9 @@ class IndexingPipeline:
                 f"the indexing server returned vectors of shape {vectors.shape}; the index "
                 f"stores {self.dimensions} dimensions (is it serving another model?)"
             )
-        for (document, _), vector in zip(part, vectors, strict=True):
-            document.vectors.append(vector)
-        self.observer.reached(Stage.EMBEDDED, sorted({d.item.id for d, _ in part}))
+        for (document, index, _), vector in zip(part, vectors, strict=True):
+            document.vectors[index] = vector
+        self.observer.reached(Stage.EMBEDDED, sorted({d.item.id for d, _, _ in part}))
 
     def _write(
         self,
@@ -198,9 +257,11 @@ class IndexingPipeline:
         if lost:
             log.warning("lease_lost items=%s (taken over by another claim)", sorted(lost))
         timings.indexed += sum(d.item.id in written for d in documents)
-        timings.failed += sum(f.item.id in written for f in failures)
+        timings.failed += sum(f.item.id in written for f in failures if f.error)
+        timings.unchanged += sum(f.item.id in written for f in failures if not f.error)
         for failure in failures:
-            log.info("item_failed item=%d error=%s", failure.item.id, failure.error)
+            if failure.error:
+                log.info("item_failed item=%d error=%s", failure.item.id, failure.error)
         progress.done(sorted(written | lost))
         self.observer.reached(Stage.COMMITTED, sorted(written))
 

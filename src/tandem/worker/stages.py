@@ -39,6 +39,7 @@ class BatchTimings:
     passages: int = 0
     indexed: int = 0
     failed: int = 0
+    unchanged: int = 0  # content as indexed already: nothing parsed or embedded
     released: int = 0
     stages: dict[str, float] = field(default_factory=dict)
     # (start, end) of each embedding request: when the indexing server had our work.

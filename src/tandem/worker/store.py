@@ -7,7 +7,6 @@ was killed or delivered twice.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -23,16 +22,24 @@ from tandem.worker.chunking import TextChunk
 
 @dataclass
 class PreparedDocument:
-    """A claimed item, parsed and chunked; vectors arrive request by request."""
+    """A claimed item, parsed and chunked; vectors arrive request by request (or are the
+    stored ones of chunks whose text did not change)."""
 
     item: claims.WorkItem
     parsed: ParsedDocument
     chunks: list[TextChunk]
-    vectors: list[FloatArray] = field(default_factory=list)
+    content_hash: str
+    existed: bool  # a document of this id was indexed before: this updates it
+    vectors: list[FloatArray | None] = field(default_factory=list)
+    reused: int = 0  # chunks whose stored vector was kept
+
+    def __post_init__(self) -> None:
+        if not self.vectors:
+            self.vectors = [None] * len(self.chunks)
 
     @property
     def embedded(self) -> bool:
-        return len(self.vectors) == len(self.chunks)
+        return all(v is not None for v in self.vectors)
 
     @property
     def metadata(self) -> dict[str, object]:
@@ -42,12 +49,21 @@ class PreparedDocument:
         return catalog.DocumentInfo(
             id=self.item.document_id,
             title=self.parsed.title,
-            source=self.parsed.source,
+            source=self.item.source,
+            path=self.parsed.path,
             content_type=self.parsed.content_type,
             metadata=self.metadata,
-            content_hash=hashlib.sha256(self.parsed.text.encode()).hexdigest(),
+            content_hash=self.content_hash,
             size_bytes=self.item.size_bytes,
             chunk_count=len(self.chunks),
+        )
+
+    def outcome(self) -> claims.Outcome:
+        return claims.Outcome(
+            self.item,
+            chunk_count=len(self.chunks),
+            outcome="updated" if self.existed else "added",
+            embedded=len(self.chunks) - self.reused,
         )
 
     def indexed_chunks(self) -> list[IndexedChunk]:
@@ -57,38 +73,53 @@ class PreparedDocument:
                 ordinal=c.ordinal,
                 text=c.text,
                 title=c.title,
-                source=c.source,
+                path=c.path,
                 content_type=self.parsed.content_type,
                 token_count=c.token_count,
                 embedding=vector,
                 metadata=metadata,
+                source=self.item.source,
             )
             for c, vector in zip(self.chunks, self.vectors, strict=True)
+            if vector is not None
         ]
 
 
 def write_documents(
     sessions: sessionmaker[Session],
     documents: Sequence[PreparedDocument],
-    failures: Sequence[claims.Outcome],
+    outcomes: Sequence[claims.Outcome],
     before_commit: Callable[[Sequence[int]], None],
 ) -> set[int]:
-    """Store `documents` (fully embedded) and record `failures`, in one transaction.
-    Returns the ids of the items written; the others were no longer this claim's."""
-    items = [d.item for d in documents] + [f.item for f in failures]
+    """Store `documents` (fully embedded) and record `outcomes` (failed or unchanged
+    items), in one transaction. Returns the ids of the items written; the others were no
+    longer this claim's."""
+    items = [d.item for d in documents] + [o.item for o in outcomes]
     with sessions.begin() as session:
         owned = claims.lock_owned(session, items)
         mine = sorted(
             (d for d in documents if d.item.id in owned), key=lambda d: d.item.document_id
         )
-        existing = catalog.upsert_documents(session, [d.info() for d in mine])
+        upserted = catalog.upsert_documents(session, [d.info() for d in mine])
+        taken = [d for d in mine if d.item.document_id not in upserted.written]
+        stored = [d for d in mine if d.item.document_id in upserted.written]
         claims.record_outcomes(
             session,
-            [claims.Outcome(d.item, chunk_count=len(d.chunks)) for d in mine]
-            + [f for f in failures if f.item.id in owned],
+            [d.outcome() for d in stored]
+            + [
+                claims.Outcome(
+                    d.item,
+                    error=f"{d.item.filename}: the id {d.item.document_id!r} is another "
+                    "source's document",
+                )
+                for d in taken
+            ]
+            + [o for o in outcomes if o.item.id in owned],
         )
         # Last before the commit: the chunk statements take the BM25 statistics lock,
         # which every writer shares until its commit.
-        replace_chunks(session, {d.item.document_id: d.indexed_chunks() for d in mine}, existing)
+        replace_chunks(
+            session, {d.item.document_id: d.indexed_chunks() for d in stored}, upserted.existed
+        )
         before_commit(sorted(owned))
     return owned
