@@ -99,7 +99,7 @@ def test_results_carry_title_source_and_marked_snippet(
 ) -> None:
     hit = search(api, "Sicilian Defence", mode="hybrid")["results"][0]
     assert hit["title"] == "Chess openings"
-    assert hit["source"] == "chess.html"
+    assert (hit["source"], hit["path"]) == ("upload", "chess.html")
     assert "<mark>Sicilian</mark>" in hit["snippet"]
     assert "var x" not in hit["snippet"]  # scripts never reach the index
     assert hit["score"] > 0

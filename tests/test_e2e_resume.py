@@ -49,7 +49,7 @@ def test_a_thousand_short_documents_survive_a_killed_worker_exactly_once(
             f"{api.url}/api/documents/batch",
             json={
                 "documents": [
-                    {"id": d, "title": d, "text": body, "source": f"{d}.txt"}
+                    {"id": d, "title": d, "text": body, "path": f"{d}.txt"}
                     for d, body in documents.items()
                 ]
             },

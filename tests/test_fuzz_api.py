@@ -171,7 +171,7 @@ def batch(document: str) -> str:
         (r'{"id": "a", "title": "t", "text": "nul \u0000 here"}', "documents.0.text"),
         (r'{"id": "a", "title": "t\u0000", "text": "x"}', "documents.0.title"),
         (r'{"id": "\u0000", "title": "t", "text": "x"}', "documents.0.id"),
-        (r'{"id": "a", "title": "t", "text": "x", "source": "s\u0000"}', "documents.0.source"),
+        (r'{"id": "a", "title": "t", "text": "x", "path": "s\u0000"}', "documents.0.path"),
         (r'{"id": "a", "title": "t", "text": "lone \ud800"}', "documents.0.text"),
         (r'{"id": "a", "title": "\udfff", "text": "x"}', "documents.0.title"),
         (r'{"id": "a", "title": "t", "text": "x", "metadata": {"k\u0000": 1}}', "metadata"),

@@ -33,7 +33,7 @@ def unit(seed: int) -> FloatArray:
 def chunk(ordinal: int, body: str, seed: int, **extra: object) -> IndexedChunk:
     fields: dict[str, object] = {
         "title": "Title",
-        "source": "source.txt",
+        "path": "source.txt",
         "content_type": "text/plain",
         "metadata": {},
     }
@@ -132,7 +132,7 @@ def corpus(index: DocumentIndex, add_document: AddDocument) -> DocumentIndex:
                     0,
                     body,
                     seed,
-                    source=source,
+                    path=source,
                     content_type="application/pdf" if source.endswith("pdf") else "text/plain",
                     metadata={"team": team},
                 )
@@ -175,7 +175,7 @@ def test_without_a_vector_search_is_keyword_only(corpus: DocumentIndex) -> None:
     ("filters", "expected"),
     [
         (SearchFilters(document_ids=["revenue", "kubernetes"]), {"revenue", "kubernetes"}),
-        (SearchFilters(sources=["a.md"]), {"passwords"}),
+        (SearchFilters(sources=["upload"]), {"passwords", "revenue", "kubernetes"}),
         (SearchFilters(content_types=["application/pdf"]), {"revenue"}),
         (SearchFilters(metadata={"team": "ops"}), {"kubernetes"}),
         (SearchFilters(metadata={"team": "nobody"}), set()),

@@ -22,7 +22,8 @@ class DocumentIn(BaseModel):
     id: DocumentId
     title: Annotated[StoredText, Field(min_length=1, max_length=1000)]
     text: Annotated[StoredText, Field(min_length=1)]
-    source: Annotated[StoredText | None, Field(max_length=2000)] = None
+    # Where it came from, shown with results (a path or URL); the id when not given.
+    path: Annotated[StoredText | None, Field(max_length=2000)] = None
     metadata: Metadata = Field(default_factory=dict)
 
 
@@ -67,7 +68,8 @@ class AttemptOut(BaseModel):
 class DocumentOut(BaseModel):
     id: str
     title: str
-    source: str
+    source: str  # the source's name: `upload` for files and batches sent to the API
+    path: str  # the document's path inside its source
     content_type: str
     metadata: dict[str, object]
     chunk_count: int
@@ -117,6 +119,7 @@ class SearchHitOut(BaseModel):
     chunk: int
     title: str
     source: str
+    path: str
     snippet: str  # HTML-escaped text; matched query terms wrapped in <mark>
     score: float
 

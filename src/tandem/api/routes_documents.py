@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import datetime
-from pathlib import PurePosixPath, PureWindowsPath
 from typing import Annotated
 
 from fastapi import APIRouter, Query, UploadFile
@@ -24,7 +23,8 @@ from tandem.api_schemas import (
     QueuedDocument,
 )
 from tandem.db import attempts, catalog
-from tandem.db.models import AttemptStatus, Document
+from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document
+from tandem.db.sources import InvalidPath, clean_path, document_id
 from tandem.documents import UnsupportedFileType, detect_content_type
 from tandem.http_errors import ApiError, error_responses
 from tandem.work_queue import enqueue_items
@@ -49,6 +49,7 @@ def _document_out(document: Document) -> DocumentOut:
         id=document.id,
         title=document.title,
         source=document.source,
+        path=document.path,
         content_type=document.content_type,
         metadata=document.metadata_,
         chunk_count=document.chunk_count,
@@ -58,16 +59,15 @@ def _document_out(document: Document) -> DocumentOut:
     )
 
 
-def _safe_filename(raw: str | None) -> str:
-    # Browsers and clients may send a path; keep the last part, from either OS.
-    name = PureWindowsPath(PurePosixPath(raw or "").name).name.strip()
-    if not name or name in (".", ".."):
+def _upload_path(raw: str | None) -> str:
+    """The uploaded file's path as given (`tandem ingest` sends it relative to the folder
+    it was given, so `alpha/README.md` and `beta/README.md` stay two documents)."""
+    if not (raw or "").strip():
         raise ApiError(422, "every uploaded file needs a filename", "validation_error")
-    if "\x00" in name:
-        raise ApiError(
-            422, f"files: filename {name!r} contains a NUL character", "validation_error"
-        )
-    return name[:512]
+    try:
+        return clean_path(raw or "")
+    except InvalidPath as exc:
+        raise ApiError(422, f"files: {exc}", "validation_error") from exc
 
 
 def _storable_id(document_id: str) -> bool:
@@ -106,7 +106,7 @@ def upload_documents(files: list[UploadFile], state: StateDep) -> IngestResponse
     new_items: list[attempts.NewItem] = []
     failed: dict[int, str] = {}
     for position, upload in enumerate(files):
-        filename = _safe_filename(upload.filename)
+        filename = _upload_path(upload.filename)
         data = upload.file.read(limit + 1)
         try:
             detect_content_type(filename, upload.content_type)
@@ -117,7 +117,7 @@ def upload_documents(files: list[UploadFile], state: StateDep) -> IngestResponse
             data = b""
         new_items.append(
             attempts.NewItem(
-                document_id=filename,
+                document_id=document_id(UPLOAD_SOURCE, filename),
                 filename=filename,
                 payload=data,
                 content_type=upload.content_type,
@@ -146,7 +146,7 @@ def ingest_batch(body: BatchRequest, state: StateDep) -> IngestResponse:
     new_items = [
         attempts.NewItem(
             document_id=d.id,
-            filename=d.source or d.id,
+            filename=d.path or d.id,
             payload=d.text.encode(),
             content_type="text/plain",
             title=d.title,

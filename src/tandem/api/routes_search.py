@@ -55,6 +55,7 @@ def search(body: SearchRequest, state: StateDep) -> SearchResponse:
                 chunk=h.ordinal,
                 title=h.title,
                 source=h.source,
+                path=h.path,
                 snippet=snippet(h.text, result.query),
                 score=round(h.score, 6),
             )

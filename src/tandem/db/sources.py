@@ -36,6 +36,26 @@ def document_id(source: str, path: str) -> str:
     return f"{whole[: MAX_DOCUMENT_ID - len(digest) - 1]}#{digest}"
 
 
+class InvalidPath(ValueError):
+    pass
+
+
+def clean_path(raw: str) -> str:
+    """A document path as stored: POSIX separators, no empty, `.` or drive parts, no
+    leading `/`. `..` is refused rather than resolved: a path never leaves its source."""
+    parts = [p for p in raw.replace("\\", "/").split("/")]
+    if parts and len(parts[0]) == 2 and parts[0][1] == ":":  # a Windows drive, C:
+        parts = parts[1:]
+    kept = [p for p in parts if p not in ("", ".")]
+    if ".." in kept:
+        raise InvalidPath(f"path {raw!r} contains '..'")
+    if not kept:
+        raise InvalidPath("a path must name a file")
+    if any("\x00" in p for p in kept):
+        raise InvalidPath(f"path {raw!r} contains a NUL character")
+    return "/".join(kept)
+
+
 class SourceExists(ValueError):
     pass
 
