@@ -96,7 +96,8 @@ def empty_database(postgres_url: str) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(postgres_url)
     upgrade(engine)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE documents, index_attempts CASCADE"))
+        connection.execute(text("TRUNCATE sources, documents, index_attempts CASCADE"))
+        connection.execute(text("INSERT INTO sources (name, kind) VALUES ('upload', 'upload')"))
     yield make_session_factory(engine)
     engine.dispose()
 

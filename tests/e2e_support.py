@@ -41,7 +41,10 @@ def reset_database(database_url: str, redis_url: str) -> None:
     with engine.begin() as connection:
         exists = connection.execute(text("SELECT to_regclass('documents')")).scalar()
         if exists is not None:
-            connection.execute(text("TRUNCATE documents, index_attempts, api_keys CASCADE"))
+            connection.execute(
+                text("TRUNCATE sources, documents, index_attempts, api_keys CASCADE")
+            )
+            connection.execute(text("INSERT INTO sources (name, kind) VALUES ('upload', 'upload')"))
     engine.dispose()
     redis.Redis.from_url(redis_url).flushdb()
 

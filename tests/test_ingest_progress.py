@@ -24,7 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tandem.bulk_upload import upload_batches
+from tandem.bulk_upload import LocalFile, NameClash, collect_files, upload_batches
 from tandem.db.session import normalize_url
 from tests.e2e_support import Backends, running, start_api, start_worker
 from tests.support import ServerProcess, die_with_pytest
@@ -39,12 +39,31 @@ def test_batches_are_bounded_by_count_and_bytes(tmp_path: Path) -> None:
     for n, size in enumerate(sizes):
         path = tmp_path / f"{n}.txt"
         path.write_bytes(b"x" * size)
-        paths.append(path)
-    groups = [[int(p.stem) for p in group] for group in upload_batches(paths, 3, 100)]
+        paths.append(LocalFile(path, path.name))
+    groups = [[int(p.file.stem) for p in group] for group in upload_batches(paths, 3, 100)]
     # Three files at most; 100 bytes at most, except a larger file alone.
     assert groups == [[0, 1, 2], [3, 4], [5], [6]]
     with pytest.raises(ValueError, match="max_files"):
         list(upload_batches(paths, 0, 100))
+
+
+def test_files_are_named_by_their_path_in_the_folder_given(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    for name in ("README.md", "alpha/README.md", "beta/README.md", ".git/config", "a/.env"):
+        (docs / name).parent.mkdir(parents=True, exist_ok=True)
+        (docs / name).write_text(name)
+    (tmp_path / "README.md").write_text("top")
+    names = [f.name for f in collect_files([docs])]
+    assert names == ["README.md", "alpha/README.md", "beta/README.md"]
+    notes = tmp_path / "notes"
+    (notes / "alpha").mkdir(parents=True)
+    (notes / "alpha" / "README.md").write_text("notes")
+    both = {f.name: f.file for f in collect_files([docs, notes, tmp_path / "README.md"])}
+    assert both["docs/alpha/README.md"] == docs / "alpha" / "README.md"
+    assert both["notes/alpha/README.md"] == notes / "alpha" / "README.md"
+    assert both["README.md"] == tmp_path / "README.md"
+    with pytest.raises(NameClash, match=r"both be the document 'README\.md'"):
+        collect_files([docs / "alpha" / "README.md", docs / "beta" / "README.md"])
 
 
 def _run_on_terminal(argv: list[str], env: dict[str, str], timeout: float) -> tuple[int, str]:

@@ -3,9 +3,10 @@ clients (`tandem.client`, the CLI, the web UI's expectations in tests)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+import re
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tandem.index.protocol import SearchMode
 from tandem.wire_fields import Flag, MetadataValue, StoredText
@@ -50,6 +51,10 @@ class AttemptItemOut(BaseModel):
     status: str
     error: str | None
     chunk_count: int
+    # added, updated, or unchanged (nothing parsed or embedded); and how many chunks were
+    # embedded: the others kept their stored vectors.
+    outcome: str | None
+    embedded_chunks: int
 
 
 class AttemptOut(BaseModel):
@@ -132,3 +137,98 @@ class SearchResponse(BaseModel):
     reranked: bool
     took_ms: float
     results: list[SearchHitOut]
+
+
+SourceName = Annotated[
+    str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$", description="lower case, digits, . _ -")
+]
+_INTERVAL = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MIN_INTERVAL_SECONDS = 10
+
+
+def interval_seconds(every: str) -> int:
+    """`90s`, `10m`, `6h`, `1d` in seconds."""
+    match = _INTERVAL.match(every)
+    if match is None:
+        raise ValueError(f"{every!r} is not an interval such as 90s, 10m, 6h or 1d")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not MIN_INTERVAL_SECONDS <= seconds <= 366 * 86400:
+        raise ValueError(f"an interval must be between {MIN_INTERVAL_SECONDS} s and a year")
+    return seconds
+
+
+Globs = Annotated[
+    list[Annotated[StoredText, Field(min_length=1, max_length=500)]], Field(max_length=100)
+]
+
+
+class SourceIn(BaseModel):
+    """A folder on the workers' host or a web site, kept in sync."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: SourceName
+    kind: Literal["folder", "web"]
+    path: Annotated[StoredText | None, Field(min_length=1, max_length=4096)] = None
+    url: Annotated[StoredText | None, Field(min_length=1, max_length=2000)] = None
+    include: Globs = Field(default_factory=list)
+    exclude: Globs = Field(default_factory=list)
+    max_pages: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] = 1000
+    max_depth: Annotated[int, Field(strict=True, ge=0, le=100)] = 10
+    every: Annotated[str | None, Field(max_length=20)] = None  # e.g. 10m: synced on schedule
+
+    @model_validator(mode="after")
+    def _complete(self) -> SourceIn:
+        if self.kind == "folder":
+            if not self.path or not self.path.startswith("/"):
+                raise ValueError("a folder source needs an absolute `path` on the workers' host")
+            if self.url is not None:
+                raise ValueError("a folder source takes `path`, not `url`")
+        else:
+            if not self.url or not self.url.lower().startswith(("http://", "https://")):
+                raise ValueError("a web source needs an http:// or https:// `url`")
+            if self.path is not None or self.include or self.exclude:
+                raise ValueError("a web source takes `url`, `max_pages` and `max_depth`")
+        if self.every is not None:
+            interval_seconds(self.every)
+        return self
+
+    def settings(self) -> dict[str, object]:
+        if self.kind == "folder":
+            return {"path": self.path, "include": self.include, "exclude": self.exclude}
+        return {"url": self.url, "max_pages": self.max_pages, "max_depth": self.max_depth}
+
+
+class SyncOut(BaseModel):
+    id: int
+    status: Literal["running", "indexing", "succeeded", "failed", "interrupted"]
+    started_at: str
+    walked_at: str | None
+    finished_at: str | None
+    added: int
+    updated: int
+    unchanged: int
+    deleted: int
+    failed: int
+    errors: list[str]
+    attempt_id: str | None
+
+
+class SourceOut(BaseModel):
+    name: str
+    kind: Literal["upload", "folder", "web"]
+    settings: dict[str, object]
+    interval_seconds: int | None
+    next_sync_at: str | None
+    syncing: bool  # a worker holds its lease: a sync runs now
+    last_sync: SyncOut | None
+
+
+class SourceList(BaseModel):
+    items: list[SourceOut]
+
+
+class SyncRequested(BaseModel):
+    name: str
+    requested: bool

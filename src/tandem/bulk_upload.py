@@ -17,33 +17,65 @@ BATCH_BYTES = 32 * 1024 * 1024
 FINISHED = ("succeeded", "failed")
 
 
-def collect_files(paths: Iterable[Path]) -> list[Path]:
-    """Every file named or under a named directory, sorted, each once."""
-    return sorted(
-        {
-            p
-            for path in paths
-            for p in ([path] if path.is_file() else path.rglob("*"))
-            if p.is_file()
-        }
-    )
+@dataclass(frozen=True, slots=True)
+class LocalFile:
+    file: Path
+    name: str  # the document's path: relative to the folder it was found in
+
+
+class NameClash(ValueError):
+    pass
+
+
+def collect_files(paths: Iterable[Path]) -> list[LocalFile]:
+    """Every file named, or under a named directory (hidden ones skipped), each once. A
+    file under a directory is named by its path relative to that directory; with several
+    directories given, that path starts with its directory's name, so `docs/a/README.md`
+    and `notes/a/README.md` stay two documents. Sorted by name."""
+    given = list(paths)
+    several = sum(p.is_dir() for p in given) > 1
+    named: dict[str, Path] = {}
+    for path in given:
+        if path.is_dir():
+            base = path.resolve()
+            prefix = f"{base.name}/" if several else ""
+            found = [
+                (prefix + f.relative_to(path).as_posix(), f)
+                for f in path.rglob("*")
+                if f.is_file()
+                and not any(part.startswith(".") for part in f.relative_to(path).parts)
+            ]
+        else:
+            found = [(path.name, path)]
+        for name, file in found:
+            other = named.setdefault(name, file)
+            if other.resolve() != file.resolve():
+                raise NameClash(
+                    f"{other} and {file} would both be the document {name!r}; "
+                    "give their folder instead"
+                )
+    return [LocalFile(file, name) for name, file in sorted(named.items())]
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
 
 
 def upload_batches(
-    files: Iterable[Path], max_files: int = BATCH_FILES, max_bytes: int = BATCH_BYTES
-) -> Iterator[list[Path]]:
+    files: Iterable[LocalFile], max_files: int = BATCH_FILES, max_bytes: int = BATCH_BYTES
+) -> Iterator[list[LocalFile]]:
     """Consecutive groups of at most `max_files` files and `max_bytes` bytes (a file larger
     than that goes alone: the API then judges it against its own limits)."""
     if max_files < 1:
         raise ValueError("max_files must be at least 1")
-    batch: list[Path] = []
+    batch: list[LocalFile] = []
     size = 0
-    for path in files:
-        file_size = path.stat().st_size
+    for local in files:
+        file_size = local.file.stat().st_size
         if batch and (len(batch) >= max_files or size + file_size > max_bytes):
             yield batch
             batch, size = [], 0
-        batch.append(path)
+        batch.append(local)
         size += file_size
     if batch:
         yield batch
@@ -51,21 +83,21 @@ def upload_batches(
 
 @dataclass(frozen=True, slots=True)
 class Sent:
-    files: list[Path]
+    files: list[LocalFile]
     accepted: IngestResponse | None  # None: the API refused this one file (`error`)
     error: str = ""
 
 
-def send_batch(client: TandemClient, batch: list[Path]) -> Iterator[Sent]:
+def send_batch(client: TandemClient, batch: list[LocalFile]) -> Iterator[Sent]:
     """Upload `batch`; when the API answers 413 (too many bytes or files for its limits),
     upload each half instead, down to single files, which then fail on their own."""
     try:
-        yield Sent(batch, client.upload(batch))
+        yield Sent(batch, client.upload((f.file, f.name) for f in batch))
     except ApiRequestFailed as exc:
         if exc.status != 413:
             raise
         if len(batch) == 1:
-            yield Sent(batch, None, f"{batch[0]}: refused by the API: {exc}")
+            yield Sent(batch, None, f"{batch[0].name}: refused by the API: {exc}")
             return
         half = len(batch) // 2
         yield from send_batch(client, batch[:half])

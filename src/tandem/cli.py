@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tandem.commands import data, models, servers, services, stack
+from tandem.commands import data, models, servers, services, sources, stack
 
 app = typer.Typer(help="Tandem: self-hosted document search.", no_args_is_help=True)
 app.command("up")(stack.up)
@@ -19,6 +19,7 @@ app.command("reindex")(data.reindex)
 app.add_typer(models.models_app, name="models")
 app.add_typer(data.api_key_app, name="api-key")
 app.add_typer(data.db_app, name="db")
+app.add_typer(sources.sources_app, name="sources")
 app.add_typer(services.services_app, name="services", hidden=True)
 
 

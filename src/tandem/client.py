@@ -8,7 +8,15 @@ from pathlib import Path
 
 import httpx
 
-from tandem.api_schemas import AttemptOut, IngestResponse, SearchRequest, SearchResponse
+from tandem.api_schemas import (
+    AttemptOut,
+    IngestResponse,
+    SearchRequest,
+    SearchResponse,
+    SourceIn,
+    SourceList,
+    SourceOut,
+)
 
 
 class ApiRequestFailed(RuntimeError):
@@ -40,12 +48,13 @@ class TandemClient:
     def __exit__(self, *_: object) -> None:
         self._http.close()
 
-    def upload(self, paths: Iterable[Path]) -> IngestResponse:
-        files = []
-        for path in paths:
+    def upload(self, files: Iterable[tuple[Path, str]]) -> IngestResponse:
+        """Upload (file, its path as the document's) pairs."""
+        parts = []
+        for path, name in files:
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            files.append(("files", (path.name, path.read_bytes(), content_type)))
-        response = self._http.post("/api/documents", files=files)
+            parts.append(("files", (name, path.read_bytes(), content_type)))
+        response = self._http.post("/api/documents", files=parts)
         _raise_for(response)
         return IngestResponse.model_validate_json(response.content)
 
@@ -53,6 +62,29 @@ class TandemClient:
         response = self._http.get(f"/api/index-attempts/{attempt_id}")
         _raise_for(response)
         return AttemptOut.model_validate_json(response.content)
+
+    def add_source(self, source: SourceIn) -> SourceOut:
+        response = self._http.post(
+            "/api/sources", json=source.model_dump(mode="json", exclude_none=True)
+        )
+        _raise_for(response)
+        return SourceOut.model_validate_json(response.content)
+
+    def sources(self) -> SourceList:
+        response = self._http.get("/api/sources")
+        _raise_for(response)
+        return SourceList.model_validate_json(response.content)
+
+    def source(self, name: str) -> SourceOut:
+        response = self._http.get(f"/api/sources/{name}")
+        _raise_for(response)
+        return SourceOut.model_validate_json(response.content)
+
+    def sync_source(self, name: str) -> None:
+        _raise_for(self._http.post(f"/api/sources/{name}/sync"))
+
+    def remove_source(self, name: str) -> None:
+        _raise_for(self._http.delete(f"/api/sources/{name}"))
 
     def search(self, request: SearchRequest) -> SearchResponse:
         response = self._http.post("/api/search", json=request.model_dump(mode="json"))

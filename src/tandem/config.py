@@ -219,6 +219,10 @@ class WorkerSettings(StorageSettings):
     # first retry waits retry_base_seconds, doubling after each.
     max_item_failures: Annotated[PositiveInt, _env("TANDEM_MAX_ITEM_FAILURES")] = 3
     retry_base_seconds: Annotated[NonNegativeFloat, _env("TANDEM_RETRY_BASE_SECONDS")] = 5.0
+    # Source syncs: a file or page larger than this fails alone; a sync's lease on its
+    # source (one sync of a source at a time) lasts this long past its last heartbeat.
+    sync_max_file_bytes: Annotated[PositiveInt, _env("TANDEM_SYNC_MAX_FILE_BYTES")] = 25 << 20
+    sync_lease_seconds: Annotated[float, _env("TANDEM_SYNC_LEASE_SECONDS", ge=3.0)] = 60.0
     # Per claimed batch, one JSON line of stage timings (benchmarks/ingest_worker.py).
     timings_file: Annotated[Path | None, _env("TANDEM_WORKER_TIMINGS_FILE")] = None
     # Fault injection for tests: a thread reaching this pipeline stage (after it was passed

@@ -34,6 +34,7 @@ ERROR_DESCRIPTIONS = {
     400: "Bad request: a body that is not JSON, or an empty input",
     401: "An API key is required, or the one sent is not valid",
     404: "Not found",
+    409: "Conflict: the name is taken",
     413: "Over a limit: request bytes, files or items per request, or input tokens",
     422: "Validation failed; the message names the field",
     429: "Overloaded: the queue is full; retry after `Retry-After` seconds",

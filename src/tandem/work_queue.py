@@ -14,6 +14,8 @@ from tandem import broker
 from tandem.config import StorageSettings
 
 INDEX_TASK = "tandem.index_items"
+# "A source's sync was asked for": any worker polls for due sources (tandem.db.sources).
+SYNC_TASK = "tandem.sync_sources"
 # Messages of the version that sent one task per item (still queued after an upgrade).
 LEGACY_INDEX_TASK = "tandem.index_item"
 QUEUE = "indexing"
@@ -45,6 +47,11 @@ def make_celery(settings: StorageSettings) -> Celery:
 def send_work(app: Celery, count: int, origin: str, expires_seconds: int) -> None:
     for _ in range(count):
         app.send_task(INDEX_TASK, kwargs={"origin": origin}, queue=QUEUE, expires=expires_seconds)
+
+
+def request_syncs(app: Celery, expires_seconds: int) -> None:
+    """Wake a worker to start requested syncs now, not at its next sweep."""
+    app.send_task(SYNC_TASK, queue=QUEUE, expires=expires_seconds)
 
 
 def enqueue_items(app: Celery, item_ids: list[int], expires_seconds: int) -> None:

@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 
 from tandem.api.routes_documents import router as documents_router
 from tandem.api.routes_search import router as search_router
+from tandem.api.routes_sources import router as sources_router
 from tandem.api.routes_status import record_samples
 from tandem.api.routes_status import router as status_router
 from tandem.api.state import ApiState, Authorized, StateDep
@@ -142,6 +143,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     # Every route that reads the database answers 503 while it is unreachable.
     app.include_router(documents_router, responses=error_responses(503))
     app.include_router(status_router)
+    app.include_router(sources_router, responses=error_responses(503))
     # Search is documented here, with the errors every JSON endpoint can answer.
     app.include_router(search_router, responses=error_responses(400, 401, 413, 422, 503))
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)

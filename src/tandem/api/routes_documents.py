@@ -179,6 +179,8 @@ def get_attempt(attempt_id: uuid.UUID, state: StateDep) -> AttemptOut:
                 status=i.status.value,
                 error=i.error,
                 chunk_count=i.chunk_count,
+                outcome=i.outcome,
+                embedded_chunks=i.embedded_chunks,
             )
             for i in attempt.items
         ]

@@ -27,6 +27,7 @@ from tandem.api_schemas import SearchRequest
 from tandem.bulk_upload import (
     BATCH_FILES,
     AttemptTracker,
+    NameClash,
     collect_files,
     send_batch,
     upload_batches,
@@ -94,12 +95,15 @@ def ingest(
 ) -> None:
     """Upload files through the API (in requests of --batch-files) and show indexing
     progress: files/s and the time left."""
-    files = collect_files(paths)
+    try:
+        files = collect_files(paths)
+    except NameClash as exc:
+        raise fail(str(exc)) from exc
     if not files:
         raise fail("no files to upload")
     started = time.monotonic()
     try:
-        with TandemClient(api_url, api_key) as client, _progress() as progress:
+        with TandemClient(api_url, api_key) as client, progress_bar() as progress:
             tracker = AttemptTracker(client)
             sending = progress.add_task("uploading", total=len(files))
             indexing = progress.add_task("indexing", total=len(files), visible=wait)
@@ -142,7 +146,7 @@ class FilesPerSecond(ProgressColumn):
         return Text(f"{shown} {self.unit}/s", style="progress.data.speed")
 
 
-def _progress(unit: str = "files") -> Progress:
+def progress_bar(unit: str = "files") -> Progress:
     return Progress(
         TextColumn("{task.description:<10}"),
         BarColumn(),
@@ -272,7 +276,7 @@ def reindex(
             f"re-embedding {total} documents with {model.model_id} ({model.precision}){resumed}"
         )
         reindexer = Reindexer(sessions, embedder, store, documents_per_batch=batch_documents)
-        with _progress("docs") as progress:
+        with progress_bar("docs") as progress:
             task = progress.add_task("reindexing", total=total, completed=done)
             run = reindexer.run(run, lambda _run, documents: progress.advance(task, documents))
         console.print(f"done: {run.documents} documents, {run.chunks} chunks re-embedded")

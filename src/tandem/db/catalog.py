@@ -129,9 +129,15 @@ def get_document(session: Session, document_id: str) -> Document | None:
 
 
 def delete_document(session: Session, document_id: str) -> bool:
+    """Delete a document; a synced source forgets having seen its path, so the next sync
+    brings it back while its file or page still exists."""
     document = session.get(Document, document_id)
     if document is None:
         return False
+    session.execute(
+        text("DELETE FROM source_entries WHERE source = :source AND document_id = :id"),
+        {"source": document.source, "id": document_id},
+    )
     session.delete(document)
     return True
 

@@ -22,6 +22,8 @@ from sqlalchemy.orm import Session
 
 from tandem.db.models import UPLOAD_SOURCE, Document, Source, SourceKind, SourceSync
 
+__all__ = ["UPLOAD_SOURCE"]
+
 MAX_DOCUMENT_ID = 512
 
 

@@ -18,13 +18,15 @@ from tandem.embedding_dimensions import check_dimensions
 from tandem.model_client import ModelClient
 from tandem.model_files import ModelKind, locate_prepared
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
-from tandem.work_queue import QUEUE, make_celery, send_work
+from tandem.sources.sync import Syncer, SyncLimits
+from tandem.work_queue import QUEUE, UPLOAD_MESSAGES, make_celery, send_work
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
-from tandem.worker.queue import register_index_task
+from tandem.worker.queue import register_index_task, register_sync_task
 from tandem.worker.stages import HoldAt, Observers, Stage, StageObserver, TimingsFile
 from tandem.worker.sweep import Periodic, Sweeper, heartbeat
+from tandem.worker.syncing import SyncRunner
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,17 @@ def run_worker(settings: WorkerSettings) -> None:
         send_work(app, count, origin, settings.task_expiry_seconds)
 
     register_index_task(app, pipeline, queue_length, settings.task_expiry_seconds)
+    syncs = SyncRunner(
+        sessions,
+        Syncer(
+            sessions,
+            lambda items: send(min(items, UPLOAD_MESSAGES), "sync"),
+            SyncLimits(max_file_bytes=settings.sync_max_file_bytes),
+        ),
+        owner,
+        settings.sync_lease_seconds,
+    )
+    register_sync_task(app, syncs)
     # The status page learns about the indexing server from the workers that use it.
     probe = StatusProbe(
         settings.indexing_model_server_url,
@@ -96,7 +109,8 @@ def run_worker(settings: WorkerSettings) -> None:
     started = sweeper.sweep("startup")
     sweeping = Periodic("sweep", settings.sweep_seconds, sweeper.sweep)
     leases = heartbeat(sessions, owner, pipeline.held, settings.lease_seconds)
-    for thread in (probe, sweeping, leases):
+    polling = Periodic("source-syncs", settings.sweep_seconds, syncs.poll)
+    for thread in (probe, sweeping, leases, polling):
         thread.start()
     log.info(
         "worker_starting owner=%s concurrency=%d indexing_server=%s batch_items=%d "
@@ -123,7 +137,7 @@ def run_worker(settings: WorkerSettings) -> None:
             ]
         )
     finally:
-        for thread in (probe, sweeping, leases):
+        for thread in (probe, sweeping, leases, polling):
             thread.stop()
         released = claims.release_owned(sessions, owner)
         log.info("worker_stopped owner=%s released=%d", owner, released)

@@ -17,8 +17,9 @@ from collections.abc import Callable
 from celery import Celery, Task
 from kombu.exceptions import OperationalError as BrokerError
 
-from tandem.work_queue import INDEX_TASK, LEGACY_INDEX_TASK, send_work
+from tandem.work_queue import INDEX_TASK, LEGACY_INDEX_TASK, SYNC_TASK, send_work
 from tandem.worker.pipeline import IndexingPipeline
+from tandem.worker.syncing import SyncRunner
 
 log = logging.getLogger(__name__)
 
@@ -51,3 +52,11 @@ def register_index_task(
 
     app.task(name=LEGACY_INDEX_TASK, bind=True, acks_late=True)(legacy_index_item)
     return app.task(name=INDEX_TASK, bind=True, acks_late=True)(index_items)
+
+
+def register_sync_task(app: Celery, runner: SyncRunner) -> Task:
+    def sync_sources() -> str:
+        started = runner.poll()
+        return f"started={started}" if started else "nothing due here"
+
+    return app.task(name=SYNC_TASK)(sync_sources)

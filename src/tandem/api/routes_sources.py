@@ -1,0 +1,140 @@
+"""Sources: folders and web sites kept in sync (a thin adapter over tandem.db.sources;
+the syncs themselves run on the workers)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from kombu.exceptions import OperationalError
+
+from tandem.api.state import Authorized, StateDep
+from tandem.api_schemas import (
+    SourceIn,
+    SourceList,
+    SourceOut,
+    SyncOut,
+    SyncRequested,
+    interval_seconds,
+)
+from tandem.db import sources
+from tandem.db.models import Source, SourceKind, SourceSync
+from tandem.http_errors import ApiError, error_responses
+from tandem.work_queue import request_syncs
+
+log = logging.getLogger(__name__)
+router = APIRouter(
+    prefix="/api", tags=["sources"], dependencies=[Authorized], responses=error_responses(401, 422)
+)
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _sync_out(sync: SourceSync) -> SyncOut:
+    status = sync.status
+    if status == "running" and sync.walked_at is not None:
+        status = "indexing"  # walked; its items are being indexed
+    return SyncOut(
+        id=sync.id,
+        status=status,
+        started_at=sync.started_at.isoformat(),
+        walked_at=_iso(sync.walked_at),
+        finished_at=_iso(sync.finished_at),
+        added=sync.added,
+        updated=sync.updated,
+        unchanged=sync.unchanged,
+        deleted=sync.deleted,
+        failed=sync.failed,
+        errors=list(sync.errors),
+        attempt_id=str(sync.attempt_id) if sync.attempt_id else None,
+    )
+
+
+def _source_out(source: Source, last: SourceSync | None) -> SourceOut:
+    lease = source.sync_lease_expires_at
+    return SourceOut(
+        name=source.name,
+        kind=source.kind,
+        settings=dict(source.settings),
+        interval_seconds=source.interval_seconds,
+        next_sync_at=_iso(source.next_sync_at),
+        syncing=lease is not None and lease > datetime.now(UTC),
+        last_sync=_sync_out(last) if last is not None else None,
+    )
+
+
+def _wake_workers(state: StateDep) -> None:
+    try:
+        request_syncs(state.queue, state.settings.task_expiry_seconds)
+    except OperationalError as exc:
+        # Stored: a worker's next sweep starts it.
+        log.error("sync_request_send_failed error=%s", exc)
+
+
+def _not_found(name: str) -> ApiError:
+    return ApiError(404, f"no source {name!r}", "not_found")
+
+
+@router.post("/sources", response_model=SourceOut, status_code=201, responses=error_responses(409))
+def add_source(body: SourceIn, state: StateDep) -> SourceOut:
+    """Add a folder or web source; its first sync starts at once."""
+    every = interval_seconds(body.every) if body.every else None
+    with state.sessions.begin() as session:
+        try:
+            source = sources.create_source(
+                session, body.name, SourceKind(body.kind), body.settings(), every
+            )
+        except sources.SourceExists as exc:
+            raise ApiError(409, str(exc), "source_exists") from exc
+        created = _source_out(source, None)
+    _wake_workers(state)
+    return created
+
+
+@router.get("/sources", response_model=SourceList)
+def list_sources(state: StateDep) -> SourceList:
+    with state.sessions() as session:
+        return SourceList(items=[_source_out(s, last) for s, last in sources.list_sources(session)])
+
+
+@router.get("/sources/{name}", response_model=SourceOut, responses=error_responses(404))
+def get_source(name: str, state: StateDep) -> SourceOut:
+    with state.sessions() as session:
+        source = sources.get_source(session, name)
+        if source is None:
+            raise _not_found(name)
+        return _source_out(source, sources.latest_syncs(session, [name]).get(name))
+
+
+@router.post(
+    "/sources/{name}/sync",
+    response_model=SyncRequested,
+    status_code=202,
+    responses=error_responses(404),
+)
+def sync_source(name: str, state: StateDep) -> SyncRequested:
+    """Sync now (after the running sync, if one runs)."""
+    with state.sessions.begin() as session:
+        source = sources.get_source(session, name)
+        if source is None:
+            raise _not_found(name)
+        if source.kind == SourceKind.UPLOAD:
+            raise ApiError(
+                422, "the upload source holds what is sent to the API: no sync", "not_synced"
+            )
+        sources.request_sync(session, name)
+    _wake_workers(state)
+    return SyncRequested(name=name, requested=True)
+
+
+@router.delete("/sources/{name}", status_code=204, responses=error_responses(404))
+def remove_source(name: str, state: StateDep) -> None:
+    """Remove a source and every document it holds."""
+    if name == sources.UPLOAD_SOURCE:
+        raise ApiError(422, "the upload source cannot be removed", "validation_error")
+    with state.sessions.begin() as session:
+        if not sources.delete_source(session, name):
+            raise _not_found(name)

@@ -1,0 +1,1 @@
+"""Sources kept in sync: walking a folder, crawling a site, and the sync itself."""
