@@ -209,6 +209,14 @@ def release(session: Session, claimed: ClaimedSource, started_at: datetime) -> N
 
 def start_sync(session: Session, claimed: ClaimedSource, attempt_id: uuid.UUID) -> SourceSync:
     """A new sync row; an earlier one still `running` was cut short by its worker's death."""
+    # Their attempts collect no more items; the sweep finishes them once those are done.
+    session.execute(
+        text(
+            "UPDATE index_attempts SET collecting = false WHERE id IN (SELECT attempt_id "
+            "FROM source_syncs WHERE source = :name AND finished_at IS NULL)"
+        ),
+        {"name": claimed.name},
+    )
     session.execute(
         text(
             "UPDATE source_syncs SET status = 'interrupted', finished_at = now() "
