@@ -57,3 +57,40 @@ def test_downgrade_and_upgrade_again(scratch_engine: Engine) -> None:
     with scratch_engine.connect() as connection:
         tables = set(inspect(connection).get_table_names())
     assert {"documents", "chunks", "index_attempts", "index_attempt_items", "api_keys"} <= tables
+
+
+def test_documents_of_an_existing_database_keep_their_ids_and_become_uploads(
+    scratch_engine: Engine,
+) -> None:
+    """0003 -> 0004 over real data: the old `source` (the uploaded file name) is the path,
+    ids stay as they were, the chunks and their BM25 postings are untouched."""
+    upgrade(scratch_engine, "0003")
+    vector = "[" + ",".join(["0.05"] * 384) + "]"
+    with scratch_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO documents (id, title, source, content_type, metadata, "
+                "content_hash, size_bytes, chunk_count) VALUES "
+                "('README.md', 'Readme', 'README.md', 'text/markdown', '{}', 'h', 10, 1)"
+            )
+        )
+        connection.execute(
+            text(
+                "INSERT INTO chunks (document_id, ordinal, title, source, content_type, "
+                "metadata, text, token_count, embedding) VALUES ('README.md', 0, 'Readme', "
+                "'README.md', 'text/markdown', '{}', 'walrus husbandry notes', 4, "
+                "CAST(:v AS vector))"
+            ),
+            {"v": vector},
+        )
+        postings = connection.execute(text("SELECT count(*) FROM bm25_postings")).scalar_one()
+    upgrade(scratch_engine)
+    with scratch_engine.connect() as connection:
+        document = connection.execute(text("SELECT id, source, path FROM documents")).one()
+        chunk = connection.execute(text("SELECT document_id, source, path FROM chunks")).one()
+        kept = connection.execute(text("SELECT count(*) FROM bm25_postings")).scalar_one()
+        sources = connection.execute(text("SELECT name, kind FROM sources")).all()
+    assert tuple(document) == ("README.md", "upload", "README.md")
+    assert tuple(chunk) == ("README.md", "upload", "README.md")
+    assert postings > 0 and kept == postings
+    assert [tuple(s) for s in sources] == [("upload", "upload")]

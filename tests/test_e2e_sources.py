@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tandem.db.session import normalize_url
-from tests.e2e_support import Backends, running, search, start_worker
+from tests.e2e_support import Backends, running, search, start_worker, upload, wait_attempt
 from tests.support import ServerProcess
 
 SAME_NAMES = {
@@ -283,3 +283,26 @@ def test_a_worker_killed_mid_sync_is_taken_over_without_duplicates(
         "GROUP BY document_id, ordinal) s",
     )
     assert per_document[0][0] == 1
+
+
+def test_uploads_keep_their_folders_and_an_unchanged_upload_costs_nothing(
+    api: ServerProcess, worker: ServerProcess
+) -> None:
+    files = {
+        "tree/alpha/README.md": b"# A\n\nAlpha tends the lighthouse lenses.",
+        "tree/beta/README.md": b"# B\n\nBeta repairs the carillon bells.",
+        "../escape.txt": b"never stored",
+    }
+    refused = upload(api, files)
+    assert refused.status_code == 422 and "'..'" in refused.text
+    del files["../escape.txt"]
+    first = wait_attempt(api, upload(api, files).json()["attempt_id"])
+    assert [(i["document_id"], i["outcome"]) for i in first["items"]] == [
+        ("tree/alpha/README.md", "added"),
+        ("tree/beta/README.md", "added"),
+    ]
+    again = wait_attempt(api, upload(api, files).json()["attempt_id"])
+    assert [(i["outcome"], i["embedded_chunks"]) for i in again["items"]] == [("unchanged", 0)] * 2
+    assert search(api, "carillon bells", mode="keyword")["results"][0]["path"] == (
+        "tree/beta/README.md"
+    )
