@@ -49,16 +49,25 @@ def test_batches_are_bounded_by_count_and_bytes(tmp_path: Path) -> None:
 
 def test_files_are_named_by_their_path_in_the_folder_given(tmp_path: Path) -> None:
     docs = tmp_path / "docs"
-    for name in ("README.md", "alpha/README.md", "beta/README.md", ".git/config", "a/.env"):
+    for name in (
+        "README.md",
+        "alpha/README.md",
+        "beta/README.md",
+        ".git/config",
+        "a/.env",
+        "b.log",
+    ):
         (docs / name).parent.mkdir(parents=True, exist_ok=True)
         (docs / name).write_text(name)
+    (docs / ".gitignore").write_text("*.log\n")
+    (docs / "loop").symlink_to(docs)
     (tmp_path / "README.md").write_text("top")
-    names = [f.name for f in collect_files([docs])]
+    names = [f.name for f in collect_files([docs]).files]
     assert names == ["README.md", "alpha/README.md", "beta/README.md"]
     notes = tmp_path / "notes"
     (notes / "alpha").mkdir(parents=True)
     (notes / "alpha" / "README.md").write_text("notes")
-    both = {f.name: f.file for f in collect_files([docs, notes, tmp_path / "README.md"])}
+    both = {f.name: f.file for f in collect_files([docs, notes, tmp_path / "README.md"]).files}
     assert both["docs/alpha/README.md"] == docs / "alpha" / "README.md"
     assert both["notes/alpha/README.md"] == notes / "alpha" / "README.md"
     assert both["README.md"] == tmp_path / "README.md"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from tandem.api_schemas import AttemptOut, IngestResponse
 from tandem.client import ApiRequestFailed, TandemClient
+from tandem.sources.folder import FolderUnavailable, WalkProblem, walk_folder
 
 # Well under the API's default limits (1,000 files and 100 MiB per request), so a folder
 # of thousands of files goes up in many small requests, each its own index attempt.
@@ -27,26 +28,40 @@ class NameClash(ValueError):
     pass
 
 
-def collect_files(paths: Iterable[Path]) -> list[LocalFile]:
-    """Every file named, or under a named directory (hidden ones skipped), each once. A
-    file under a directory is named by its path relative to that directory; with several
-    directories given, that path starts with its directory's name, so `docs/a/README.md`
-    and `notes/a/README.md` stay two documents. Sorted by name."""
+@dataclass(frozen=True, slots=True)
+class Collected:
+    files: list[LocalFile]
+    problems: list[str]  # what could not be read, with why
+
+
+# The walk's per-file bound; the API judges each file against its own limit.
+_WALK_MAX_BYTES = 1 << 40
+
+
+def collect_files(paths: Iterable[Path]) -> Collected:
+    """Every file named, or under a named directory as a folder source walks it (hidden
+    and .gitignore'd files skipped, links followed without loops), each once. A file under
+    a directory is named by its path relative to that directory; with several directories
+    given, that path starts with its directory's name, so `docs/a/README.md` and
+    `notes/a/README.md` stay two documents. Sorted by name."""
     given = list(paths)
     several = sum(p.is_dir() for p in given) > 1
     named: dict[str, Path] = {}
+    problems: list[str] = []
     for path in given:
+        found: list[tuple[str, Path]] = []
         if path.is_dir():
-            base = path.resolve()
-            prefix = f"{base.name}/" if several else ""
-            found = [
-                (prefix + f.relative_to(path).as_posix(), f)
-                for f in path.rglob("*")
-                if f.is_file()
-                and not any(part.startswith(".") for part in f.relative_to(path).parts)
-            ]
+            prefix = f"{path.resolve().name}/" if several else ""
+            try:
+                for entry in walk_folder(path, max_file_bytes=_WALK_MAX_BYTES):
+                    if isinstance(entry, WalkProblem):
+                        problems.append(f"{path / entry.path}: {entry.reason}")
+                    else:
+                        found.append((prefix + entry.path, entry.absolute))
+            except FolderUnavailable as exc:
+                problems.append(str(exc))
         else:
-            found = [(path.name, path)]
+            found.append((path.name, path))
         for name, file in found:
             other = named.setdefault(name, file)
             if other.resolve() != file.resolve():
@@ -54,11 +69,7 @@ def collect_files(paths: Iterable[Path]) -> list[LocalFile]:
                     f"{other} and {file} would both be the document {name!r}; "
                     "give their folder instead"
                 )
-    return [LocalFile(file, name) for name, file in sorted(named.items())]
-
-
-def _hidden(relative: Path) -> bool:
-    return any(part.startswith(".") for part in relative.parts)
+    return Collected([LocalFile(file, name) for name, file in sorted(named.items())], problems)
 
 
 def upload_batches(

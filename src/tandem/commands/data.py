@@ -96,9 +96,12 @@ def ingest(
     """Upload files through the API (in requests of --batch-files) and show indexing
     progress: files/s and the time left."""
     try:
-        files = collect_files(paths)
+        collected = collect_files(paths)
     except NameClash as exc:
         raise fail(str(exc)) from exc
+    for problem in collected.problems[:SHOWN_ERRORS]:
+        console.print(f"[yellow]skipped[/yellow] {escape(problem)}")
+    files = collected.files
     if not files:
         raise fail("no files to upload")
     started = time.monotonic()
