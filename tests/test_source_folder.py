@@ -170,6 +170,13 @@ def test_a_fifo_is_skipped_and_never_opened(tmp_path: Path) -> None:
         read_file(as_if_walked, LIMIT)
 
 
+def test_a_name_that_is_not_utf8_is_a_problem(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"fine.txt": ""})
+    (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_text("named in Latin-1")
+    assert walk(tmp_path)[0] == WalkProblem("caf\ufffd.txt", "name is not UTF-8")
+    assert file_paths(tmp_path, exclude=["caf*"]) == ["fine.txt"]
+
+
 def test_files_over_the_limit_are_problems(tmp_path: Path) -> None:
     make_tree(tmp_path, {"big.txt": "x" * 101, "fits.txt": "x" * 100})
     results = list(walk_folder(tmp_path, max_file_bytes=100))
