@@ -100,7 +100,7 @@ def test_nested_gitignore_files_apply_to_their_subtree_with_negation(tmp_path: P
     make_tree(
         tmp_path,
         {
-            ".gitignore": "# build output\n*.log\nbuild/\n",
+            ".gitignore": "# build output\n*.log\n!\nbuild/\n",  # "!" alone: skipped, as git does
             "top.log": "",
             "build/out.txt": "",
             "c/build": "a file: the directory-only pattern leaves it",

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tandem.sources.web import CrawlLimits, Page, PreviousPage, SiteUnavailable, WebCrawler
+from tandem.sources.web_html import robots_directives
 from tandem.sources.web_robots import parse_sitemap
 from tandem.sources.web_scope import Scope, normalise_url
 from tests.source_site import Resource, Site, html, running_site
@@ -149,6 +150,18 @@ def test_without_robots_txt_the_default_sitemap_is_read_even_gzipped(site: Site)
     assert not crawler.truncated
     _, crawler = crawl(site, limits=CrawlLimits(max_pages=3))
     assert crawler.truncated
+
+
+def test_a_moved_robots_txt_is_followed(site: Site) -> None:
+    site.redirect("/robots.txt", "/rules/robots.txt")
+    site.resources["/rules/robots.txt"] = Resource(
+        b"User-agent: TandemBot\nDisallow: /docs/drafts/\n", content_type="text/plain"
+    )
+    site.resources["/docs/"] = html(links=("drafts/a.html", "final.html"))
+    site.resources["/docs/final.html"] = html()
+    pages, _ = crawl(site)
+    assert list(pages) == ["/docs/", "/docs/final.html"]
+    assert "/docs/drafts/a.html" not in site.paths()
 
 
 def test_a_robots_txt_server_error_crawls_nothing(site: Site) -> None:
@@ -415,3 +428,19 @@ def test_a_sitemap_with_a_document_type_declaration_is_refused() -> None:
     )
     assert parse_sitemap(entities) == ([], [])
     assert parse_sitemap(b"<urlset><url><loc>http://h/a</loc></url>") == (["http://h/a"], [])
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("noindex, NoFollow", {"noindex", "nofollow"}),
+        ("TandemBot: noindex", {"noindex"}),
+        ("otherbot: noindex", set()),
+        (
+            "unavailable_after: 25 Jun 2030 15:00:00 PST",
+            {"unavailable_after: 25 jun 2030 15:00:00 pst"},
+        ),
+    ],
+)
+def test_x_robots_tag_directives_addressed_to_us(header: str, expected: set[str]) -> None:
+    assert robots_directives([header], "TandemBot") == expected

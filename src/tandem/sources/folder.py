@@ -80,7 +80,8 @@ def walk_folder(
 ) -> Iterator[WalkResult]:
     """The files below `root`, and the places that could not be read (see the module).
 
-    Raises FolderUnavailable here, before iterating, when the root cannot be listed."""
+    Raises FolderUnavailable here, before iterating, when the root cannot be listed, and
+    ValueError for a malformed glob in `include` or `exclude`."""
     root = root.absolute()
     try:
         root_status = os.stat(root)
@@ -92,7 +93,8 @@ def walk_folder(
         top, entries = _open_directory("", root, ())
     except OSError as exc:  # UnreadableGitignore too: what the root hides is unknown
         raise FolderUnavailable(f"{root}: cannot be listed ({_reason(exc)})") from exc
-    walk = _Walk(Selection.of(include, exclude), max_file_bytes)
+    selection = Selection.of(include, exclude)
+    walk = _Walk(selection, max_file_bytes)
     walk.seen_directories.add((root_status.st_dev, root_status.st_ino))
     return walk.run(top, entries)
 

@@ -80,8 +80,10 @@ class Page:
     body: bytes | None  # only for "changed"
     content_type: str | None  # the Content-Type header, for "changed"
     version: str  # for "changed" and "unchanged"; a failed page keeps the recorded one
-    links: tuple[str, ...]  # in-scope links, what PreviousPage.links should record
-    title: str | None  # the HTML <title>
+    # In-scope links, what PreviousPage.links should record: an unchanged or failed page
+    # gives back the recorded ones.
+    links: tuple[str, ...]
+    title: str | None  # the HTML <title>, for "changed" (unchanged: keep the recorded one)
     error: str | None  # for "failed"
 
 

@@ -17,6 +17,9 @@ from tandem.sources.web_scope import Scope, normalise_url
 _ROBOTS_MAX_BYTES = 512 * 1024
 _ROBOTS_MAX_REDIRECTS = 5
 _REDIRECTS = (301, 302, 303, 307, 308)
+# Seconds between requests, whatever robots.txt asks: a day's delay would hold a worker
+# for years on a large site; the source's own requests_per_second can still go slower.
+_MAX_CRAWL_DELAY = 30.0
 # Sitemap index files name further sitemaps: at most this many are read per crawl.
 _MAX_SITEMAPS = 20
 
@@ -40,8 +43,9 @@ class SiteRules:
 
     @property
     def crawl_delay(self) -> float:
+        """Crawl-delay, in seconds, at most _MAX_CRAWL_DELAY."""
         delay = self.parser.crawl_delay(self.agent) if self.parser else None
-        return float(delay) if delay else 0.0
+        return min(float(delay), _MAX_CRAWL_DELAY) if delay else 0.0
 
 
 def read_robots(fetcher: Fetcher, origin: str, agent: str) -> SiteRules:
@@ -51,10 +55,12 @@ def read_robots(fetcher: Fetcher, origin: str, agent: str) -> SiteRules:
             reply = fetcher.get(url, max_bytes=_ROBOTS_MAX_BYTES, cut_at_limit=True)
         except FetchFailed as exc:
             raise SiteUnavailable(f"{url}: {exc}") from exc
-        location = reply.headers.get("location")
-        if reply.status in _REDIRECTS and location:
+        if reply.status in _REDIRECTS:
             # Any host: a robots.txt moved elsewhere (www. to the bare domain) still holds.
-            url = normalise_url(location, base=url) or url
+            target = normalise_url(reply.headers.get("location", ""), base=url)
+            if target is None or target == url:
+                break
+            url = target
             continue
         if reply.status == 429 or reply.status >= 500:
             raise SiteUnavailable(f"{url} answered HTTP {reply.status}: crawling nothing")
@@ -66,7 +72,9 @@ def read_robots(fetcher: Fetcher, origin: str, agent: str) -> SiteRules:
         parser = RobotFileParser(url)
         parser.parse(text.splitlines())
         return SiteRules(parser, agent)
-    raise SiteUnavailable(f"{origin}/robots.txt: more than {_ROBOTS_MAX_REDIRECTS} redirects")
+    # RFC 9309: a robots.txt behind too many (or broken) redirects is "unavailable", as
+    # with a 4xx answer: there are no rules.
+    return SiteRules(None, agent)
 
 
 def sitemap_pages(
