@@ -100,7 +100,7 @@ def test_nested_gitignore_files_apply_to_their_subtree_with_negation(tmp_path: P
     make_tree(
         tmp_path,
         {
-            ".gitignore": "# build output\n*.log\nbuild/\n",
+            ".gitignore": "# build output\n*.log\n!\nbuild/\n",  # "!" alone: skipped, as git does
             "top.log": "",
             "build/out.txt": "",
             "c/build": "a file: the directory-only pattern leaves it",
@@ -168,6 +168,13 @@ def test_a_fifo_is_skipped_and_never_opened(tmp_path: Path) -> None:
     as_if_walked = FolderFile("pipe", tmp_path / "pipe", 0, 0)
     with pytest.raises(NotARegularFile):
         read_file(as_if_walked, LIMIT)
+
+
+def test_a_name_that_is_not_utf8_is_a_problem(tmp_path: Path) -> None:
+    make_tree(tmp_path, {"fine.txt": ""})
+    (tmp_path / os.fsdecode(b"caf\xe9.txt")).write_text("named in Latin-1")
+    assert walk(tmp_path)[0] == WalkProblem("caf\ufffd.txt", "name is not UTF-8")
+    assert file_paths(tmp_path, exclude=["caf*"]) == ["fine.txt"]
 
 
 def test_files_over_the_limit_are_problems(tmp_path: Path) -> None:

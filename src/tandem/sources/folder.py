@@ -5,13 +5,15 @@ What the walk takes: regular files below the root, directory by directory in cod
 order of the names, except hidden names (a leading "."; so `.git` is never entered), paths
 a `.gitignore` at any level ignores (as git reads them), and paths the source's include and
 exclude globs leave out. Symbolic links to files and directories are followed, inside the
-root or out of it, but a directory or file is taken once only: what is reachable without
-a link is walked first, links after it (in the order they were met), so a file reachable
-both ways keeps its own path and a link to an enclosing directory ends at once.
+root or out of it, but a directory or a file (hard links too) is taken once only: what is
+reachable without a link is walked first, links after it (in the order they were met), so
+a file reachable both ways keeps its own path and a link to an enclosing directory ends at
+once. A name that is not UTF-8 is a problem: its path could not be stored as text.
 
 What the caller can rely on: a path the walk yields neither as a file nor as a problem is
-gone. A WalkProblem's path (ending with "/" for a directory, whose whole subtree is then
-unknown) is one the walk could not look at: keep what the last sync recorded for it."""
+not part of the source (any longer): its document can go. A WalkProblem's path (ending
+with "/" for a directory, whose whole subtree is then unknown) is one the walk could not
+look at: keep what the last sync recorded for it."""
 
 from __future__ import annotations
 
@@ -78,7 +80,8 @@ def walk_folder(
 ) -> Iterator[WalkResult]:
     """The files below `root`, and the places that could not be read (see the module).
 
-    Raises FolderUnavailable here, before iterating, when the root cannot be listed."""
+    Raises FolderUnavailable here, before iterating, when the root cannot be listed, and
+    ValueError for a malformed glob in `include` or `exclude`."""
     root = root.absolute()
     try:
         root_status = os.stat(root)
@@ -90,7 +93,8 @@ def walk_folder(
         top, entries = _open_directory("", root, ())
     except OSError as exc:  # UnreadableGitignore too: what the root hides is unknown
         raise FolderUnavailable(f"{root}: cannot be listed ({_reason(exc)})") from exc
-    walk = _Walk(Selection.of(include, exclude), max_file_bytes)
+    selection = Selection.of(include, exclude)
+    walk = _Walk(selection, max_file_bytes)
     walk.seen_directories.add((root_status.st_dev, root_status.st_ino))
     return walk.run(top, entries)
 
@@ -177,6 +181,9 @@ class _Walk:
             ):
                 return None
             self.seen_directories.add(identity)
+            if not _is_utf8(name):
+                yield _bad_name(f"{path}/")
+                return None
             try:
                 return _open_directory(path, absolute, directory.ignore_files)
             except FileNotFoundError:
@@ -196,7 +203,9 @@ class _Walk:
         ):
             return None
         self.seen_files.add(identity)
-        if status.st_size > self.max_file_bytes:
+        if not _is_utf8(name):
+            yield _bad_name(path)
+        elif status.st_size > self.max_file_bytes:
             yield WalkProblem(
                 path, f"{status.st_size} bytes exceeds the {self.max_file_bytes}-byte limit"
             )
@@ -217,6 +226,21 @@ def _open_directory(path: str, absolute: Path, ignore_files: tuple[IgnoreFile, .
         if ignore_file is not None:
             ignore_files = (*ignore_files, ignore_file)
     return _Directory(path, absolute, ignore_files), entries
+
+
+def _is_utf8(name: str) -> bool:
+    # Python hands over undecodable bytes of a file name as lone surrogates.
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _bad_name(path: str) -> WalkProblem:
+    # The path could not be stored as text: the problem shows it readably.
+    readable = os.fsencode(path).decode("utf-8", errors="replace")
+    return WalkProblem(readable, "name is not UTF-8")
 
 
 def _is_symlink(entry: os.DirEntry[str]) -> bool:

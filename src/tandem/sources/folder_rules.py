@@ -72,7 +72,19 @@ def read_gitignore(directory: str, absolute: Path) -> IgnoreFile | None:
         raise UnreadableGitignore(f"{GITIGNORE} exceeds the {_MAX_GITIGNORE_BYTES}-byte limit")
     # Decoded like file names are, so a pattern can match any name the walk sees.
     lines = os.fsdecode(data).splitlines()
-    return IgnoreFile(directory, GitIgnoreSpec.from_lines(lines))
+    try:
+        spec = GitIgnoreSpec.from_lines(lines)
+    except ValueError:  # a malformed line ("!" alone): git skips it, and so do we
+        spec = GitIgnoreSpec.from_lines([line for line in lines if _is_pattern(line)])
+    return IgnoreFile(directory, spec)
+
+
+def _is_pattern(line: str) -> bool:
+    try:
+        GitIgnoreSpec.from_lines([line])
+    except ValueError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -85,6 +97,7 @@ class Selection:
 
     @classmethod
     def of(cls, include: Sequence[str], exclude: Sequence[str]) -> Selection:
+        """Raises ValueError for a malformed glob."""
         return cls(
             include=GitIgnoreSpec.from_lines(include) if include else None,
             exclude=GitIgnoreSpec.from_lines(exclude),
