@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 
 from tandem.db.session import normalize_url
 from tests.e2e_support import Backends, running, search, start_worker, upload, wait_attempt
+from tests.source_site import Resource, running_site
 from tests.support import ServerProcess
 
 SAME_NAMES = {
@@ -306,3 +307,43 @@ def test_uploads_keep_their_folders_and_an_unchanged_upload_costs_nothing(
     assert search(api, "carillon bells", mode="keyword")["results"][0]["path"] == (
         "tree/beta/README.md"
     )
+
+
+def _page(title: str, body: str, links: tuple[str, ...] = (), etag: str = "") -> Resource:
+    anchors = "".join(f'<p><a href="{link}">{link}</a></p>' for link in links)
+    html = f"<html><head><title>{title}</title></head><body><h1>{title}</h1><p>{body}</p>{anchors}"
+    return Resource(f"{html}</body></html>".encode(), etag=f'"{etag or title}"')
+
+
+def test_a_web_source_fetches_and_embeds_only_what_changed(
+    api: ServerProcess, worker: ServerProcess
+) -> None:
+    with running_site() as site:
+        pages = {
+            f"/docs/p{n}.html": f"Page {n} explains the kestrel{n} falconry rule" for n in range(6)
+        }
+        links = tuple(pages)
+        site.resources["/docs/"] = _page("Falconry guide", "The index of the guide.", links)
+        for path, body in pages.items():
+            site.resources[path] = _page(path, body, ("/docs/",))
+        site.resources["/elsewhere.html"] = _page("Out of scope", "never crawled")
+        body = {"name": "falconry", "kind": "web", "url": site.url("/docs/")}
+        assert httpx.post(f"{api.url}/api/sources", json=body, timeout=10).status_code == 201
+        first = _wait_sync(api, "falconry")
+        assert (first["status"], first["added"], first["failed"]) == ("succeeded", 7, 0), first
+        hit = search(api, "kestrel3 falconry", mode="keyword")["results"][0]
+        assert (hit["source"], hit["path"]) == ("falconry", site.url("/docs/p3.html"))
+
+        site.forget_requests()
+        site.resources["/docs/p2.html"] = _page(
+            "/docs/p2.html", "Page 2 now covers merlins", ("/docs/",), "v2"
+        )
+        del site.resources["/docs/p5.html"]
+        second = _sync(api, "falconry")
+        assert (second["updated"], second["unchanged"], second["deleted"]) == (1, 5, 1), second
+        # Conditional GETs: only the changed page's body crossed the wire.
+        bodies = [r.path for r in site.requests if r.status == 200 and r.body_bytes]
+        assert bodies == ["/docs/p2.html"], site.requests
+        [item] = _items(api, second)
+        assert item["filename"] == site.url("/docs/p2.html")
+        assert search(api, "kestrel5", mode="keyword")["results"] == []

@@ -29,7 +29,7 @@ from tandem.db import attempts
 from tandem.db import sources as db
 from tandem.db.models import SourceKind
 from tandem.sources.folder import FolderUnavailable, WalkProblem, read_file, walk_folder
-from tandem.sources.web import CrawlLimits, PreviousPage, WebCrawler
+from tandem.sources.web import CrawlLimits, PreviousPage, SiteUnavailable, WebCrawler
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,8 @@ def folder_walk(settings: dict[str, object], limits: SyncLimits) -> Walk:
                 )
         except FolderUnavailable as exc:
             raise SourceUnavailable(str(exc)) from exc
+        except ValueError as exc:  # an include or exclude pattern that is not a glob
+            raise SourceUnavailable(f"invalid pattern: {exc}") from exc
 
     return Walk(found(), lambda: True)
 
@@ -120,6 +122,12 @@ def web_walk(
     seen = {path: PreviousPage(e.version, e.links) for path, e in previous.items()}
 
     def found() -> Iterator[Found | Problem | Gone]:
+        try:
+            yield from pages()
+        except SiteUnavailable as exc:
+            raise SourceUnavailable(str(exc)) from exc
+
+    def pages() -> Iterator[Found | Problem | Gone]:
         for page in crawler.crawl(seen):
             if page.status == "gone":
                 yield Gone(page.url)
@@ -230,6 +238,8 @@ class Syncer:
             if isinstance(found, Problem):
                 run.counts["failed"] += 1
                 run.errors.append(f"{found.path}: {found.reason}")
+                if found.path.endswith("/"):  # a directory: what it holds is unknown, kept
+                    seen |= {p for p in previous if p.startswith(found.path)}
                 continue
             self._compare_one(run, found, previous.get(found.path), group)
             if len(group.items) >= self._limits.items_per_group or (
