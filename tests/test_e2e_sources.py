@@ -324,11 +324,16 @@ def test_a_web_source_fetches_and_embeds_only_what_changed(
         }
         links = tuple(pages)
         site.resources["/docs/"] = _page("Falconry guide", "The index of the guide.", links)
-        for path, body in pages.items():
-            site.resources[path] = _page(path, body, ("/docs/",))
+        for path, text_ in pages.items():
+            site.resources[path] = _page(path, text_, ("/docs/",))
         site.resources["/elsewhere.html"] = _page("Out of scope", "never crawled")
-        body = {"name": "falconry", "kind": "web", "url": site.url("/docs/")}
-        assert httpx.post(f"{api.url}/api/sources", json=body, timeout=10).status_code == 201
+        source = {
+            "name": "falconry",
+            "kind": "web",
+            "url": site.url("/docs/"),
+            "requests_per_second": 50,
+        }
+        assert httpx.post(f"{api.url}/api/sources", json=source, timeout=10).status_code == 201
         first = _wait_sync(api, "falconry")
         assert (first["status"], first["added"], first["failed"]) == ("succeeded", 7, 0), first
         hit = search(api, "kestrel3 falconry", mode="keyword")["results"][0]

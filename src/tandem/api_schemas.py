@@ -176,6 +176,8 @@ class SourceIn(BaseModel):
     exclude: Globs = Field(default_factory=list)
     max_pages: Annotated[int, Field(strict=True, ge=1, le=1_000_000)] = 1000
     max_depth: Annotated[int, Field(strict=True, ge=0, le=100)] = 10
+    # Politeness towards the site: requests per second at most (robots.txt may ask less).
+    requests_per_second: Annotated[float, Field(gt=0, le=100)] = 10.0
     every: Annotated[str | None, Field(max_length=20)] = None  # e.g. 10m: synced on schedule
 
     @model_validator(mode="after")
@@ -189,7 +191,7 @@ class SourceIn(BaseModel):
             if not self.url or not self.url.lower().startswith(("http://", "https://")):
                 raise ValueError("a web source needs an http:// or https:// `url`")
             if self.path is not None or self.include or self.exclude:
-                raise ValueError("a web source takes `url`, `max_pages` and `max_depth`")
+                raise ValueError("a web source takes `url`, `max_pages`, `max_depth` and a rate")
         if self.every is not None:
             interval_seconds(self.every)
         return self
@@ -197,7 +199,12 @@ class SourceIn(BaseModel):
     def settings(self) -> dict[str, object]:
         if self.kind == "folder":
             return {"path": self.path, "include": self.include, "exclude": self.exclude}
-        return {"url": self.url, "max_pages": self.max_pages, "max_depth": self.max_depth}
+        return {
+            "url": self.url,
+            "max_pages": self.max_pages,
+            "max_depth": self.max_depth,
+            "requests_per_second": self.requests_per_second,
+        }
 
 
 class SyncOut(BaseModel):

@@ -73,6 +73,9 @@ def add_web(
     every: Every = None,
     max_pages: Annotated[int, typer.Option(min=1, help="Pages at most.")] = 1000,
     max_depth: Annotated[int, typer.Option(min=0, help="Links from the start at most.")] = 10,
+    rate: Annotated[
+        float, typer.Option(min=0.01, max=100, help="Requests per second at most.")
+    ] = 10.0,
     api_url: ApiUrl = DEFAULT_API,
     api_key: ApiKey = None,
 ) -> None:
@@ -83,6 +86,7 @@ def add_web(
         "url": url,
         "max_pages": max_pages,
         "max_depth": max_depth,
+        "requests_per_second": rate,
         "every": every,
     }
     _add(source, api_url, api_key)

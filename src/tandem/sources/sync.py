@@ -116,6 +116,7 @@ def web_walk(
     crawl_limits = CrawlLimits(
         max_pages=int(str(settings.get("max_pages", 1000))),
         max_depth=int(str(settings.get("max_depth", 10))),
+        requests_per_second=float(str(settings.get("requests_per_second", 10.0))),
         max_bytes=limits.max_file_bytes,
     )
     crawler = WebCrawler(str(settings["url"]), crawl_limits)
