@@ -60,9 +60,11 @@ def add_items(session: Session, attempt_id: uuid.UUID, items: list[NewItem]) -> 
 
 def stop_collecting(session: Session, attempt_id: uuid.UUID) -> None:
     """No more items: the attempt finishes with its last item (now, if all are done)."""
-    session.execute(
-        text("UPDATE index_attempts SET collecting = false WHERE id = :id"), {"id": attempt_id}
-    )
+    attempt = session.get(IndexAttempt, attempt_id, with_for_update=True, populate_existing=True)
+    if attempt is None:
+        return
+    attempt.collecting = False
+    session.flush()
     finish_attempt_if_done(session, attempt_id)
 
 

@@ -117,12 +117,12 @@ def list_sources(session: Session) -> list[tuple[Source, SourceSync | None]]:
 def latest_syncs(session: Session, names: Sequence[str]) -> dict[str, SourceSync]:
     if not names:
         return {}
-    rows = session.execute(
-        select(SourceSync)
-        .distinct(SourceSync.source)
+    newest = (
+        select(func.max(SourceSync.id))
         .where(SourceSync.source.in_(names))
-        .order_by(SourceSync.source, SourceSync.id.desc())
-    ).scalars()
+        .group_by(SourceSync.source)
+    )
+    rows = session.execute(select(SourceSync).where(SourceSync.id.in_(newest))).scalars()
     return {s.source: s for s in rows}
 
 
