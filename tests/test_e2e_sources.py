@@ -8,7 +8,10 @@ items) -> indexing server -> PostgreSQL; search through the inference server.
 from __future__ import annotations
 
 import itertools
+import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -352,3 +355,32 @@ def test_a_web_source_fetches_and_embeds_only_what_changed(
         [item] = _items(api, second)
         assert item["filename"] == site.url("/docs/p2.html")
         assert search(api, "kestrel5", mode="keyword")["results"] == []
+
+
+def test_the_cli_adds_lists_syncs_and_removes_a_source(
+    api: ServerProcess, worker: ServerProcess, tmp_path: Path
+) -> None:
+    _write(tmp_path / "cli", {"a.txt": "the albatross count", "b/c.txt": "the cormorant count"})
+    env = os.environ | {"TANDEM_API_URL": api.url}
+
+    def tandem(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tandem.cli", "sources", *args],
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env=env,
+        )
+
+    added = tandem("add", "folder", str(tmp_path / "cli"), "--name", "cli", "--every", "1h")
+    assert added.returncode == 0, added.stderr
+    assert "added folder source 'cli', every 1h" in added.stderr
+    synced = tandem("sync", "cli", "--wait")
+    assert synced.returncode == 0, synced.stderr
+    assert "succeeded:" in synced.stderr and "2 unchanged" in synced.stderr, synced.stderr
+    listed = tandem("list")
+    assert listed.returncode == 0 and "cli" in listed.stderr, listed.stderr
+    assert tandem("sync", "nothing-here").returncode == 1
+    assert tandem("add", "folder", "x", "--name", "Bad Name").returncode == 2
+    assert tandem("remove", "cli").returncode == 0
+    assert httpx.get(f"{api.url}/api/documents/cli:a.txt", timeout=10).status_code == 404
