@@ -34,7 +34,7 @@ from sqlalchemy import (
     func,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, TSVECTOR, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 # The vector column's size is fixed by the first migration (from the embedding model);
@@ -68,6 +68,45 @@ def _status_enum(name: str) -> Enum:
 
 
 UPLOAD_SOURCE = "upload"  # the source of files and batches sent to the API
+# Who may read a document: tokens of principals (tandem.db.principals), `public` for all.
+PUBLIC = "public"
+
+
+def _readers() -> Mapped[list[str]]:
+    return mapped_column(ARRAY(Text), default=lambda: [PUBLIC], server_default="{public}")
+
+
+def _owner() -> Mapped[int | None]:
+    return mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Group(Base):
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    __table_args__ = (Index("ix_group_members_user_id", "user_id"),)
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
 
 
 class SourceKind(enum.StrEnum):
@@ -93,6 +132,9 @@ class Source(Base):
     sync_owner: Mapped[str | None] = mapped_column(String(200))
     sync_lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    # Its documents take these readers; changing them updates the documents, not vectors.
+    readers: Mapped[list[str]] = _readers()
+    owner_id: Mapped[int | None] = _owner()
 
 
 class SourceSync(Base):
@@ -136,7 +178,10 @@ class SourceEntry(Base):
 
 class Document(Base):
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_source_path", "source", "path"),)
+    __table_args__ = (
+        Index("ix_documents_source_path", "source", "path"),
+        Index("ix_documents_readers", "readers", postgresql_using="gin"),
+    )
 
     # Its source's name and its path inside it ("docs:beta/README.md"); for the upload
     # source the path alone (the ids uploads have always had).
@@ -157,6 +202,8 @@ class Document(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
     )
+    readers: Mapped[list[str]] = _readers()
+    owner_id: Mapped[int | None] = _owner()  # who uploaded it: they always may read it
 
     chunks: Mapped[list[Chunk]] = relationship(
         back_populates="document", cascade="all, delete-orphan", passive_deletes=True
@@ -175,6 +222,7 @@ class Chunk(Base):
             postgresql_ops={"embedding": "vector_cosine_ops"},
         ),
         Index("ix_chunks_metadata", "metadata", postgresql_using="gin"),
+        Index("ix_chunks_readers", "readers", postgresql_using="gin"),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=True)
@@ -183,9 +231,10 @@ class Chunk(Base):
     )
     ordinal: Mapped[int] = mapped_column(Integer)
     title: Mapped[str] = mapped_column(Text)
-    # The document's, so filters by source and path need no join.
+    # The document's, so filters by source and path, and access, need no join.
     source: Mapped[str] = mapped_column(String(64), server_default=UPLOAD_SOURCE)
     path: Mapped[str] = mapped_column(Text)
+    readers: Mapped[list[str]] = _readers()
     content_type: Mapped[str] = mapped_column(String(128))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     text: Mapped[str] = mapped_column(Text)
@@ -266,6 +315,9 @@ class IndexAttemptItem(Base):
     # its chunks were embedded (the others reused their stored vectors).
     outcome: Mapped[str | None] = mapped_column(String(16))
     embedded_chunks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What its document will be readable by, and who sent it.
+    readers: Mapped[list[str]] = _readers()
+    owner_id: Mapped[int | None] = _owner()
     # The work queue (tandem.db.claims): a claim bumps `claims` (the fencing token of
     # its write) and leases the item to one worker until `lease_expires_at`; `failures`
     # counts unexpected errors and dead workers; a retry waits until `not_before`.
@@ -280,6 +332,9 @@ class IndexAttemptItem(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("scope IN ('search', 'ingest', 'admin')", name="api_keys_scope_check"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -288,6 +343,11 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # None: a service key. Scope: search, ingest or admin (tandem.db.principals.Scope).
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
+    expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # BM25 statistics, kept by triggers on `chunks` (migration 0002; tandem.index.bm25 reads

@@ -1,0 +1,291 @@
+"""Users, groups and API keys, and who may read what.
+
+Access is kept as *reader tokens* on each document, chunk and source: `public`, `u:<user
+id>`, `g:<group id>`. A caller's tokens are `public`, its user's and its groups'; a row is
+readable when the two sets meet (`readers && :tokens`, a GIN index on chunks), which every
+search, listing and read applies inside its SQL. Admins and service keys with the admin
+scope read everything. Ids, not names, so a user removed and added again under the same
+name inherits nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import delete, func, or_, select
+from sqlalchemy.orm import Session
+
+from tandem.db.models import PUBLIC, ApiKey, Group, GroupMember, User
+
+KEY_PREFIX = "tdm_"
+
+
+class Scope(StrEnum):
+    SEARCH = "search"  # search and read what the user may see
+    INGEST = "ingest"  # also upload, and manage the user's own sources and documents
+    ADMIN = "admin"  # everything: users, groups, keys, all documents
+
+    def allows(self, needed: Scope) -> bool:
+        order = (Scope.SEARCH, Scope.INGEST, Scope.ADMIN)
+        return order.index(self) >= order.index(needed)
+
+
+class PrincipalError(ValueError):
+    """A name that is taken, or that names nobody: the message says which."""
+
+
+def user_token(user_id: int) -> str:
+    return f"u:{user_id}"
+
+
+def group_token(group_id: int) -> str:
+    return f"g:{group_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who may read a document, as a caller gives it (by name)."""
+
+    public: bool = True
+    users: tuple[str, ...] = ()
+    groups: tuple[str, ...] = ()
+
+
+def readers(session: Session, access: Access, owner_id: int | None = None) -> list[str]:
+    """The reader tokens of `access`; its owner (the uploader) always reads it."""
+    tokens: set[str] = {PUBLIC} if access.public else set()
+    if access.users:
+        found = dict(
+            session.execute(select(User.name, User.id).where(User.name.in_(access.users))).all()
+        )
+        missing = sorted(set(access.users) - set(found))
+        if missing:
+            raise PrincipalError(f"no user named {', '.join(map(repr, missing))}")
+        tokens |= {user_token(i) for i in found.values()}
+    if access.groups:
+        found = dict(
+            session.execute(select(Group.name, Group.id).where(Group.name.in_(access.groups))).all()
+        )
+        missing = sorted(set(access.groups) - set(found))
+        if missing:
+            raise PrincipalError(f"no group named {', '.join(map(repr, missing))}")
+        tokens |= {group_token(i) for i in found.values()}
+    if owner_id is not None:
+        tokens.add(user_token(owner_id))
+    return sorted(tokens)
+
+
+def describe(session: Session, tokens: Sequence[str]) -> Access:
+    """`readers` back into names (for listings)."""
+    user_ids = [int(t[2:]) for t in tokens if t.startswith("u:")]
+    group_ids = [int(t[2:]) for t in tokens if t.startswith("g:")]
+    users = session.execute(select(User.name).where(User.id.in_(user_ids))).scalars()
+    groups = session.execute(select(Group.name).where(Group.id.in_(group_ids))).scalars()
+    return Access(PUBLIC in tokens, tuple(sorted(users)), tuple(sorted(groups)))
+
+
+# --- users and groups -------------------------------------------------------------------
+
+
+def add_user(session: Session, name: str, *, admin: bool = False) -> User:
+    if session.execute(select(User.id).where(User.name == name)).first() is not None:
+        raise PrincipalError(f"a user named {name!r} exists already")
+    user = User(name=name, is_admin=admin)
+    session.add(user)
+    session.flush()
+    return user
+
+
+def get_user(session: Session, name: str) -> User:
+    user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
+    if user is None:
+        raise PrincipalError(f"no user named {name!r}")
+    return user
+
+
+def remove_user(session: Session, name: str) -> None:
+    """Its keys go with it (cascade); documents it uploaded stay, readable as before."""
+    session.delete(get_user(session, name))
+
+
+def list_users(session: Session) -> list[tuple[User, list[str]]]:
+    users = list(session.execute(select(User).order_by(User.name)).scalars())
+    rows = session.execute(
+        select(GroupMember.user_id, Group.name)
+        .join(Group, Group.id == GroupMember.group_id)
+        .order_by(Group.name)
+    ).all()
+    groups: dict[int, list[str]] = {}
+    for user_id, group in rows:
+        groups.setdefault(user_id, []).append(group)
+    return [(u, groups.get(u.id, [])) for u in users]
+
+
+def add_group(session: Session, name: str, members: Sequence[str] = ()) -> Group:
+    if session.execute(select(Group.id).where(Group.name == name)).first() is not None:
+        raise PrincipalError(f"a group named {name!r} exists already")
+    group = Group(name=name)
+    session.add(group)
+    session.flush()
+    for member in members:
+        add_member(session, name, member)
+    return group
+
+
+def _group(session: Session, name: str) -> Group:
+    group = session.execute(select(Group).where(Group.name == name)).scalar_one_or_none()
+    if group is None:
+        raise PrincipalError(f"no group named {name!r}")
+    return group
+
+
+def add_member(session: Session, group: str, user: str) -> None:
+    found, member = _group(session, group), get_user(session, user)
+    if session.get(GroupMember, (found.id, member.id)) is None:
+        session.add(GroupMember(group_id=found.id, user_id=member.id))
+        session.flush()
+
+
+def remove_member(session: Session, group: str, user: str) -> bool:
+    found, member = _group(session, group), get_user(session, user)
+    result = session.execute(
+        delete(GroupMember).where(
+            GroupMember.group_id == found.id, GroupMember.user_id == member.id
+        )
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def remove_group(session: Session, name: str) -> None:
+    session.delete(_group(session, name))
+
+
+def list_groups(session: Session) -> list[tuple[Group, list[str]]]:
+    groups = list(session.execute(select(Group).order_by(Group.name)).scalars())
+    rows = session.execute(
+        select(GroupMember.group_id, User.name)
+        .join(User, User.id == GroupMember.user_id)
+        .order_by(User.name)
+    ).all()
+    members: dict[int, list[str]] = {}
+    for group_id, user in rows:
+        members.setdefault(group_id, []).append(user)
+    return [(g, members.get(g.id, [])) for g in groups]
+
+
+# --- API keys ---------------------------------------------------------------------------
+
+
+def hash_key(key: str) -> str:
+    # SHA-256 of a 256-bit random key: no salt or slow hash needed at that entropy.
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def create_key(
+    session: Session,
+    name: str,
+    *,
+    scope: Scope = Scope.ADMIN,
+    user: str | None = None,
+    expires_at: datetime | None = None,
+) -> tuple[ApiKey, str]:
+    """Store a new key's hash; (its row, the key itself, shown once and never stored)."""
+    owner = get_user(session, user) if user is not None else None
+    if scope is Scope.ADMIN and owner is not None and not owner.is_admin:
+        raise PrincipalError(
+            f"{owner.name!r} is not an admin: an admin key needs an admin user, or no user"
+        )
+    key = KEY_PREFIX + secrets.token_urlsafe(32)
+    row = ApiKey(
+        name=name,
+        prefix=key[: len(KEY_PREFIX) + 6],
+        key_hash=hash_key(key),
+        scope=scope.value,
+        user_id=owner.id if owner else None,
+        expires_at=expires_at,
+    )
+    session.add(row)
+    session.flush()
+    return row, key
+
+
+def list_keys(session: Session) -> list[tuple[ApiKey, str | None]]:
+    rows = session.execute(
+        select(ApiKey, User.name).outerjoin(User, User.id == ApiKey.user_id).order_by(ApiKey.id)
+    ).all()
+    return [(key, user) for key, user in rows]
+
+
+def revoke_key(session: Session, id_or_key: str) -> bool:
+    """Revoke by id, or by the key itself; False when no live key matched."""
+    match = ApiKey.key_hash == hash_key(id_or_key)
+    if id_or_key.isdigit():
+        match = or_(match, ApiKey.id == int(id_or_key))
+    key = session.execute(
+        select(ApiKey).where(match, ApiKey.revoked_at.is_(None))
+    ).scalar_one_or_none()
+    if key is None:
+        return False
+    key.revoked_at = datetime.now(UTC)
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class KeyHolder:
+    """What a valid key stands for."""
+
+    key_id: int
+    name: str
+    scope: Scope
+    user_id: int | None
+    user: str | None
+    reads_all: bool  # an admin user's key, or an admin service key: no reader filter
+    tokens: tuple[str, ...]  # the reader tokens it reads with (empty when it reads all)
+    expires_at: datetime | None
+
+
+def key_holder(session: Session, digest: str) -> KeyHolder | None:
+    """The holder of a key by its digest: None when unknown, revoked or expired."""
+    row = session.execute(
+        select(ApiKey, User)
+        .outerjoin(User, User.id == ApiKey.user_id)
+        .where(
+            ApiKey.key_hash == digest,
+            ApiKey.revoked_at.is_(None),
+            or_(ApiKey.expires_at.is_(None), ApiKey.expires_at > func.now()),
+        )
+    ).first()
+    if row is None:
+        return None
+    key, user = row
+    scope = Scope(key.scope)
+    tokens: list[str] = [PUBLIC]
+    if user is not None:
+        tokens.append(user_token(user.id))
+        group_ids = session.execute(
+            select(GroupMember.group_id).where(GroupMember.user_id == user.id)
+        ).scalars()
+        tokens += [group_token(g) for g in group_ids]
+    reads_all = user.is_admin if user is not None else scope is Scope.ADMIN
+    return KeyHolder(
+        key_id=key.id,
+        name=key.name,
+        scope=scope,
+        user_id=user.id if user else None,
+        user=user.name if user else None,
+        reads_all=reads_all,
+        tokens=() if reads_all else tuple(tokens),
+        expires_at=key.expires_at,
+    )
+
+
+def touch(session: Session, key_id: int) -> None:
+    """Record a key's use (the caller does this at most once a minute per key)."""
+    key = session.get(ApiKey, key_id)
+    if key is not None:
+        key.last_used_at = datetime.now(UTC)
