@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, IndexAttempt, IndexAttemptItem
+from tandem.db.models import PUBLIC, UPLOAD_SOURCE, AttemptStatus, IndexAttempt, IndexAttemptItem
 from tandem.db.sources import finish_syncs
 
 TERMINAL = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED)
@@ -26,6 +26,8 @@ class NewItem:
     filename: str  # the document's path in its source
     payload: bytes
     source: str = UPLOAD_SOURCE
+    readers: tuple[str, ...] = (PUBLIC,)  # who may read the document (db.principals)
+    owner_id: int | None = None  # who sent it
     content_type: str | None = None
     title: str | None = None
     metadata: dict[str, Any] | None = None
@@ -74,6 +76,8 @@ def _new_rows(items: list[NewItem], start: int) -> list[IndexAttemptItem]:
             position=position,
             document_id=item.document_id,
             source=item.source,
+            readers=list(item.readers),
+            owner_id=item.owner_id,
             filename=item.filename,
             content_type=item.content_type,
             title=item.title,

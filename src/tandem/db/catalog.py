@@ -10,7 +10,7 @@ import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from tandem.db.models import UPLOAD_SOURCE, Chunk, Document
+from tandem.db.models import PUBLIC, UPLOAD_SOURCE, Chunk, Document
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,8 @@ class DocumentInfo:
     size_bytes: int
     chunk_count: int = 0
     source: str = UPLOAD_SOURCE
+    readers: tuple[str, ...] = (PUBLIC,)
+    owner_id: int | None = None
 
 
 def upsert_document(session: Session, info: DocumentInfo) -> None:
@@ -33,17 +35,24 @@ def upsert_document(session: Session, info: DocumentInfo) -> None:
 _UPSERT = text(
     """
     INSERT INTO documents
-        (id, title, source, path, content_type, metadata, content_hash, size_bytes, chunk_count)
-    SELECT * FROM unnest(
+        (id, title, source, path, content_type, metadata, content_hash, size_bytes, chunk_count,
+         readers, owner_id)
+    SELECT u.id, u.title, u.source, u.path, u.content_type, u.metadata, u.hash, u.size,
+           u.chunk_count, CAST(u.readers AS text[]), u.owner_id
+    FROM unnest(
         CAST(:ids AS text[]), CAST(:titles AS text[]), CAST(:sources AS text[]),
         CAST(:paths AS text[]),
         CAST(:content_types AS text[]), CAST(CAST(:metadata AS text[]) AS jsonb[]),
-        CAST(:hashes AS text[]), CAST(:sizes AS bigint[]), CAST(:chunk_counts AS integer[]))
+        CAST(:hashes AS text[]), CAST(:sizes AS bigint[]), CAST(:chunk_counts AS integer[]),
+        CAST(:readers AS text[]), CAST(:owners AS integer[]))
+        AS u(id, title, source, path, content_type, metadata, hash, size, chunk_count,
+             readers, owner_id)
     ON CONFLICT (id) DO UPDATE SET
         title = excluded.title, path = excluded.path,
         content_type = excluded.content_type, metadata = excluded.metadata,
         content_hash = excluded.content_hash, size_bytes = excluded.size_bytes,
-        chunk_count = excluded.chunk_count, updated_at = now()
+        chunk_count = excluded.chunk_count, readers = excluded.readers,
+        owner_id = coalesce(excluded.owner_id, documents.owner_id), updated_at = now()
     -- An id another source holds is not taken over: that row is not returned.
     WHERE documents.source = excluded.source
     RETURNING id, xmax <> 0 AS existed
@@ -75,11 +84,20 @@ def upsert_documents(session: Session, infos: Sequence[DocumentInfo]) -> Upserte
             "hashes": [i.content_hash for i in infos],
             "sizes": [i.size_bytes for i in infos],
             "chunk_counts": [i.chunk_count for i in infos],
+            # Each array as its text form: unnest cannot take an array of arrays apart.
+            "readers": [_array_literal(i.readers) for i in infos],
+            "owners": [i.owner_id for i in infos],
         },
     )
     # xmax is 0 on a freshly inserted row version and set on an updated one.
     written = [(str(row.id), bool(row.existed)) for row in rows]
     return Upserted({i for i, _ in written}, {i for i, existed in written if existed})
+
+
+def _array_literal(values: Sequence[str]) -> str:
+    """PostgreSQL's text form of a text[] (every element quoted)."""
+    quoted = ('"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values)
+    return "{" + ",".join(quoted) + "}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,17 +107,31 @@ class Indexed:
     source: str
     content_hash: str
     chunk_count: int
+    readers: tuple[str, ...]
 
 
 def indexed(session: Session, ids: Sequence[str]) -> dict[str, Indexed]:
     if not ids:
         return {}
     rows = session.execute(
-        select(Document.id, Document.source, Document.content_hash, Document.chunk_count).where(
-            Document.id.in_(list(ids))
-        )
+        select(
+            Document.id,
+            Document.source,
+            Document.content_hash,
+            Document.chunk_count,
+            Document.readers,
+        ).where(Document.id.in_(list(ids)))
     )
-    return {str(r[0]): Indexed(str(r[1]), str(r[2]), int(r[3])) for r in rows}
+    return {str(r[0]): Indexed(str(r[1]), str(r[2]), int(r[3]), tuple(r[4])) for r in rows}
+
+
+def set_readers(session: Session, readers: dict[str, tuple[str, ...]]) -> None:
+    """New readers for documents (their chunks: tandem.index.postgres.set_readers)."""
+    for document_id, tokens in sorted(readers.items()):
+        session.execute(
+            text("UPDATE documents SET readers = :r, updated_at = now() WHERE id = :id"),
+            {"r": list(tokens), "id": document_id},
+        )
 
 
 def embedding_dimensions(session: Session) -> int:

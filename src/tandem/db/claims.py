@@ -44,6 +44,8 @@ class WorkItem:
     size_bytes: int
     claim: int  # this claim's fencing token
     failures: int  # earlier unexpected errors or dead workers
+    readers: tuple[str, ...] = ()
+    owner_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +68,8 @@ class Outcome:
     error: str | None = None
     outcome: str | None = None
     embedded: int = 0
+    # An unchanged document whose readers changed: they are set, nothing else.
+    readers: tuple[str, ...] | None = None
 
 
 # Claimable: queued and due, or running under a lease that ran out.
@@ -93,7 +97,7 @@ _TAKE = text(
         not_before = NULL
     WHERE id = ANY(:ids)
     RETURNING id, attempt_id, document_id, source, filename, content_type, title, metadata, payload,
-              size_bytes, claims, failures
+              size_bytes, claims, failures, readers, owner_id
     """
 )
 _START_ATTEMPTS = text(
@@ -129,6 +133,8 @@ def _work_item(row: Row[Any]) -> WorkItem:
         size_bytes=int(row.size_bytes),
         claim=int(row.claims),
         failures=int(row.failures),
+        readers=tuple(row.readers),
+        owner_id=row.owner_id,
     )
 
 

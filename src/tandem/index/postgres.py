@@ -31,6 +31,7 @@ CHUNK_COLUMNS = (
     "text",
     "token_count",
     "embedding",
+    "readers",
 )
 
 
@@ -42,8 +43,18 @@ _COPY_TRAILER = struct.pack(">h", -1)
 _JSONB_VERSION = b"\x01"
 
 
+_TEXT_OID = 25
+
+
 def _field(value: bytes) -> bytes:
     return struct.pack(">i", len(value)) + value
+
+
+def _text_array(values: Sequence[str]) -> bytes:
+    """A one-dimensional text[] in COPY's binary form: dimensions, no NULLs, element type,
+    length and lower bound, then each element length-prefixed."""
+    header = struct.pack(">iiiii", 1, 0, _TEXT_OID, len(values), 1)
+    return header + b"".join(_field(v.encode()) for v in values)
 
 
 def _binary_row(document_id: str, chunk: IndexedChunk) -> bytes:
@@ -59,6 +70,7 @@ def _binary_row(document_id: str, chunk: IndexedChunk) -> bytes:
         chunk.text.encode(),
         struct.pack(">i", chunk.token_count),
         struct.pack(">HH", vector.shape[0], 0) + vector.tobytes(),  # pgvector's binary form
+        _text_array(chunk.readers),
     )
     return struct.pack(">h", len(fields)) + b"".join(_field(f) for f in fields)
 
@@ -97,6 +109,16 @@ def replace_chunks(
     statement = f"COPY chunks ({', '.join(CHUNK_COLUMNS)}) FROM STDIN (FORMAT BINARY)"
     with driver.cursor() as cursor, cursor.copy(statement) as copy:
         copy.write(b"".join([_COPY_HEADER, *rows, _COPY_TRAILER]))
+
+
+def set_readers(session: Session, readers: Mapping[str, Sequence[str]]) -> None:
+    """New readers for documents' chunks, in the caller's transaction; the text is as it
+    was, so the BM25 triggers skip these updates."""
+    for document_id, tokens in sorted(readers.items()):
+        session.execute(
+            text("UPDATE chunks SET readers = :r WHERE document_id = :id"),
+            {"r": list(tokens), "id": document_id},
+        )
 
 
 def stored_vectors(

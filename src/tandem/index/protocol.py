@@ -46,6 +46,7 @@ class IndexedChunk:
     embedding: FloatArray
     metadata: dict[str, Any] = field(default_factory=dict)
     source: str = "upload"
+    readers: tuple[str, ...] = ("public",)  # who may read it (tandem.db.principals)
 
 
 @dataclass(frozen=True, slots=True)

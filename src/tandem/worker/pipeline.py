@@ -187,8 +187,11 @@ class IndexingPipeline:
             digest = content_hash(item, self.chunker.fingerprint)
             before = known.get(item.document_id)
             if before is not None and before.content_hash == digest:
+                readers = item.readers if item.readers != before.readers else None
                 failures.append(
-                    claims.Outcome(item, chunk_count=before.chunk_count, outcome="unchanged")
+                    claims.Outcome(
+                        item, chunk_count=before.chunk_count, outcome="unchanged", readers=readers
+                    )
                 )
                 continue
             try:

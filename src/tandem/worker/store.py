@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import catalog, claims
 from tandem.documents import ParsedDocument
-from tandem.index.postgres import replace_chunks
+from tandem.index.postgres import replace_chunks, set_readers
 from tandem.index.protocol import IndexedChunk
 from tandem.model_files import FloatArray
 from tandem.worker.chunking import TextChunk
@@ -56,6 +56,8 @@ class PreparedDocument:
             content_hash=self.content_hash,
             size_bytes=self.item.size_bytes,
             chunk_count=len(self.chunks),
+            readers=self.item.readers,
+            owner_id=self.item.owner_id,
         )
 
     def outcome(self) -> claims.Outcome:
@@ -79,6 +81,7 @@ class PreparedDocument:
                 embedding=vector,
                 metadata=metadata,
                 source=self.item.source,
+                readers=self.item.readers,
             )
             for c, vector in zip(self.chunks, self.vectors, strict=True)
             if vector is not None
@@ -121,5 +124,12 @@ def write_documents(
         replace_chunks(
             session, {d.item.document_id: d.indexed_chunks() for d in stored}, upserted.existed
         )
+        readers = {
+            o.item.document_id: o.readers
+            for o in outcomes
+            if o.readers is not None and o.item.id in owned
+        }
+        catalog.set_readers(session, readers)
+        set_readers(session, readers)
         before_commit(sorted(owned))
     return owned
