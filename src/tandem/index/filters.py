@@ -26,11 +26,15 @@ def like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
-# A chunk's document's updated_at, probed by the documents' primary key per chunk the
-# retriever looks at. Written as a scalar subquery rather than a join or EXISTS: the HNSW
-# scan then stays an ordered index scan with one more filter per row (a semi-join may be
-# planned as a hash join, which gives up the index order and ranks every chunk).
-_DOCUMENT_UPDATED_AT = "(SELECT d.updated_at FROM documents d WHERE d.id = c.document_id)"
+# The update time is the document's (chunks do not carry it): a semi-join, which the
+# planner turns into whichever is cheaper for the filter's selectivity (measured, 10k
+# chunks): for a few recent documents, those documents' chunks ranked exactly (2 ms);
+# for most, the HNSW scan in order with a memoized primary-key probe per chunk (3-6 ms).
+# A scalar subquery per chunk instead forces the latter always (45 ms for 5%).
+_UPDATED_SINCE = (
+    "EXISTS (SELECT 1 FROM documents d"
+    " WHERE d.id = c.document_id AND d.updated_at >= :filter_updated_since)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,7 +61,7 @@ class ChunkFilter:
             clauses.append("c.content_type = ANY(:filter_content_types)")
             params["filter_content_types"] = list(filters.content_types)
         if filters.updated_since is not None:
-            clauses.append(f"{_DOCUMENT_UPDATED_AT} >= :filter_updated_since")
+            clauses.append(_UPDATED_SINCE)
             params["filter_updated_since"] = filters.updated_since
         if filters.metadata:
             clauses.append("c.metadata @> CAST(:filter_metadata AS jsonb)")
