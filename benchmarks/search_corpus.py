@@ -42,7 +42,10 @@ INDEX_DDL = {
     "ix_chunks_embedding_hnsw": "CREATE INDEX ix_chunks_embedding_hnsw ON chunks "
     "USING hnsw (embedding vector_cosine_ops)",
 }
-CHUNK_COLUMN_TYPES = ["text", "int4", "text", "text", "text", "jsonb", "text", "int4", "vector"]
+CHUNK_COLUMN_TYPES = [
+    *("text", "int4", "text", "text", "text", "text", "jsonb", "text", "int4", "vector")
+]
+SOURCE = "upload"  # the built-in source (migration 0004): no sources row to add
 Matrix = npt.NDArray[np.float32]
 
 
@@ -177,20 +180,21 @@ def copy_chunks(connection: psycopg.Connection[Any], chunks: list[SyntheticChunk
     first_chunks = [c for c in chunks if c.ordinal == 0]
     with connection.cursor() as cursor:
         with cursor.copy(
-            "COPY documents (id, title, source, content_type, metadata, content_hash,"
+            "COPY documents (id, title, source, path, content_type, metadata, content_hash,"
             " size_bytes, chunk_count) FROM STDIN"
         ) as copy:
             for chunk in first_chunks:
                 digest = hashlib.sha256(chunk.document_id.encode()).hexdigest()
-                row = (chunk.document_id, chunk.title, f"{chunk.document_id}.md")
+                row = (chunk.document_id, chunk.title, SOURCE, f"{chunk.document_id}.md")
                 copy.write_row((*row, "text/markdown", "{}", digest, 0, CHUNKS_PER_DOCUMENT))
         with cursor.copy(
-            "COPY chunks (document_id, ordinal, title, source, content_type, metadata, text,"
-            " token_count, embedding) FROM STDIN WITH (FORMAT BINARY)"
+            "COPY chunks (document_id, ordinal, title, source, path, content_type, metadata,"
+            " text, token_count, embedding) FROM STDIN WITH (FORMAT BINARY)"
         ) as copy:
             copy.set_types(CHUNK_COLUMN_TYPES)
             for c in chunks:
-                fields = (c.document_id, c.ordinal, c.title, f"{c.document_id}.md", "text/markdown")
+                path = f"{c.document_id}.md"
+                fields = (c.document_id, c.ordinal, c.title, SOURCE, path, "text/markdown")
                 copy.write_row((*fields, {}, c.text, c.token_count, c.embedding))
     connection.commit()
     return time.perf_counter() - started

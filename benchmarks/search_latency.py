@@ -1,5 +1,7 @@
 """Search latency through the API (POST /api/search) at 10k and 100k chunks, per mode,
-one client at a time and CONCURRENT_CLIENTS at once.
+one client at a time and CONCURRENT_CLIENTS at once; then results by document (the API's
+default) against every chunk (`group_by_document: false`) side by side, and filtered
+searches (benchmarks/search_variants.py).
 
 PostgreSQL is filled directly (COPY) with synthetic chunks whose vectors are built from
 real embeddings (see benchmarks/search_corpus.py); the HNSW and GIN indexes are then built
@@ -28,6 +30,7 @@ import psycopg
 from pgvector.psycopg import register_vector
 
 from benchmarks import search_corpus as corpus
+from benchmarks import search_variants as variants
 from benchmarks import tandem_stack as stack
 from benchmarks.results_io import summarize_ms, write_result
 from tandem.db.session import make_engine, make_session_factory
@@ -171,6 +174,7 @@ def measure_size(
             seconds = index_latency(index, queries[split], vectors[split], mode)
             api["in_process_index_ms"] = summarize_ms(seconds)
             result["modes"][mode.value] = api
+        result |= compare_variants(urls["api"], index, queries, vectors)
         _, embed_seconds = embed_queries(urls["inference"], queries)
         result["in_process_query_embedding_ms"] = summarize_ms(embed_seconds)
         result["hnsw_recall_at_10"] = hnsw_recall(
@@ -182,6 +186,31 @@ def measure_size(
     finally:
         engine.dispose()
     return result
+
+
+def compare_variants(
+    api_url: str, index: PostgresIndex, queries: list[str], vectors: list[FloatArray]
+) -> dict[str, Any]:
+    """Grouped against ungrouped (through the API, and the index alone), how often a
+    grouped page needs a second round, and the filters against none."""
+    grouping: dict[str, Any] = {}
+    filters: dict[str, Any] = {}
+    split = slice(0, WARMUP + SPLIT_QUERIES)
+    for mode in MODES:
+        grouping[mode.value] = {
+            "api": variants.paired_api_latency(api_url, queries, mode, variants.GROUPING, WARMUP),
+            "in_process_index_ms": variants.paired_index_latency(
+                index, queries[split], vectors[split], mode, WARMUP
+            ),
+            "share_needing_a_second_round": variants.growth_share(
+                index, queries[WARMUP : split.stop], vectors[WARMUP : split.stop], mode
+            ),
+        }
+        filtered = {name: {"filters": body} for name, body in variants.FILTERS.items()}
+        filters[mode.value] = variants.paired_api_latency(
+            api_url, queries[split], mode, filtered, WARMUP
+        )
+    return {"grouping": grouping, "filters": filters}
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -211,21 +240,31 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 corpus.drop_search_indexes(connection)
                 copy_seconds = corpus.copy_chunks(connection, chunks)
                 index_seconds = corpus.build_search_indexes(connection)
+                selectivity = variants.spread_update_times(connection)
             documents = target
             measured = measure_size(urls, backends.database_url, queries, vectors)
             measured |= {"copy_seconds": copy_seconds, "index_build_seconds": index_seconds}
+            measured["filter_selectivity"] = selectivity
             results["sizes"][str(size)] = measured
             print(f"{size} chunks: " + _line(measured), flush=True)
     return results | {"queries_per_mode": args.queries, "cpus": stack.role_cpus()}
 
 
 def _line(measured: dict[str, Any]) -> str:
-    return "; ".join(
+    modes = "; ".join(
         f"{mode} p50 {m['client_ms']['p50']:.1f} ms p99 {m['client_ms']['p99']:.1f} ms"
         f" (x{CONCURRENT_CLIENTS}: {m['concurrent']['client_ms']['p50']:.1f} /"
         f" {m['concurrent']['client_ms']['p99']:.1f} ms)"
         for mode, m in measured["modes"].items()
     )
+    grouping = "; ".join(
+        f"{mode} grouped {g['api']['grouped']['client_ms']['p50']:.1f} /"
+        f" {g['api']['grouped']['client_ms']['p99']:.1f} ms, ungrouped"
+        f" {g['api']['ungrouped']['client_ms']['p50']:.1f} /"
+        f" {g['api']['ungrouped']['client_ms']['p99']:.1f} ms"
+        for mode, g in measured["grouping"].items()
+    )
+    return f"{modes}\n  p50 / p99: {grouping}"
 
 
 def main() -> None:

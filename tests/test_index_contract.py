@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Protocol
 
 import numpy as np
 import pytest
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import catalog
@@ -16,13 +18,18 @@ from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import (
     DocumentIndex,
     IndexedChunk,
+    IndexHit,
     IndexQuery,
     SearchFilters,
     SearchMode,
 )
 from tandem.model_files import FloatArray
 
-AddDocument = Callable[[str], None]
+
+class AddDocument(Protocol):
+    def __call__(
+        self, document_id: str, *, source: str = "upload", updated_at: datetime | None = None
+    ) -> None: ...
 
 
 def unit(seed: int) -> FloatArray:
@@ -36,13 +43,13 @@ def chunk(ordinal: int, body: str, seed: int, **extra: object) -> IndexedChunk:
         "path": "source.txt",
         "content_type": "text/plain",
         "metadata": {},
+        "embedding": unit(seed),
     }
     fields.update(extra)
     return IndexedChunk(
         ordinal=ordinal,
         text=body,
         token_count=len(body.split()),
-        embedding=unit(seed),
         **fields,  # type: ignore[arg-type]
     )
 
@@ -53,13 +60,26 @@ def index_and_catalog(
 ) -> tuple[DocumentIndex, AddDocument]:
     sessions = empty_database
 
-    def add_document(document_id: str) -> None:
+    def add_document(
+        document_id: str, *, source: str = "upload", updated_at: datetime | None = None
+    ) -> None:
         # The PostgreSQL index keeps chunks beside the catalog row they belong to.
         with sessions.begin() as session:
+            session.execute(
+                text(
+                    "INSERT INTO sources (name, kind) VALUES (:s, 'folder') ON CONFLICT DO NOTHING"
+                ),
+                {"s": source},
+            )
             catalog.upsert_document(
                 session,
-                catalog.DocumentInfo(document_id, "T", "s", "text/plain", {}, "h", 1),
+                catalog.DocumentInfo(document_id, "T", "s", "text/plain", {}, "h", 1, 0, source),
             )
+            if updated_at is not None:
+                session.execute(
+                    text("UPDATE documents SET updated_at = :t WHERE id = :id"),
+                    {"t": updated_at, "id": document_id},
+                )
 
     return PostgresIndex(sessions, request.param), add_document
 
@@ -116,15 +136,25 @@ def test_delete(index: DocumentIndex, add_document: AddDocument) -> None:
     assert [h.document_id for h in hits] == ["kept"]
 
 
+UPDATED = {
+    "passwords": datetime(2020, 1, 1, tzinfo=UTC),
+    "revenue": datetime(2023, 6, 1, 12, tzinfo=UTC),
+    "kubernetes": datetime(2024, 3, 1, tzinfo=UTC),
+}
+
+
 @pytest.fixture
 def corpus(index: DocumentIndex, add_document: AddDocument) -> DocumentIndex:
+    # Paths with LIKE's wildcards in them: a prefix filter must take them literally.
     documents = {
-        "passwords": ("How to reset a forgotten password from the login page", 1, "a.md", "hr"),
-        "revenue": ("Quarterly revenue grew twelve percent over the year", 2, "b.pdf", "fin"),
-        "kubernetes": ("Pods are scheduled onto nodes by the kube scheduler", 3, "c.txt", "ops"),
+        "passwords": ("How to reset a forgotten password from the login page", 1, "team/hr_a.md"),
+        "revenue": ("Quarterly revenue grew twelve percent over the year", 2, "team/hr%/b.pdf"),
+        "kubernetes": ("Pods are scheduled onto nodes by the kube scheduler", 3, "ops/c.txt"),
     }
-    for document_id, (body, seed, source, team) in documents.items():
-        add_document(document_id)
+    teams = {"passwords": "hr", "revenue": "fin", "kubernetes": "ops"}
+    for document_id, (body, seed, path) in documents.items():
+        source = "wiki" if document_id == "kubernetes" else "upload"
+        add_document(document_id, source=source, updated_at=UPDATED[document_id])
         index.replace_document(
             document_id,
             [
@@ -132,9 +162,10 @@ def corpus(index: DocumentIndex, add_document: AddDocument) -> DocumentIndex:
                     0,
                     body,
                     seed,
-                    path=source,
-                    content_type="application/pdf" if source.endswith("pdf") else "text/plain",
-                    metadata={"team": team},
+                    path=path,
+                    source=source,
+                    content_type="application/pdf" if path.endswith("pdf") else "text/plain",
+                    metadata={"team": teams[document_id]},
                 )
             ],
         )
@@ -175,10 +206,25 @@ def test_without_a_vector_search_is_keyword_only(corpus: DocumentIndex) -> None:
     ("filters", "expected"),
     [
         (SearchFilters(document_ids=["revenue", "kubernetes"]), {"revenue", "kubernetes"}),
-        (SearchFilters(sources=["upload"]), {"passwords", "revenue", "kubernetes"}),
+        (SearchFilters(sources=["upload"]), {"passwords", "revenue"}),
+        (SearchFilters(sources=["wiki", "upload"]), {"passwords", "revenue", "kubernetes"}),
         (SearchFilters(content_types=["application/pdf"]), {"revenue"}),
         (SearchFilters(metadata={"team": "ops"}), {"kubernetes"}),
         (SearchFilters(metadata={"team": "nobody"}), set()),
+        (SearchFilters(path_prefix="team/"), {"passwords", "revenue"}),
+        (SearchFilters(path_prefix="team/hr_"), {"passwords"}),  # "_" is no wildcard
+        (SearchFilters(path_prefix="team/hr%"), {"revenue"}),  # nor "%"
+        (SearchFilters(path_prefix="ops/c.txt"), {"kubernetes"}),
+        (SearchFilters(path_prefix="Team/"), set()),
+        (SearchFilters(updated_since=datetime(2023, 1, 1, tzinfo=UTC)), {"revenue", "kubernetes"}),
+        (SearchFilters(updated_since=UPDATED["revenue"]), {"revenue", "kubernetes"}),  # at: in
+        (SearchFilters(updated_since=datetime(2030, 1, 1, tzinfo=UTC)), set()),
+        # Filters together narrow further.
+        (
+            SearchFilters(path_prefix="team/", updated_since=datetime(2023, 1, 1, tzinfo=UTC)),
+            {"revenue"},
+        ),
+        (SearchFilters(sources=["wiki"], content_types=["application/pdf"]), set()),
     ],
 )
 def test_filters_apply_in_every_mode(
@@ -191,3 +237,118 @@ def test_filters_apply_in_every_mode(
 
 def test_limit_is_respected(corpus: DocumentIndex) -> None:
     assert len(corpus.search(IndexQuery("anything", unit(5), SearchMode.SEMANTIC, 2))) == 2
+
+
+# --- results by document: one hit per document, pages ---------------------------------
+
+QUERY = "heron wetland"
+LONG_CHUNKS = 50
+BEST_CHUNK = 7  # the long document's best chunk for QUERY and QUERY_VECTOR
+
+
+def toward(query: FloatArray, cosine: float, seed: int) -> FloatArray:
+    """A unit vector at about `cosine` to the unit vector `query`."""
+    other = unit(seed)
+    other -= float(other @ query) * query
+    other /= np.linalg.norm(other)
+    vector: FloatArray = (cosine * query + np.sqrt(1 - cosine * cosine) * other).astype(np.float32)
+    return vector
+
+
+QUERY_VECTOR = unit(1000)
+
+
+@pytest.fixture
+def library(index: DocumentIndex, add_document: AddDocument) -> DocumentIndex:
+    """One long document whose 50 chunks all outrank every other chunk in both
+    retrievers, and 24 short ones (1 or 2 chunks): every chunk matches the query's words.
+    86 chunks in all, so a pool of 100 per retriever holds every chunk."""
+    # The short ones first and the long one's chunks not too alike: HNSW's graph then
+    # reaches every chunk (outliers inserted after a tight cluster can end up unlinked).
+    for d in range(24):
+        add_document(f"short-{d:02d}")
+        chunks = [
+            chunk(
+                i,
+                f"a heron seen on note {d} " + "wetland " * (1 + (d + i) % 3),
+                0,
+                embedding=toward(QUERY_VECTOR, 0.1 + 0.015 * d - 0.05 * i, 100 + 2 * d + i),
+            )
+            for i in range(1 + d % 2)
+        ]
+        index.replace_document(f"short-{d:02d}", chunks)
+    add_document("long")
+    index.replace_document(
+        "long",
+        [
+            chunk(
+                i,
+                "heron wetland " * (6 if i == BEST_CHUNK else 4) + f"part {i}",
+                0,
+                embedding=QUERY_VECTOR
+                if i == BEST_CHUNK
+                else toward(QUERY_VECTOR, 0.6 + 0.002 * i, i),
+            )
+            for i in range(LONG_CHUNKS)
+        ],
+    )
+    return index
+
+
+def ask(index: DocumentIndex, mode: SearchMode, limit: int, **options: object) -> list[IndexHit]:
+    query = IndexQuery(QUERY, QUERY_VECTOR, mode, limit, **options)  # type: ignore[arg-type]
+    return index.search(query)
+
+
+def keys(hits: list[IndexHit]) -> list[tuple[str, int]]:
+    return [(h.document_id, h.ordinal) for h in hits]
+
+
+def by_document(hits: list[IndexHit]) -> list[IndexHit]:
+    """Each document's first hit, in order."""
+    first: dict[str, IndexHit] = {}
+    for hit in hits:
+        first.setdefault(hit.document_id, hit)
+    return list(first.values())
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+@pytest.mark.parametrize("candidates", [100, 10], ids=["pool-holds-all", "pool-too-small"])
+def test_one_hit_per_document_its_best_chunk(
+    library: DocumentIndex, mode: SearchMode, candidates: int
+) -> None:
+    """Ten documents when ten match, though one document's 50 chunks rank above all others:
+    with a pool too small to hold ten documents, retrieval asks for more."""
+    grouped = ask(library, mode, 10, candidates=candidates)
+    assert len({h.document_id for h in grouped}) == len(grouped) == 10
+    assert (grouped[0].document_id, grouped[0].ordinal) == ("long", BEST_CHUNK)
+    every_chunk = ask(library, mode, 200, candidates=200, group_by_document=False)
+    assert [h.document_id for h in every_chunk[:LONG_CHUNKS]] == ["long"] * LONG_CHUNKS
+    # The same hits, scores included, as the chunk ranking's first hit of each document.
+    best = by_document(every_chunk)[:10]
+    assert keys(grouped) == keys(best)
+    assert [h.score for h in grouped] == pytest.approx([h.score for h in best])
+    assert grouped[0].path == "source.txt" and grouped[0].source == "upload"
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+@pytest.mark.parametrize("grouped", [True, False], ids=["documents", "chunks"])
+def test_pages_follow_on_without_overlap_or_gap(
+    library: DocumentIndex, mode: SearchMode, grouped: bool
+) -> None:
+    size = 7 if grouped else 20
+    whole = ask(library, mode, 100, group_by_document=grouped)
+    assert len(whole) == (25 if grouped else 86)
+    pages = [
+        ask(library, mode, size, offset=offset, group_by_document=grouped)
+        for offset in range(0, len(whole) + size, size)
+    ]
+    assert [len(p) for p in pages][-2:] == [len(whole) % size, 0]  # a short page, then none
+    assert [k for page in pages for k in keys(page)] == keys(whole)
+
+
+@pytest.mark.parametrize("mode", list(SearchMode))
+def test_filters_narrow_grouped_results(library: DocumentIndex, mode: SearchMode) -> None:
+    only = ask(library, mode, 10, filters=SearchFilters(document_ids=["long", "short-03"]))
+    assert [h.document_id for h in only] == ["long", "short-03"]
+    assert ask(library, mode, 10, filters=SearchFilters(path_prefix="elsewhere/")) == []

@@ -60,7 +60,13 @@ def sessions(empty_database: sessionmaker[Session]) -> sessionmaker[Session]:
 
 
 def semantic(sessions: sessionmaker[Session], opening_weight: float) -> list[IndexHit]:
-    query = IndexQuery(text="unused", vector=along(1.0, 1), mode=SearchMode.SEMANTIC, limit=4)
+    query = IndexQuery(
+        text="unused",
+        vector=along(1.0, 1),
+        mode=SearchMode.SEMANTIC,
+        limit=4,
+        group_by_document=False,  # every chunk's score, not only each document's best
+    )
     return PostgresIndex(sessions, opening_weight=opening_weight).search(query)
 
 
@@ -89,7 +95,12 @@ def test_a_passage_is_judged_with_its_documents_opening(sessions: sessionmaker[S
 
 def test_hybrid_uses_the_same_semantic_scores(sessions: sessionmaker[Session]) -> None:
     query = IndexQuery(
-        text="deep part", vector=along(1.0, 1), mode=SearchMode.HYBRID, limit=4, alpha=1.0
+        text="deep part",
+        vector=along(1.0, 1),
+        mode=SearchMode.HYBRID,
+        limit=4,
+        alpha=1.0,
+        group_by_document=False,
     )
     hits = PostgresIndex(sessions, opening_weight=0.5).search(query)
     scores = {(h.document_id, h.ordinal): h.vector_score for h in hits}

@@ -4,6 +4,7 @@ clients (`tandem.client`, the CLI, the web UI's expectations in tests)."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -106,6 +107,10 @@ class SearchFiltersIn(BaseModel):
     sources: list[StoredText] = Field(default_factory=list, max_length=1000)
     content_types: list[StoredText] = Field(default_factory=list, max_length=20)
     metadata: Metadata = Field(default_factory=dict)
+    # Paths (inside their source) that start with this, taken literally (no wildcards).
+    path_prefix: Annotated[StoredText | None, Field(max_length=2000)] = None
+    # Documents updated at or after this ISO 8601 instant (no offset: UTC).
+    updated_since: datetime | None = None
 
 
 class SearchRequest(BaseModel):
@@ -117,6 +122,10 @@ class SearchRequest(BaseModel):
     alpha: Annotated[float | None, Field(strict=True, ge=0.0, le=1.0)] = None
     rerank: Flag = False
     filters: SearchFiltersIn | None = None
+    # One result per document (its best chunk); false: every chunk that ranks.
+    group_by_document: Flag = True
+    # Results of the ranking to skip: the next page is at offset + limit.
+    offset: Annotated[int, Field(strict=True, ge=0, le=1000)] = 0
 
 
 class SearchHitOut(BaseModel):
@@ -136,6 +145,9 @@ class SearchResponse(BaseModel):
     notice: str | None
     reranked: bool
     took_ms: float
+    offset: int  # of the first result in the ranking
+    grouped: bool  # one result per document
+    next_offset: int | None  # the next page's offset; None: the ranking ends here
     results: list[SearchHitOut]
 
 

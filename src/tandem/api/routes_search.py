@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter
 
 from tandem.api.state import Authorized, StateDep
@@ -14,6 +16,13 @@ from tandem.search import InvalidQuery, Searcher, SearchQuery
 router = APIRouter(prefix="/api", tags=["search"], dependencies=[Authorized])
 
 
+def _aware(moment: datetime | None) -> datetime | None:
+    """A timestamp without an offset is taken as UTC (not as the database's time zone)."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
 def _filters(body: SearchRequest) -> SearchFilters:
     if body.filters is None:
         return SearchFilters()
@@ -22,6 +31,8 @@ def _filters(body: SearchRequest) -> SearchFilters:
         sources=body.filters.sources,
         content_types=body.filters.content_types,
         metadata=dict(body.filters.metadata),
+        path_prefix=body.filters.path_prefix or "",
+        updated_since=_aware(body.filters.updated_since),
     )
 
 
@@ -37,6 +48,8 @@ def search(body: SearchRequest, state: StateDep) -> SearchResponse:
         alpha=body.alpha if body.alpha is not None else DEFAULT_HYBRID_ALPHA,
         rerank=body.rerank,
         filters=_filters(body),
+        group_by_document=body.group_by_document,
+        offset=body.offset,
     )
     try:
         result = searcher.search(query)
@@ -49,6 +62,9 @@ def search(body: SearchRequest, state: StateDep) -> SearchResponse:
         notice=result.notice,
         reranked=result.reranked,
         took_ms=result.took_ms,
+        offset=body.offset,
+        grouped=body.group_by_document,
+        next_offset=body.offset + len(result.hits) if result.more else None,
         results=[
             SearchHitOut(
                 document_id=h.document_id,

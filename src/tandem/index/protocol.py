@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -51,11 +52,17 @@ class IndexedChunk:
 
 @dataclass(frozen=True, slots=True)
 class SearchFilters:
+    """Every filter given narrows the results (they are ANDed); an empty one is no filter."""
+
     document_ids: Sequence[str] = ()
-    sources: Sequence[str] = ()
+    sources: Sequence[str] = ()  # source names
     content_types: Sequence[str] = ()
     # Every key/value pair must be present in the chunk's metadata.
     metadata: dict[str, Any] = field(default_factory=dict)
+    # Chunks whose path (inside its source) starts with this, literally: no wildcards.
+    path_prefix: str = ""
+    # Documents updated at or after this instant (timezone-aware).
+    updated_since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +75,11 @@ class IndexQuery:
     alpha: float = DEFAULT_HYBRID_ALPHA
     filters: SearchFilters = SearchFilters()
     candidates: int = 100  # per retriever, before fusion
+    # One hit per document (its best chunk), or every chunk that ranks.
+    group_by_document: bool = True
+    # Hits skipped before the first one returned: the ranking's next page is at
+    # offset + limit.
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 Each retriever returns its top candidates by chunk id; in hybrid mode every candidate then
 gets both scores (the keyword candidates their cosine, the vector candidates their exact
 BM25), so fusion compares like with like instead of treating "not in the other top k" as
-zero. Rows (text, title, ...) are read only for the final hits.
+zero. Rows (text, title, ...) are read only for the page returned (tandem.index.pages:
+one hit per document, its best chunk, unless asked for every chunk). Filters narrow both
+retrievers inside their SQL (tandem.index.filters).
 
 A chunk's semantic score blends its own cosine with the cosine of its document's opening
 chunk (ordinal 0: the title and the first lines, which say what the document is about):
@@ -17,23 +19,28 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import orjson
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.models import vector_literal
 from tandem.index import bm25
 from tandem.index.bm25_sql import chunk_score_join
+from tandem.index.filters import ChunkFilter
 from tandem.index.fusion import Candidate, Fusion, fuse
-from tandem.index.protocol import IndexHit, IndexQuery, PendingVector, SearchFilters, SearchMode
+from tandem.index.pages import read_page
+from tandem.index.protocol import IndexHit, IndexQuery, PendingVector, SearchMode
 from tandem.model_files import FloatArray
 
 MAX_EF_SEARCH = 1000
 OPENING_WEIGHT = 0.5  # w above; 0 ranks by each chunk's own cosine alone
+# A grouped page short of documents asks the retrievers again for GROWTH times as many
+# candidates, up to MAX_CANDIDATES each (PostgresRetrieval.search).
+GROWTH = 4
+MAX_CANDIDATES = 5000
 
 
 # The cosine of a chunk's document's opening chunk, `o`, joined by the unique
@@ -46,32 +53,13 @@ def opening_join(chunk_alias: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ChunkFilter:
-    """SQL over the `chunks` row aliased `c`, and its parameters; empty for no filter."""
+class Pool:
+    """The fused candidates of one round, best first; `full`: some retriever returned as
+    many as asked for (it may have more); `vector`: the query vector, resolved."""
 
-    sql: str
-    params: dict[str, object]
-
-    @classmethod
-    def build(cls, filters: SearchFilters) -> ChunkFilter:
-        clauses: list[str] = []
-        params: dict[str, object] = {}
-        if filters.document_ids:
-            clauses.append("c.document_id = ANY(:filter_document_ids)")
-            params["filter_document_ids"] = list(filters.document_ids)
-        if filters.sources:
-            clauses.append("c.source = ANY(:filter_sources)")
-            params["filter_sources"] = list(filters.sources)
-        if filters.content_types:
-            clauses.append("c.content_type = ANY(:filter_content_types)")
-            params["filter_content_types"] = list(filters.content_types)
-        if filters.metadata:
-            clauses.append("c.metadata @> CAST(:filter_metadata AS jsonb)")
-            params["filter_metadata"] = orjson.dumps(filters.metadata).decode()
-        return cls(" AND ".join(clauses), params)
-
-    def where(self) -> str:
-        return f" WHERE {self.sql}" if self.sql else ""
+    ranked: list[Candidate]
+    full: bool
+    vector: FloatArray | None
 
 
 def resolve(vector: FloatArray | PendingVector | None) -> FloatArray | None:
@@ -92,16 +80,45 @@ class PostgresRetrieval:
         self._opening_weight = opening_weight
 
     def search(self, sessions: sessionmaker[Session], query: IndexQuery) -> list[IndexHit]:
+        """The page of the ranking at `query.offset`. Grouped by document, a pool of
+        `candidates` per retriever may hold fewer documents than the page needs (one long
+        document's chunks filling it): then the retrievers are asked again for GROWTH
+        times as many, until the page is full, they run out, or MAX_CANDIDATES. Each round
+        on connections of its own, none held in between (see `_hybrid`)."""
         chunk_filter = ChunkFilter.build(query.filters)
-        with sessions() as session:
-            if query.mode is SearchMode.HYBRID and query.vector is not None:
-                return self._hybrid(sessions, session, query, chunk_filter)
-            vector = None if query.mode is SearchMode.KEYWORD else resolve(query.vector)
-            if vector is None:  # keyword mode, or no query vector: keyword only
-                ranked = _by_score(self._keyword(session, query, chunk_filter), keyword=True)
-            else:
-                ranked = _by_score(self._nearest(session, query, vector, chunk_filter)[0])
-            return self._hits(session, ranked[: query.limit])
+        candidates = query.candidates
+        while True:
+            with sessions() as session:
+                pool = self._pool(
+                    sessions, session, replace(query, candidates=candidates), chunk_filter
+                )
+                hits = read_page(
+                    session,
+                    pool.ranked,
+                    offset=query.offset,
+                    limit=query.limit,
+                    grouped=query.group_by_document,
+                )
+            if len(hits) >= query.limit or not pool.full or candidates >= MAX_CANDIDATES:
+                return hits
+            candidates = min(MAX_CANDIDATES, candidates * GROWTH)
+            query = replace(query, vector=pool.vector)  # resolved: not embedded again
+
+    def _pool(
+        self,
+        sessions: sessionmaker[Session],
+        session: Session,
+        query: IndexQuery,
+        chunk_filter: ChunkFilter,
+    ) -> Pool:
+        if query.mode is SearchMode.HYBRID and query.vector is not None:
+            return self._hybrid(sessions, session, query, chunk_filter)
+        vector = None if query.mode is SearchMode.KEYWORD else resolve(query.vector)
+        if vector is None:  # keyword mode, or no query vector: keyword only
+            scores = self._keyword(session, query, chunk_filter)
+            return Pool(_by_score(scores, keyword=True), len(scores) >= query.candidates, None)
+        scores = self._nearest(session, query, vector, chunk_filter)[0]
+        return Pool(_by_score(scores), len(scores) >= query.candidates, vector)
 
     def _hybrid(
         self,
@@ -109,7 +126,7 @@ class PostgresRetrieval:
         session: Session,
         query: IndexQuery,
         chunk_filter: ChunkFilter,
-    ) -> list[IndexHit]:
+    ) -> Pool:
         """Two connections at once. On a second one: the query's terms, then the keyword
         top k and their semantic scores. On this one, once the query vector and the terms
         are there: the HNSW top k with their semantic and BM25 scores in one statement."""
@@ -131,16 +148,17 @@ class PostgresRetrieval:
                     session, query, vector, chunk_filter, scorer
                 )
             keyword_scores, keyword_semantic = keyword.result()
+        # Either list as long as asked for: that retriever may have more.
+        full = max(len(keyword_scores), len(vector_scores)) >= query.candidates
         if vector is None:  # the inference server could not embed the query
-            return self._hits(session, _by_score(keyword_scores, keyword=True)[: query.limit])
+            return Pool(_by_score(keyword_scores, keyword=True), full, None)
         keyword_scores = vector_bm25 | keyword_scores
         vector_scores = keyword_semantic | vector_scores
         candidates = [
             Candidate(c, vector_scores.get(c), keyword_scores.get(c))
             for c in {**vector_scores, **keyword_scores}
         ]
-        ranked = fuse(candidates, alpha=query.alpha, method=self._fusion)
-        return self._hits(session, ranked[: query.limit])
+        return Pool(fuse(candidates, alpha=query.alpha, method=self._fusion), full, vector)
 
     def _keyword_side(
         self,
@@ -249,36 +267,6 @@ class PostgresRetrieval:
             + weight * float(row[1] if row[2] is None else row[2])
             for row in rows
         }
-
-    @staticmethod
-    def _hits(session: Session, ranked: list[Candidate]) -> list[IndexHit]:
-        if not ranked:
-            return []
-        rows: dict[int, Any] = {
-            int(row[0]): row
-            for row in session.execute(
-                text(
-                    "SELECT id, document_id, ordinal, title, source, path, text FROM chunks"
-                    " WHERE id = ANY(:ids)"
-                ),
-                {"ids": [c.key for c in ranked]},
-            )
-        }
-        return [
-            IndexHit(
-                document_id=row[1],
-                ordinal=row[2],
-                title=row[3],
-                source=row[4],
-                path=row[5],
-                text=row[6],
-                score=c.score,
-                vector_score=c.vector_score,
-                keyword_score=c.keyword_score,
-            )
-            for c in ranked
-            if (row := rows.get(c.key)) is not None
-        ]
 
 
 def _by_score(scores: dict[int, float], *, keyword: bool = False) -> list[Candidate]:

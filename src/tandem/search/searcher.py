@@ -1,14 +1,21 @@
 """One search: query checks -> query embedding (inference server) -> index -> rerank.
 
 Stages, as in the model engine: `prepare` checks the query, `retrieve` embeds it and asks
-the index (BM25 + HNSW, fused), `rerank` optionally re-orders a wider pool with the
-cross-encoder. When the inference server is down or not ready, search still answers:
-keyword results, flagged `degraded`, never an error.
+the index (BM25 + HNSW, fused; one hit per document unless asked for chunks), `rerank`
+optionally re-orders a wider pool with the cross-encoder. When the inference server is
+down or not ready, search still answers: keyword results, flagged `degraded`, never an
+error.
+
+Pages: `offset` skips that many hits of the ranking. The index ranks a pool sized in
+steps of CANDIDATES (not per page), so neighbouring pages are cut from the same ranking.
+With rerank, the cross-encoder orders the first RERANK_POOL * limit hits, whatever the
+page; pages past them are in retrieval order (the same ranking's continuation).
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -41,6 +48,7 @@ RERANK_POOL = 3  # rerank this many times `limit` candidates
 # retriever gave the same hybrid MRR@10, while semantic alone lost 0.012 at 50 (the
 # opening-chunk blend re-ranks within the pool).
 CANDIDATES = {SearchMode.KEYWORD: 100, SearchMode.SEMANTIC: 100, SearchMode.HYBRID: 50}
+MAX_OFFSET = 1000
 
 
 class InferenceClient(Protocol):
@@ -65,6 +73,8 @@ class SearchQuery:
     alpha: float = DEFAULT_HYBRID_ALPHA
     rerank: bool = False
     filters: SearchFilters = field(default_factory=SearchFilters)
+    group_by_document: bool = True  # one hit per document: its best chunk
+    offset: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +86,14 @@ class SearchResult:
     reranked: bool = False
     notice: str | None = None
     took_ms: float = 0.0
+    more: bool = False  # the ranking goes on past this page (at offset + limit)
+
+
+def candidates(mode: SearchMode, hits: int) -> int:
+    """Candidates per retriever for a ranking at least `hits` long: CANDIDATES[mode], or
+    the next multiple of it, so that pages in one step share their pool and ranking."""
+    step = CANDIDATES[mode]
+    return step * max(1, math.ceil(hits / step))
 
 
 class Searcher:
@@ -88,13 +106,24 @@ class Searcher:
 
     def search(self, query: SearchQuery) -> SearchResult:
         started = time.perf_counter()
-        text = self.prepare(query.text)
-        result = self.retrieve(replace(query, text=text))
-        if query.rerank and result.hits and not result.degraded:
-            result = self.rerank(result, query.limit)
-        hits = result.hits[: query.limit]
+        query = replace(query, text=self.prepare(query.text))
+        if not 0 <= query.offset <= MAX_OFFSET:
+            raise InvalidQuery(f"offset must be 0 to {MAX_OFFSET}", "validation_error")
+        reranked_hits = RERANK_POOL * query.limit
+        # One hit more than the page shows: whether there is a next page.
+        if query.rerank and query.offset < reranked_hits:
+            # The page lies in the reranked head: rank all of it, whatever the page.
+            shown = max(reranked_hits, query.offset + query.limit) + 1
+            result = self.retrieve(query, 0, shown)
+            if result.hits and not result.degraded:
+                result = self.rerank(result, reranked_hits)
+            hits = result.hits[query.offset : query.offset + query.limit + 1]
+        else:
+            result = self.retrieve(query, query.offset, query.limit + 1)
+            hits = result.hits
         took = round((time.perf_counter() - started) * 1000, 2)
-        return replace(result, hits=hits, took_ms=took)
+        more = len(hits) > query.limit
+        return replace(result, hits=hits[: query.limit], more=more, took_ms=took)
 
     def prepare(self, text: str) -> str:
         text = text.strip()
@@ -107,16 +136,18 @@ class Searcher:
             )
         return text
 
-    def retrieve(self, query: SearchQuery) -> SearchResult:
-        pool = query.limit * RERANK_POOL if query.rerank else query.limit
+    def retrieve(self, query: SearchQuery, offset: int, limit: int) -> SearchResult:
+        """The index's hits from `offset`, at most `limit`."""
         index_query = IndexQuery(
             text=query.text,
             vector=None,
             mode=query.mode,
-            limit=pool,
+            limit=limit,
             alpha=query.alpha,
             filters=query.filters,
-            candidates=max(CANDIDATES[query.mode], pool),
+            candidates=candidates(query.mode, offset + limit),
+            group_by_document=query.group_by_document,
+            offset=offset,
         )
         if query.mode is SearchMode.KEYWORD:
             return SearchResult(query.text, query.mode, self._index.search(index_query))
@@ -131,14 +162,14 @@ class Searcher:
             hits = self._index.search(replace(index_query, vector=vector))
         if vector is not None:
             return SearchResult(query.text, query.mode, hits)
-        # Degraded: the index answered from keywords alone, as many as asked for.
-        keyword_hits = hits[: query.limit]
+        # Degraded: the index answered from keywords alone.
         return SearchResult(
-            query.text, SearchMode.KEYWORD, keyword_hits, degraded=True, notice=DEGRADED_NOTICE
+            query.text, SearchMode.KEYWORD, hits, degraded=True, notice=DEGRADED_NOTICE
         )
 
-    def rerank(self, result: SearchResult, limit: int) -> SearchResult:
-        hits = result.hits
+    def rerank(self, result: SearchResult, head: int) -> SearchResult:
+        """The first `head` hits in the cross-encoder's order, the rest as they were."""
+        hits = result.hits[:head]
         try:
             scores = self._inference.rerank(result.query, [h.text for h in hits])
         except (ModelServerUnavailable, RerankNotAvailable) as exc:
@@ -146,7 +177,7 @@ class Searcher:
             return replace(result, notice=RERANK_UNAVAILABLE_NOTICE)
         order = sorted(range(len(hits)), key=lambda i: -scores[i])
         reordered = [replace(hits[i], score=scores[i]) for i in order]
-        return replace(result, hits=reordered[:limit], reranked=True)
+        return replace(result, hits=reordered + result.hits[head:], reranked=True)
 
     def _embed(self, text: str) -> FloatArray | None:
         try:

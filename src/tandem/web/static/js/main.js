@@ -5,6 +5,7 @@ import { initKeyDialog } from "./auth.js";
 import { createDocumentView } from "./views/document.js";
 import { createDocumentsView } from "./views/documents.js";
 import { createSearchView } from "./views/search.js";
+import { createSourcesView } from "./views/sources.js";
 import { createStatusView } from "./views/status.js";
 import { createUploadView } from "./views/upload.js";
 
@@ -13,6 +14,7 @@ const factories = {
   upload: createUploadView,
   documents: createDocumentsView,
   document: createDocumentView,
+  sources: createSourcesView,
   status: createStatusView,
 };
 const views = new Map();

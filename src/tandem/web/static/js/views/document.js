@@ -31,6 +31,7 @@ export function createDocumentView() {
     const rows = [
       ["ID", documentOut.id],
       ["Source", documentOut.source],
+      ["Path", documentOut.path],
       ["Type", documentOut.content_type],
       ["Size", formatBytes(documentOut.size_bytes)],
       ["Chunks", formatNumber(documentOut.chunk_count)],
