@@ -38,7 +38,6 @@ from tandem.config import StorageSettings, WorkerSettings
 from tandem.db.session import make_engine
 from tandem.index.protocol import SearchMode
 
-api_key_app = typer.Typer(help="Manage API keys.", no_args_is_help=True)
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
 ApiUrl = Annotated[str, typer.Option(envvar="TANDEM_API_URL", help="The API server's URL.")]
@@ -53,24 +52,6 @@ def _engine(settings: StorageSettings) -> Engine:
         return make_engine(settings.require_database_url(), pool_size=1)
     except ValueError as exc:
         raise fail(str(exc)) from exc
-
-
-@api_key_app.command("create")
-def api_key_create(
-    name: Annotated[str, typer.Option(help="Who or what the key is for.")] = "default",
-) -> None:
-    """Create an API key and print it once (only its hash is stored)."""
-    from tandem.api.state import create_api_key
-    from tandem.db.migrate import upgrade
-    from tandem.db.session import make_session_factory
-
-    engine = _engine(build_settings(StorageSettings))
-    upgrade(engine)
-    with make_session_factory(engine).begin() as session:
-        key = create_api_key(session, name)
-    engine.dispose()
-    typer.echo(key)
-    console.print("Store this key now: it cannot be shown again.")
 
 
 @db_app.command("upgrade")

@@ -145,10 +145,21 @@ def embedding_dimensions(session: Session) -> int:
     return int(size)
 
 
-def list_documents(session: Session, *, offset: int, limit: int) -> tuple[list[Document], int]:
-    total = session.execute(select(func.count()).select_from(Document)).scalar_one()
+def _readable(readers: Sequence[str] | None) -> list[Any]:
+    """WHERE clauses: only documents one of `readers` may read (None: all of them)."""
+    if readers is None:
+        return []
+    return [Document.readers.overlap(list(readers))]
+
+
+def list_documents(
+    session: Session, *, offset: int, limit: int, readers: Sequence[str] | None = None
+) -> tuple[list[Document], int]:
+    where = _readable(readers)
+    total = session.execute(select(func.count()).select_from(Document).where(*where)).scalar_one()
     rows = session.execute(
         select(Document)
+        .where(*where)
         .order_by(Document.updated_at.desc(), Document.id)
         .offset(offset)
         .limit(limit)
@@ -156,8 +167,14 @@ def list_documents(session: Session, *, offset: int, limit: int) -> tuple[list[D
     return list(rows), int(total)
 
 
-def get_document(session: Session, document_id: str) -> Document | None:
-    return session.get(Document, document_id)
+def get_document(
+    session: Session, document_id: str, readers: Sequence[str] | None = None
+) -> Document | None:
+    """The document, if one of `readers` may read it (None: any); a document the caller
+    may not read is absent, as if it did not exist."""
+    return session.execute(
+        select(Document).where(Document.id == document_id, *_readable(readers))
+    ).scalar_one_or_none()
 
 
 def delete_document(session: Session, document_id: str) -> bool:

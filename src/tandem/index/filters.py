@@ -66,6 +66,11 @@ class ChunkFilter:
         if filters.metadata:
             clauses.append("c.metadata @> CAST(:filter_metadata AS jsonb)")
             params["filter_metadata"] = orjson.dumps(filters.metadata).decode()
+        if filters.readers is not None:
+            # Access, in the same SQL as every other filter: BM25's candidates and the
+            # HNSW scan only ever see chunks the caller may read.
+            clauses.append("c.readers && CAST(:filter_readers AS text[])")
+            params["filter_readers"] = list(filters.readers)
         return cls(" AND ".join(clauses), params)
 
     def where(self) -> str:

@@ -63,6 +63,9 @@ class SearchFilters:
     path_prefix: str = ""
     # Documents updated at or after this instant (timezone-aware).
     updated_since: datetime | None = None
+    # Set by the server from the caller, never by a client: only chunks readable by one of
+    # these reader tokens (tandem.db.principals); None reads everything (an admin).
+    readers: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
