@@ -12,10 +12,11 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 # Longer than our clients keep idle connections (ModelClient: 2 s, the web server's proxy:
 # 5 s), so the client side always closes first and no request races a server-side close.
 KEEP_ALIVE_SECONDS = 30
-# The API and web servers face browsers and any local process: a request's headers must
-# fit in 32 KiB (h11 answers 400 past it; browsers send a few KiB, cookies included) and
-# arrive within 10 s of the connection opening or going idle (uvicorn itself would wait
-# for ever, one open connection per client that trickles its headers).
+# The API and web servers face browsers and any local process. A request's headers may
+# not grow past 32 KiB unfinished (h11 answers 400; a block that arrives whole in one
+# socket read, at most 256 KiB, is parsed; browsers send a few KiB, cookies included),
+# and must be complete within 10 s of the connection opening or going idle (uvicorn
+# itself would wait for ever, one open connection per client that trickles its headers).
 MAX_HEADER_BYTES = 32 * 1024
 HEADER_SECONDS = 10.0
 
