@@ -21,6 +21,7 @@ could, is refused by its Host first.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tandem.http_errors import HttpMiddleware, error_response
 
+log = logging.getLogger(__name__)
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -139,11 +141,18 @@ class RequestGuards(HttpMiddleware):
                 if host is not None
                 else "a Host header is required"
             )
+            log.warning("host_refused host=%r path=%s", host, scope["path"])
             await error_response(400, message, "host_not_allowed")(scope, receive, send)
             return
         refusal = cross_site_refusal(scope)
         if refusal is not None:
             message = f"cross-site request refused: {refusal}"
+            log.warning(
+                "cross_site_refused method=%s path=%s reason=%r",
+                scope["method"],
+                scope["path"],
+                refusal,
+            )
             await error_response(403, message, "cross_site_request")(scope, receive, send)
             return
         await self.app(scope, receive, send)
