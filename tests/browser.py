@@ -63,13 +63,13 @@ def require_chromium() -> None:
     pytest.skip(why)
 
 
-def start_chromium(profile_dir: Path) -> Chrome:
+def start_chromium(profile_dir: Path, extra_flags: tuple[str, ...] = ()) -> Chrome:
     binaries = chromium_binaries()
     assert binaries is not None, "chromium and chromedriver must be installed"
     chromium, driver = binaries
     options = webdriver.ChromeOptions()
     options.binary_location = chromium
-    for flag in (*CHROMIUM_FLAGS, f"--user-data-dir={profile_dir}"):
+    for flag in (*CHROMIUM_FLAGS, *extra_flags, f"--user-data-dir={profile_dir}"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "SEVERE"})
     return webdriver.Chrome(options=options, service=Service(driver))

@@ -51,7 +51,8 @@ def postmaster_pid(data_dir: Path) -> int:
 def test_postgres_pgvector_hnsw_and_restart(pg_tmp_path: Path) -> None:
     data_dir, port = pg_tmp_path / "pg", free_port()
     with running_postgres(data_dir, port, THROWAWAY_SETTINGS) as url:
-        assert url == f"postgresql+psycopg://postgres@127.0.0.1:{port}/tandem"
+        password = LocalPostgres(data_dir, port).password()
+        assert url == f"postgresql+psycopg://postgres:{password}@127.0.0.1:{port}/tandem"
         pid = postmaster_pid(data_dir)
         with psycopg.connect(conninfo(url)) as conn:
             version = conn.execute(
@@ -88,7 +89,7 @@ def test_postgres_pgvector_hnsw_and_restart(pg_tmp_path: Path) -> None:
 def test_redis_roundtrip_and_aof_survives_restart(tmp_path: Path) -> None:
     data_dir, port = tmp_path / "redis", free_port()
     with running_redis(data_dir, port) as url:
-        assert url == f"redis://127.0.0.1:{port}/0"
+        assert url == f"redis://:{LocalRedis(data_dir, port).password()}@127.0.0.1:{port}/0"
         client = redis.Redis.from_url(url, decode_responses=True)
         assert client.config_get("appendonly") == {"appendonly": "yes"}
         client.set("queued-task", "payload")

@@ -57,6 +57,13 @@ InferencePort = Annotated[Port, _env("MODEL_SERVER_PORT")]
 IndexingPort = Annotated[Port, _env("INDEXING_MODEL_SERVER_PORT")]
 ModelCache = Annotated[Path, _env("TANDEM_MODEL_CACHE")]
 EmbeddingModel = Annotated[str, _env("TANDEM_EMBEDDING_MODEL", min_length=1)]
+# The Host names (any port) the API and web servers answer; any other Host gets 400, so a
+# DNS-rebinding page (a hostile name resolved to this machine) cannot read through them.
+# Comma-separated; `*` allows any name, `.example.org` that domain and its subdomains.
+AllowedHosts = Annotated[
+    str, _env("TANDEM_ALLOWED_HOSTS", min_length=1, pattern=r"^[A-Za-z0-9_.:*\[\], -]+$")
+]
+LOOPBACK_HOSTS = "127.0.0.1,localhost,[::1]"
 
 
 class ModelCacheSettings(BaseSettings):
@@ -178,10 +185,24 @@ class ApiSettings(StorageSettings):
     port: Annotated[Port, _env("API_SERVER_PORT")] = 8080
     # Explicit opt-out of API keys, for a local single-user stack only.
     open_access: Annotated[bool, _env("TANDEM_OPEN_ACCESS")] = False
+    allowed_hosts: AllowedHosts = LOOPBACK_HOSTS
     # A key that passed is not looked up again for this long: also how long a revoked key
-    # may still be accepted by a server that saw it just before.
-    api_key_cache_seconds: Annotated[NonNegativeFloat, _env("TANDEM_API_KEY_CACHE_SECONDS")] = 5.0
+    # may still be accepted by a server that saw it just before (hence at most 5 s).
+    api_key_cache_seconds: Annotated[
+        NonNegativeFloat, _env("TANDEM_API_KEY_CACHE_SECONDS", le=5.0)
+    ] = 5.0
+    # Refused keys per client address and minute before further unknown keys get 429
+    # without a database lookup (keys already accepted keep working).
+    key_failures_per_minute: Annotated[PositiveInt, _env("TANDEM_KEY_FAILURES_PER_MINUTE")] = 30
+    # Request bodies, checked before they are read: a multipart upload (all its files)...
     max_upload_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_UPLOAD_BYTES")] = 100 * 1024 * 1024
+    # ...a JSON batch ingest...
+    max_batch_request_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_BATCH_REQUEST_BYTES")] = (
+        16 * 1024 * 1024
+    )
+    # ...and every other request (search, deletes): 1 MiB holds a search with the largest
+    # filter lists its schema allows.
+    max_json_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_JSON_BYTES")] = 1024 * 1024
     max_file_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_FILE_BYTES")] = 25 * 1024 * 1024
     max_files_per_upload: Annotated[PositiveInt, _env("TANDEM_MAX_FILES_PER_UPLOAD")] = 1000
     max_query_chars: Annotated[PositiveInt, _env("TANDEM_MAX_QUERY_CHARS")] = 1000
@@ -251,6 +272,7 @@ class WebSettings(BaseSettings):
 
     bind_host: BindHost = "127.0.0.1"
     port: Annotated[Port, _env("WEB_SERVER_PORT")] = 3000
+    allowed_hosts: AllowedHosts = LOOPBACK_HOSTS
     # Unset in a deployment, where nginx routes /api/ to the API server itself.
     api_server_url: Annotated[
         str | None, _env("API_SERVER_URL", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")

@@ -14,6 +14,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from starlette.responses import JSONResponse, Response
 
+from tandem.api.auth import Authenticator, FailureLimiter, database_lookup
+from tandem.api.auth_middleware import ApiKeyMiddleware
+from tandem.api.body_limits import RouteBodyLimits, api_limits
 from tandem.api.routes_documents import router as documents_router
 from tandem.api.routes_search import router as search_router
 from tandem.api.routes_sources import router as sources_router
@@ -25,17 +28,13 @@ from tandem.db import attempts, catalog
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.embedding_dimensions import check_dimensions, configured_model_dimensions
-from tandem.http_errors import (
-    BodySizeLimit,
-    error_response,
-    error_responses,
-    install_error_handlers,
-)
+from tandem.http_errors import error_response, error_responses, install_error_handlers
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.metrics_history import MetricsHistory
 from tandem.model_client import ModelClient
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
+from tandem.request_guards import HostAllowlist, RequestGuards
 from tandem.work_queue import make_celery
 
 log = logging.getLogger(__name__)
@@ -53,7 +52,9 @@ def ready(state: StateDep) -> JSONResponse:
         with state.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
-        return JSONResponse({"ready": False, "detail": str(exc)}, status_code=503)
+        # Probes carry no key: the error's text (host names, user, driver) stays in the log.
+        log.warning("not_ready error=%s", (str(exc).splitlines() or [""])[0])
+        return JSONResponse({"ready": False, "detail": "database unreachable"}, status_code=503)
     return JSONResponse({"ready": True})
 
 
@@ -108,6 +109,11 @@ def build_state(settings: ApiSettings) -> ApiState:
         ),
         queue=make_celery(settings),
         redis=Redis.from_url(settings.require_redis_url(), socket_timeout=2.0),
+        authenticator=Authenticator(
+            database_lookup(sessions),
+            valid_seconds=settings.api_key_cache_seconds,
+            failures=FailureLimiter(settings.key_failures_per_minute),
+        ),
     )
 
 
@@ -146,5 +152,18 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.include_router(sources_router, responses=error_responses(503))
     # Search is documented here, with the errors every JSON endpoint can answer.
     app.include_router(search_router, responses=error_responses(400, 401, 413, 422, 503))
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    # Outermost last: Host and cross-site checks, then the key, then the body limits, all
+    # before the route reads a byte of the body.
+    app.add_middleware(RouteBodyLimits, limit_for=api_limits(settings))
+    app.add_middleware(
+        ApiKeyMiddleware,
+        open_access=settings.open_access,
+        authenticator=lambda: _state(app).authenticator,
+    )
+    app.add_middleware(RequestGuards, allowed_hosts=HostAllowlist.parse(settings.allowed_hosts))
     return app
+
+
+def _state(app: FastAPI) -> ApiState:
+    state: ApiState = app.state.api
+    return state

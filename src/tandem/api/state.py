@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import hashlib
 import secrets
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated
 
 from celery import Celery
 from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from redis import Redis
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from tandem.api.auth import Authenticator, Caller, hash_key
+from tandem.api.auth_middleware import BAD_KEY, CALLER_STATE
 from tandem.config import ApiSettings
 from tandem.db.models import ApiKey
 from tandem.http_errors import ApiError
@@ -27,10 +27,6 @@ KEY_PREFIX = "tdm_"
 
 def new_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 def create_api_key(session: Session, name: str) -> str:
@@ -49,25 +45,11 @@ class ApiState:
     inference: ModelClient  # the inference model server: queries only
     queue: Celery
     redis: Redis
+    authenticator: Authenticator  # API key -> Caller, for auth_middleware
     inference_status: ModelServerStatus | None = None
-    _valid_keys: dict[str, float] = field(default_factory=dict)
 
     def record_inference_status(self, status: ModelServerStatus) -> None:
         self.inference_status = status
-
-    def key_is_valid(self, key: str) -> bool:
-        digest = hash_key(key)
-        now = time.monotonic()
-        if self._valid_keys.get(digest, 0.0) > now:
-            return True
-        with self.sessions() as session:
-            found = session.execute(
-                select(ApiKey.id).where(ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None))
-            ).first()
-        if found is None:
-            return False
-        self._valid_keys[digest] = now + self.settings.api_key_cache_seconds
-        return True
 
 
 def get_state(request: Request) -> ApiState:
@@ -88,21 +70,15 @@ API_KEY = HTTPBearer(
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(API_KEY)]
 
 
-def require_api_key(state: StateDep, credentials: Credentials) -> None:
-    if state.settings.open_access:
-        return
-    key = credentials.credentials if credentials is not None else ""
-    challenge = {"WWW-Authenticate": "Bearer"}
-    if not key.strip():
-        raise ApiError(
-            401,
-            "an API key is required: send `Authorization: Bearer <key>` "
-            "(create one with `tandem api-key create`)",
-            "unauthorized",
-            challenge,
-        )
-    if not state.key_is_valid(key.strip()):
-        raise ApiError(401, "the API key is not valid or was revoked", "unauthorized", challenge)
+def current_caller(request: Request, _credentials: Credentials) -> Caller:
+    """Who the request runs as, as `ApiKeyMiddleware` found before the body was read (the
+    credentials parameter only documents the scheme in OpenAPI). No caller is a refusal:
+    a route outside the middleware's checks fails closed."""
+    caller = request.scope.get("state", {}).get(CALLER_STATE)
+    if not isinstance(caller, Caller):
+        raise ApiError(401, BAD_KEY, "unauthorized", {"WWW-Authenticate": "Bearer"})
+    return caller
 
 
-Authorized = Depends(require_api_key)
+CallerDep = Annotated[Caller, Depends(current_caller)]
+Authorized = Depends(current_caller)

@@ -30,7 +30,13 @@ def api(
         settings.require_redis_url()
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    serve(create_app(settings), host=settings.bind_host, port=settings.port, drain_seconds=30)
+    serve(
+        create_app(settings),
+        host=settings.bind_host,
+        port=settings.port,
+        drain_seconds=30,
+        client_facing=True,
+    )
 
 
 def worker(
@@ -66,4 +72,10 @@ def web(
 
     configure_logging("web")
     settings = build_settings(WebSettings, bind_host=host, port=port, api_server_url=api_url)
-    serve(create_app(settings), host=settings.bind_host, port=settings.port, drain_seconds=10)
+    serve(
+        create_app(settings),
+        host=settings.bind_host,
+        port=settings.port,
+        drain_seconds=10,
+        client_facing=True,
+    )

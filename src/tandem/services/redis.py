@@ -2,11 +2,16 @@
 
 Persistence is the append-only file alone: queued tasks survive a restart, and there is no
 second copy in periodic RDB snapshots. Redis runs as whoever starts it; unlike PostgreSQL it
-does not refuse root, and it only listens on loopback.
+does not refuse root, and it only listens on loopback. Every client must authenticate with
+a password made once at random and kept beside the data directory
+(`tandem.services.credentials`): any process on the machine can reach the port, but only
+the stack's own can use it. The server reads the password from a config file (0600) in the
+data directory, never from its command line, which every user can list.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -14,10 +19,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
+from urllib.parse import quote
 
 import redis
 
-from tandem.services import privileges
+from tandem.services import credentials, privileges
 from tandem.services.child import serving_child
 from tandem.services.process import ServiceError, wait_until
 
@@ -36,6 +42,9 @@ def server_binary() -> str:
     return path
 
 
+CONFIG_FILE = "tandem-redis.conf"
+
+
 @dataclass(frozen=True)
 class LocalRedis:
     data_dir: Path
@@ -45,13 +54,22 @@ class LocalRedis:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", self.data_dir.resolve())
 
+    def password(self) -> str:
+        """The password clients send, made on first use (before the server first runs)."""
+        return credentials.read_or_create(credentials.password_file(self.data_dir))
+
     def prepare(self) -> None:
         privileges.claim_dir(self.data_dir, None)
+        config = self.data_dir / CONFIG_FILE
+        descriptor = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(f"# Written by Tandem at every start.\nrequirepass {self.password()}\n")
 
     def argv(self) -> list[str]:
         """redis-server in the foreground; SIGTERM (or SIGINT) flushes the AOF and exits."""
         return [
             server_binary(),
+            str(self.data_dir / CONFIG_FILE),  # the password (written by `prepare`)
             *("--bind", self.host),
             *("--port", str(self.port)),
             *("--dir", str(self.data_dir)),
@@ -65,11 +83,15 @@ class LocalRedis:
         privileges.exec_as(None, self.argv())
 
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return f"redis://:{quote(self.password(), safe='')}@{self.host}:{self.port}/0"
 
     def is_ready(self) -> bool:
         client = redis.Redis(
-            host=self.host, port=self.port, socket_connect_timeout=1, socket_timeout=1
+            host=self.host,
+            port=self.port,
+            password=self.password(),
+            socket_connect_timeout=1,
+            socket_timeout=1,
         )
         try:
             return bool(client.ping())

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -20,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import WebSettings
+from tandem.request_guards import HostAllowlist, RequestGuards
 from tandem.web.proxy import PROXIED_METHODS, ApiProxy, error_json
 
 log = logging.getLogger(__name__)
@@ -97,4 +99,9 @@ def create_app(settings: WebSettings) -> Starlette:
             Mount("/", app=PageHeaders(StaticFiles(directory=STATIC_DIR, html=True))),
         ],
         lifespan=lifespan,
+        # Foreign Host names (DNS rebinding) and other sites' writes through the /api proxy
+        # are refused here, before anything is forwarded.
+        middleware=[
+            Middleware(RequestGuards, allowed_hosts=HostAllowlist.parse(settings.allowed_hosts))
+        ],
     )

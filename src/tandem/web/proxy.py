@@ -51,10 +51,13 @@ def _request_headers(request: Request) -> list[tuple[bytes, bytes]]:
     client = request.client.host if request.client else ""
     earlier = request.headers.get("x-forwarded-for")
     forwarded_for = f"{earlier}, {client}" if earlier else client
+    # The Host the browser addressed, as the first proxy saw it (nginx's, when one is in
+    # front): the API compares a request's Origin with it (tandem.request_guards).
+    forwarded_host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
     kept += [
         (b"x-forwarded-for", forwarded_for.encode("latin-1")),
         (b"x-forwarded-proto", request.url.scheme.encode("latin-1")),
-        (b"x-forwarded-host", request.headers.get("host", "").encode("latin-1")),
+        (b"x-forwarded-host", forwarded_host.encode("latin-1")),
     ]
     return kept
 
