@@ -195,14 +195,17 @@ def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
     if settings.database_url and settings.redis_url:
         return settings
     from tandem.services.postgres import LocalPostgres
+    from tandem.services.redis import LocalRedis
     from tandem.stack import LocalPorts
 
     ports = LocalPorts()
+    # Their URLs carry the passwords kept in the data dir.
     database = LocalPostgres(settings.data_dir / "postgres", ports.postgres).url()
+    redis = LocalRedis(settings.data_dir / "redis", ports.redis).url()
     return settings.model_copy(
         update={
             "database_url": settings.database_url or database,
-            "redis_url": settings.redis_url or f"redis://127.0.0.1:{ports.redis}/0",
+            "redis_url": settings.redis_url or redis,
         }
     )
 
