@@ -18,6 +18,26 @@ DocumentId = Annotated[
 Metadata = dict[StoredText, MetadataValue]
 
 
+PrincipalName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
+
+
+class AccessIn(BaseModel):
+    """Who may read a document: everyone (`public`), or the users and groups named (and
+    always its uploader and admins)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    public: bool = True
+    users: Annotated[list[PrincipalName], Field(max_length=1000)] = Field(default_factory=list)
+    groups: Annotated[list[PrincipalName], Field(max_length=1000)] = Field(default_factory=list)
+
+
+class AccessOut(BaseModel):
+    public: bool
+    users: list[str]
+    groups: list[str]
+
+
 class DocumentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -27,6 +47,7 @@ class DocumentIn(BaseModel):
     # Where it came from, shown with results (a path or URL); the id when not given.
     path: Annotated[StoredText | None, Field(max_length=2000)] = None
     metadata: Metadata = Field(default_factory=dict)
+    access: AccessIn | None = None  # public when not given
 
 
 class BatchRequest(BaseModel):
@@ -82,6 +103,7 @@ class DocumentOut(BaseModel):
     size_bytes: int
     created_at: str
     updated_at: str
+    access: AccessOut
 
 
 class DocumentPage(BaseModel):
@@ -191,6 +213,7 @@ class SourceIn(BaseModel):
     # Politeness towards the site: requests per second at most (robots.txt may ask less).
     requests_per_second: Annotated[float, Field(gt=0, le=100)] = 10.0
     every: Annotated[str | None, Field(max_length=20)] = None  # e.g. 10m: synced on schedule
+    access: AccessIn | None = None  # its documents' readers; public when not given
 
     @model_validator(mode="after")
     def _complete(self) -> SourceIn:
@@ -238,10 +261,17 @@ class SourceOut(BaseModel):
     name: str
     kind: Literal["upload", "folder", "web"]
     settings: dict[str, object]
+    access: AccessOut
     interval_seconds: int | None
     next_sync_at: str | None
     syncing: bool  # a worker holds its lease: a sync runs now
     last_sync: SyncOut | None
+
+
+class SourceAccessIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    access: AccessIn
 
 
 class SourceList(BaseModel):
@@ -251,3 +281,38 @@ class SourceList(BaseModel):
 class SyncRequested(BaseModel):
     name: str
     requested: bool
+
+
+class CallerOut(BaseModel):
+    """Who a key signs in as."""
+
+    user: str | None  # None: a service key, or open access
+    key_name: str | None
+    scope: Literal["search", "ingest", "admin"]
+    reads_everything: bool
+    open_access: bool
+
+
+class UserIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: PrincipalName
+    admin: bool = False
+
+
+class UserOut(BaseModel):
+    name: str
+    admin: bool
+    groups: list[str]
+
+
+class GroupIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: PrincipalName
+    members: Annotated[list[PrincipalName], Field(max_length=1000)] = Field(default_factory=list)
+
+
+class GroupOut(BaseModel):
+    name: str
+    members: list[str]

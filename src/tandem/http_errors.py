@@ -33,6 +33,7 @@ class ErrorResponse(BaseModel):
 ERROR_DESCRIPTIONS = {
     400: "Bad request: a body that is not JSON, or an empty input",
     401: "An API key is required, or the one sent is not valid",
+    403: "The API key's scope does not allow this, or the resource is another user's",
     404: "Not found",
     409: "Conflict: the name is taken",
     413: "Over a limit: request bytes, files or items per request, or input tokens",

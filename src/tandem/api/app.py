@@ -18,6 +18,8 @@ from tandem.api.auth import Authenticator, FailureLimiter, database_lookup
 from tandem.api.auth_middleware import ApiKeyMiddleware
 from tandem.api.body_limits import RouteBodyLimits, api_limits
 from tandem.api.routes_documents import router as documents_router
+from tandem.api.routes_ingest import router as ingest_router
+from tandem.api.routes_principals import router as principals_router
 from tandem.api.routes_search import router as search_router
 from tandem.api.routes_sources import router as sources_router
 from tandem.api.routes_status import record_samples
@@ -147,9 +149,11 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.add_exception_handler(OperationalError, _on_database_unavailable)
     app.include_router(ops_router)
     # Every route that reads the database answers 503 while it is unreachable.
+    app.include_router(ingest_router, responses=error_responses(503))
     app.include_router(documents_router, responses=error_responses(503))
     app.include_router(status_router)
     app.include_router(sources_router, responses=error_responses(503))
+    app.include_router(principals_router, responses=error_responses(503))
     # Search is documented here, with the errors every JSON endpoint can answer.
     app.include_router(search_router, responses=error_responses(400, 401, 413, 422, 503))
     # Outermost last: Host and cross-site checks, then the key, then the body limits, all

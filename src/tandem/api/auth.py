@@ -10,18 +10,18 @@ behind `KeyLookup`: it returns whatever `Caller` a key stands for.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TypeVar
 
 import anyio.to_thread
-from sqlalchemy import select
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db.models import ApiKey
+from tandem.db.principals import Scope, hash_key, key_holder
 
 # A key nobody has is not looked up again for this long: a client retrying one bad key
 # costs no queries, and a key created in the meantime is usable almost at once.
@@ -33,10 +33,20 @@ V = TypeVar("V")
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """The principal a request runs as: an API key's row, or open access (no key)."""
+    """The principal a request runs as: an API key's holder, or open access (no key: one
+    implicit admin, as the local stack runs by default)."""
 
     key_id: int | None
-    name: str
+    name: str  # the key's name
+    scope: Scope = Scope.ADMIN
+    user_id: int | None = None
+    user: str | None = None  # None: a service key, or open access
+    # The reader tokens it reads with (tandem.db.principals); None: it reads everything.
+    readers: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+
+    def may(self, needed: Scope) -> bool:
+        return self.scope.allows(needed)
 
 
 OPEN_ACCESS = Caller(key_id=None, name="open access")
@@ -54,21 +64,35 @@ UNKNOWN_KEY = Refusal(401)
 KeyLookup = Callable[[str], Caller | None]  # SHA-256 hex digest -> its caller, if valid
 
 
-def hash_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
+# A key's last use is written at most this often (its lookups happen every few seconds).
+TOUCH_SECONDS = 60
 
 
 def database_lookup(sessions: sessionmaker[Session]) -> KeyLookup:
-    """Today's key semantics: a stored digest whose key is not revoked."""
+    """A stored digest whose key is neither revoked nor expired: its holder, their scope
+    and the reader tokens of the user and their groups; the key's use is recorded."""
 
     def lookup(digest: str) -> Caller | None:
-        with sessions() as session:
-            row = session.execute(
-                select(ApiKey.id, ApiKey.name).where(
-                    ApiKey.key_hash == digest, ApiKey.revoked_at.is_(None)
-                )
-            ).first()
-        return None if row is None else Caller(key_id=row.id, name=row.name)
+        with sessions.begin() as session:
+            holder = key_holder(session, digest)
+            if holder is None:
+                return None
+            session.execute(
+                text(
+                    "UPDATE api_keys SET last_used_at = now() WHERE id = :id AND "
+                    "(last_used_at IS NULL OR last_used_at < now() - make_interval(secs => :s))"
+                ),
+                {"id": holder.key_id, "s": TOUCH_SECONDS},
+            )
+        return Caller(
+            key_id=holder.key_id,
+            name=holder.name,
+            scope=holder.scope,
+            user_id=holder.user_id,
+            user=holder.user,
+            readers=None if holder.reads_all else holder.tokens,
+            expires_at=holder.expires_at,
+        )
 
     return lookup
 
@@ -150,7 +174,11 @@ class Authenticator:
             return self._failed(client)
         self._unknown.pop(digest, None)
         self._valid.pop(digest, None)
-        self._valid[digest] = (now + self.valid_seconds, caller)
+        until = now + self.valid_seconds
+        if caller.expires_at is not None:  # an expiring key is not cached past its expiry
+            left = (caller.expires_at - datetime.now(UTC)).total_seconds()
+            until = min(until, now + max(left, 0.0))
+        self._valid[digest] = (until, caller)
         _trim(self._valid)
         return caller
 

@@ -6,14 +6,14 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 
-from tandem.api.state import Authorized, StateDep
+from tandem.api.state import Searching, StateDep
 from tandem.api_schemas import SearchHitOut, SearchRequest, SearchResponse
 from tandem.http_errors import ApiError
 from tandem.index.highlight import snippet
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, SearchFilters
 from tandem.search import InvalidQuery, Searcher, SearchQuery
 
-router = APIRouter(prefix="/api", tags=["search"], dependencies=[Authorized])
+router = APIRouter(prefix="/api", tags=["search"])
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -23,10 +23,13 @@ def _aware(moment: datetime | None) -> datetime | None:
     return moment.replace(tzinfo=UTC)
 
 
-def _filters(body: SearchRequest) -> SearchFilters:
+def _filters(body: SearchRequest, readers: tuple[str, ...] | None) -> SearchFilters:
+    """The client's filters, and the caller's readers (the server's, never the client's:
+    a client's filters only narrow what it may read)."""
     if body.filters is None:
-        return SearchFilters()
+        return SearchFilters(readers=readers)
     return SearchFilters(
+        readers=readers,
         document_ids=body.filters.document_ids,
         sources=body.filters.sources,
         content_types=body.filters.content_types,
@@ -37,7 +40,7 @@ def _filters(body: SearchRequest) -> SearchFilters:
 
 
 @router.post("/search", response_model=SearchResponse)
-def search(body: SearchRequest, state: StateDep) -> SearchResponse:
+def search(body: SearchRequest, state: StateDep, caller: Searching) -> SearchResponse:
     searcher = Searcher(
         state.index, state.inference, max_query_chars=state.settings.max_query_chars
     )
@@ -47,7 +50,7 @@ def search(body: SearchRequest, state: StateDep) -> SearchResponse:
         limit=body.limit,
         alpha=body.alpha if body.alpha is not None else DEFAULT_HYBRID_ALPHA,
         rerank=body.rerank,
-        filters=_filters(body),
+        filters=_filters(body, caller.readers),
         group_by_document=body.group_by_document,
         offset=body.offset,
     )

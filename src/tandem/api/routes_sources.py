@@ -8,9 +8,13 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter
 from kombu.exceptions import OperationalError
+from sqlalchemy.orm import Session
 
-from tandem.api.state import Authorized, StateDep
+from tandem.api.access import access_out, readers_of, resolve
+from tandem.api.auth import Caller
+from tandem.api.state import Ingesting, Searching, StateDep
 from tandem.api_schemas import (
+    SourceAccessIn,
     SourceIn,
     SourceList,
     SourceOut,
@@ -24,9 +28,7 @@ from tandem.http_errors import ApiError, error_responses
 from tandem.work_queue import request_syncs
 
 log = logging.getLogger(__name__)
-router = APIRouter(
-    prefix="/api", tags=["sources"], dependencies=[Authorized], responses=error_responses(401, 422)
-)
+router = APIRouter(prefix="/api", tags=["sources"], responses=error_responses(401, 403, 422))
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -53,12 +55,13 @@ def _sync_out(sync: SourceSync) -> SyncOut:
     )
 
 
-def _source_out(source: Source, last: SourceSync | None) -> SourceOut:
+def _source_out(source: Source, last: SourceSync | None, names: dict[str, str]) -> SourceOut:
     lease = source.sync_lease_expires_at
     return SourceOut(
         name=source.name,
         kind=source.kind,
         settings=dict(source.settings),
+        access=access_out(source.readers, names),
         interval_seconds=source.interval_seconds,
         next_sync_at=_iso(source.next_sync_at),
         syncing=lease is not None and lease > datetime.now(UTC),
@@ -78,35 +81,79 @@ def _not_found(name: str) -> ApiError:
     return ApiError(404, f"no source {name!r}", "not_found")
 
 
+def _visible(source: Source, caller: Caller) -> bool:
+    """An admin sees every source; others the upload source and the sources they added."""
+    return (
+        caller.readers is None
+        or source.kind == SourceKind.UPLOAD
+        or (source.owner_id is not None and source.owner_id == caller.user_id)
+    )
+
+
+def _manageable(session: Session, name: str, caller: Caller) -> Source:
+    source = sources.get_source(session, name)
+    if source is None or not _visible(source, caller):
+        raise _not_found(name)
+    if source.kind == SourceKind.UPLOAD:
+        raise ApiError(422, "the upload source holds what is sent to the API", "not_synced")
+    return source
+
+
 @router.post("/sources", response_model=SourceOut, status_code=201, responses=error_responses(409))
-def add_source(body: SourceIn, state: StateDep) -> SourceOut:
-    """Add a folder or web source; its first sync starts at once."""
+def add_source(body: SourceIn, state: StateDep, caller: Ingesting) -> SourceOut:
+    """Add a folder or web source; its first sync starts at once. A folder is read on the
+    workers' host, so only an admin may add one."""
+    if body.kind == "folder" and caller.readers is not None:
+        raise ApiError(403, "only an admin may add a folder of the workers' host", "forbidden")
     every = interval_seconds(body.every) if body.every else None
     with state.sessions.begin() as session:
+        readers = resolve(session, body.access, caller.user_id)
         try:
             source = sources.create_source(
-                session, body.name, SourceKind(body.kind), body.settings(), every
+                session,
+                body.name,
+                SourceKind(body.kind),
+                body.settings(),
+                every,
+                readers,
+                caller.user_id,
             )
         except sources.SourceExists as exc:
             raise ApiError(409, str(exc), "source_exists") from exc
-        created = _source_out(source, None)
+        created = _source_out(source, None, readers_of(session, [source.readers]))
     _wake_workers(state)
     return created
 
 
 @router.get("/sources", response_model=SourceList)
-def list_sources(state: StateDep) -> SourceList:
+def list_sources(state: StateDep, caller: Searching) -> SourceList:
     with state.sessions() as session:
-        return SourceList(items=[_source_out(s, last) for s, last in sources.list_sources(session)])
+        listed = [(s, last) for s, last in sources.list_sources(session) if _visible(s, caller)]
+        names = readers_of(session, [s.readers for s, _ in listed])
+        return SourceList(items=[_source_out(s, last, names) for s, last in listed])
 
 
 @router.get("/sources/{name}", response_model=SourceOut, responses=error_responses(404))
-def get_source(name: str, state: StateDep) -> SourceOut:
+def get_source(name: str, state: StateDep, caller: Searching) -> SourceOut:
     with state.sessions() as session:
         source = sources.get_source(session, name)
-        if source is None:
+        if source is None or not _visible(source, caller):
             raise _not_found(name)
-        return _source_out(source, sources.latest_syncs(session, [name]).get(name))
+        last = sources.latest_syncs(session, [name]).get(name)
+        return _source_out(source, last, readers_of(session, [source.readers]))
+
+
+@router.put("/sources/{name}/access", response_model=SourceOut, responses=error_responses(404))
+def set_source_access(
+    name: str, body: SourceAccessIn, state: StateDep, caller: Ingesting
+) -> SourceOut:
+    """Who may read the source's documents: applied to them at once, nothing re-embedded."""
+    with state.sessions.begin() as session:
+        source = _manageable(session, name, caller)
+        sources.set_readers(session, name, resolve(session, body.access, source.owner_id))
+        session.refresh(source)
+        last = sources.latest_syncs(session, [name]).get(name)
+        return _source_out(source, last, readers_of(session, [source.readers]))
 
 
 @router.post(
@@ -115,26 +162,20 @@ def get_source(name: str, state: StateDep) -> SourceOut:
     status_code=202,
     responses=error_responses(404),
 )
-def sync_source(name: str, state: StateDep) -> SyncRequested:
+def sync_source(name: str, state: StateDep, caller: Ingesting) -> SyncRequested:
     """Sync now (after the running sync, if one runs)."""
     with state.sessions.begin() as session:
-        source = sources.get_source(session, name)
-        if source is None:
-            raise _not_found(name)
-        if source.kind == SourceKind.UPLOAD:
-            raise ApiError(
-                422, "the upload source holds what is sent to the API: no sync", "not_synced"
-            )
+        _manageable(session, name, caller)
         sources.request_sync(session, name)
     _wake_workers(state)
     return SyncRequested(name=name, requested=True)
 
 
 @router.delete("/sources/{name}", status_code=204, responses=error_responses(404))
-def remove_source(name: str, state: StateDep) -> None:
+def remove_source(name: str, state: StateDep, caller: Ingesting) -> None:
     """Remove a source and every document it holds."""
     if name == sources.UPLOAD_SOURCE:
         raise ApiError(422, "the upload source cannot be removed", "validation_error")
     with state.sessions.begin() as session:
-        if not sources.delete_source(session, name):
-            raise _not_found(name)
+        _manageable(session, name, caller)
+        sources.delete_source(session, name)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,27 +13,14 @@ from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.api.auth import Authenticator, Caller, hash_key
+from tandem.api.auth import Authenticator, Caller
 from tandem.api.auth_middleware import BAD_KEY, CALLER_STATE
 from tandem.config import ApiSettings
-from tandem.db.models import ApiKey
+from tandem.db.principals import Scope
 from tandem.http_errors import ApiError
 from tandem.index.protocol import DocumentIndex
 from tandem.model_client import ModelClient
 from tandem.model_status import ModelServerStatus
-
-KEY_PREFIX = "tdm_"
-
-
-def new_api_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
-
-
-def create_api_key(session: Session, name: str) -> str:
-    """Store a new key's hash; the key itself is shown once and never stored."""
-    key = new_api_key()
-    session.add(ApiKey(name=name, prefix=key[: len(KEY_PREFIX) + 6], key_hash=hash_key(key)))
-    return key
 
 
 @dataclass
@@ -82,3 +69,22 @@ def current_caller(request: Request, _credentials: Credentials) -> Caller:
 
 CallerDep = Annotated[Caller, Depends(current_caller)]
 Authorized = Depends(current_caller)
+
+
+def _scope(needed: Scope) -> Callable[[Caller], Caller]:
+    def check(caller: CallerDep) -> Caller:
+        if not caller.may(needed):
+            raise ApiError(
+                403,
+                f"this API key's scope is {caller.scope.value!r}; this needs {needed.value!r}",
+                "forbidden",
+            )
+        return caller
+
+    return check
+
+
+# A route's caller, with at least that scope (403 otherwise).
+Searching = Annotated[Caller, Depends(_scope(Scope.SEARCH))]
+Ingesting = Annotated[Caller, Depends(_scope(Scope.INGEST))]
+Administering = Annotated[Caller, Depends(_scope(Scope.ADMIN))]

@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from tandem.db.models import UPLOAD_SOURCE, Document, Source, SourceKind, SourceSync
+from tandem.db.models import PUBLIC, UPLOAD_SOURCE, Document, Source, SourceKind, SourceSync
 
 __all__ = ["UPLOAD_SOURCE"]
 
@@ -69,7 +69,9 @@ class ClaimedSource:
     name: str
     kind: SourceKind
     settings: dict[str, Any]
-    owner: str
+    owner: str  # the worker holding the lease
+    readers: tuple[str, ...] = (PUBLIC,)  # what its documents get
+    owner_id: int | None = None  # the user who added it
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +90,8 @@ def create_source(
     kind: SourceKind,
     settings: dict[str, Any],
     interval_seconds: int | None,
+    readers: Sequence[str] = (PUBLIC,),
+    owner_id: int | None = None,
 ) -> Source:
     if session.get(Source, name) is not None:
         raise SourceExists(f"a source named {name!r} exists already")
@@ -96,6 +100,8 @@ def create_source(
         kind=kind.value,
         settings=settings,
         interval_seconds=interval_seconds,
+        readers=list(readers),
+        owner_id=owner_id,
         # A new source syncs at once; its interval counts from then.
         sync_requested_at=func.now(),
     )
@@ -145,6 +151,15 @@ def delete_source(session: Session, name: str) -> bool:
     return True
 
 
+def set_readers(session: Session, name: str, readers: Sequence[str]) -> None:
+    """A source's documents take new readers: their rows and chunks, nothing re-embedded
+    (the chunks' text is as it was, so the BM25 triggers skip the update)."""
+    params = {"name": name, "r": list(readers)}
+    session.execute(text("UPDATE sources SET readers = :r WHERE name = :name"), params)
+    session.execute(text("UPDATE documents SET readers = :r WHERE source = :name"), params)
+    session.execute(text("UPDATE chunks SET readers = :r WHERE source = :name"), params)
+
+
 def request_sync(session: Session, name: str) -> bool:
     result = session.execute(
         text(
@@ -166,7 +181,7 @@ _CLAIM = text(
           AND (sync_lease_expires_at IS NULL OR sync_lease_expires_at < now())
         ORDER BY coalesce(sync_requested_at, next_sync_at), name
         LIMIT 1 FOR UPDATE SKIP LOCKED)
-    RETURNING s.name, s.kind, s.settings
+    RETURNING s.name, s.kind, s.settings, s.readers, s.owner_id
     """
 )
 
@@ -176,7 +191,9 @@ def claim_due(session: Session, owner: str, lease_seconds: float) -> ClaimedSour
     row = session.execute(_CLAIM, {"owner": owner, "lease": lease_seconds}).first()
     if row is None:
         return None
-    return ClaimedSource(row.name, SourceKind(row.kind), dict(row.settings), owner)
+    return ClaimedSource(
+        row.name, SourceKind(row.kind), dict(row.settings), owner, tuple(row.readers), row.owner_id
+    )
 
 
 def extend_lease(session: Session, claimed: ClaimedSource, lease_seconds: float) -> bool:

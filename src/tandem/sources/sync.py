@@ -284,6 +284,8 @@ class Syncer:
                 payload=data,
                 content_type=found.content_type,
                 source=source,
+                readers=run.claimed.readers,
+                owner_id=run.claimed.owner_id,
             )
         )
         group.size += len(data)
