@@ -261,6 +261,7 @@ def test_without_urls_reindex_uses_the_local_stack(tmp_path: Path) -> None:
     ports = LocalPorts()
     local = local_stack_urls(WorkerSettings(database_url=None, redis_url=None, data_dir=tmp_path))
     assert local.database_url is not None and f":{ports.postgres}/" in local.database_url
-    assert local.redis_url == f"redis://127.0.0.1:{ports.redis}/0"
+    password = (tmp_path / "redis.password").read_text().strip()
+    assert local.redis_url == f"redis://:{password}@127.0.0.1:{ports.redis}/0"
     given = WorkerSettings(database_url="postgresql://db/x", redis_url="redis://r:1/0")
     assert local_stack_urls(given) is given
