@@ -29,7 +29,7 @@ from tandem.api_schemas import (
     QueuedDocument,
 )
 from tandem.db import attempts
-from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document
+from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemptItem
 from tandem.db.sources import InvalidPath, clean_path, document_id
 from tandem.documents import UnsupportedFileType, detect_content_type
 from tandem.http_errors import ApiError, error_responses
@@ -64,7 +64,14 @@ def _others(session: Session, ids: list[str], caller: Caller) -> set[str]:
         Document.owner_id.is_not(None),
         Document.owner_id.is_distinct_from(caller.user_id),
     )
-    return set(session.execute(owned).scalars())
+    # Another user's upload still waiting to be indexed counts as theirs already.
+    waiting = select(IndexAttemptItem.document_id).where(
+        IndexAttemptItem.document_id.in_(ids),
+        IndexAttemptItem.status.in_((AttemptStatus.QUEUED, AttemptStatus.RUNNING)),
+        IndexAttemptItem.owner_id.is_not(None),
+        IndexAttemptItem.owner_id.is_distinct_from(caller.user_id),
+    )
+    return set(session.execute(owned.union(waiting)).scalars())
 
 
 def _queue(state: StateDep, new_items: list[attempts.NewItem], failed: dict[int, str]) -> str:
