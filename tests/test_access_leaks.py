@@ -6,6 +6,7 @@ search filtered to those documents' ids)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,7 +28,7 @@ TOKENS = (PUBLIC, *(f"u:{u}" for u in USERS), *(f"g:{g}" for g in GROUPS))
 
 @dataclass(frozen=True)
 class Corpus:
-    documents: list[tuple[str, tuple[str, ...], list[str]]]  # id, readers, chunk texts
+    documents: Sequence[tuple[str, tuple[str, ...], list[str]]]  # id, readers, chunk texts
     memberships: dict[int, tuple[int, ...]]  # user -> groups
     seed: int
 
