@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -167,3 +168,19 @@ def test_up_starts_the_web_server_after_the_api_and_names_it_first(tmp_path: Pat
     assert web.env["API_SERVER_URL"] == "http://127.0.0.1:18080"
     assert web.ready_url == "http://127.0.0.1:13000/healthz"
     assert banner.splitlines()[0] == "Tandem is up: open http://127.0.0.1:13000"
+
+
+def test_up_with_keys_required_runs_the_api_without_open_access(tmp_path: Path) -> None:
+    storage = StorageSettings(
+        database_url="postgresql+psycopg://x@127.0.0.1/x", redis_url="redis://x", data_dir=tmp_path
+    )
+    models, ports = ModelServerSettings(), LocalPorts(api=18080, web=13000)
+    open_specs, open_banner = local_stack_specs(models, storage, ports)
+    keyed_specs, keyed_banner = local_stack_specs(models, storage, ports, require_api_key=True)
+
+    def api_argv(specs: list[Any]) -> list[str]:
+        return next(s.argv for s in specs if s.name == "api-server")
+
+    assert "--open-access" in api_argv(open_specs) and "Open access" in open_banner
+    assert "--open-access" not in api_argv(keyed_specs)
+    assert "tandem api-key create --user admin --scope admin" in keyed_banner

@@ -98,12 +98,22 @@ def model_server_specs(
     return specs, sharing
 
 
+def _access_note(require_api_key: bool) -> str:
+    if not require_api_key:
+        return "Open access: the API accepts requests without an API key (local use only)."
+    return (
+        "API keys required. Make the first one (an admin's) with:\n"
+        "  tandem users add admin --admin && tandem api-key create --user admin --scope admin"
+    )
+
+
 def local_stack_specs(
     models: ModelServerSettings,
     storage: StorageSettings,
     ports: LocalPorts,
     *,
     pin_cpus: bool = False,
+    require_api_key: bool = False,
 ) -> tuple[list[ServiceSpec], str]:
     """Postgres and Redis (unless URLs are given), both model servers sharing the CPUs by
     priority (or pinned), the API server (talks to the inference server), the web server
@@ -129,8 +139,10 @@ def local_stack_specs(
     specs += [
         ServiceSpec(
             name="api-server",
-            # Local and single-user: no API keys, said loudly in the banner.
-            argv=tandem_command("api", "--open-access", "--port", str(ports.api)),
+            # Local and single-user by default: no API keys, said loudly in the banner.
+            argv=tandem_command(
+                "api", *(() if require_api_key else ("--open-access",)), "--port", str(ports.api)
+            ),
             env=shared
             | {"MODEL_SERVER_HOST": host, "MODEL_SERVER_PORT": str(models.inference_port)},
             ready_url=f"{api_url}/api/ready",
@@ -161,7 +173,7 @@ def local_stack_specs(
         f"  inference model server  {inference_url}  ({sharing['inference']})\n"
         f"  indexing model server   {indexing_url}  ({sharing['indexing']})\n"
         f"  data                    {display_path(storage.data_dir)}\n"
-        "Open access: the API accepts requests without an API key (local use only).\n"
+        f"{_access_note(require_api_key)}\n"
         "Try: tandem ingest README.md && tandem search 'model server'\n"
         "Press Ctrl-C to stop."
     )

@@ -38,6 +38,10 @@ def up(
             "--verbose", "-v", help="Also stream every service's output here, prefixed by name."
         ),
     ] = False,
+    require_api_key: Annotated[
+        bool,
+        typer.Option(help="Require API keys (users, scopes, access) instead of open access."),
+    ] = False,
 ) -> None:
     """Start the whole stack on this machine in the foreground; Ctrl-C stops all of it.
 
@@ -56,6 +60,7 @@ def up(
         storage,
         LocalPorts(api=api_port, web=web_port, postgres=postgres_port, redis=redis_port),
         pin_cpus=pin_cpus,
+        require_api_key=require_api_key,
     )
     code = run_stack(specs, ready_timeout, banner, log_dir=log_dir, verbose=verbose)
     own_log.close()
