@@ -94,3 +94,26 @@ def test_documents_of_an_existing_database_keep_their_ids_and_become_uploads(
     assert tuple(chunk) == ("README.md", "upload", "README.md")
     assert postings > 0 and kept == postings
     assert [tuple(s) for s in sources] == [("upload", "upload")]
+
+
+def test_existing_keys_become_admin_service_keys_and_documents_public(
+    scratch_engine: Engine,
+) -> None:
+    upgrade(scratch_engine, "0004")
+    with scratch_engine.begin() as connection:
+        connection.execute(
+            text("INSERT INTO api_keys (name, prefix, key_hash) VALUES ('ops', 'tdm_ab', 'h1')")
+        )
+        connection.execute(
+            text(
+                "INSERT INTO documents (id, title, source, path, content_type, metadata, "
+                "content_hash, size_bytes, chunk_count) VALUES "
+                "('a.md', 'A', 'upload', 'a.md', 'text/markdown', '{}', 'h', 1, 0)"
+            )
+        )
+    upgrade(scratch_engine)
+    with scratch_engine.connect() as connection:
+        key = connection.execute(text("SELECT user_id, scope, expires_at FROM api_keys")).one()
+        readers = connection.execute(text("SELECT readers, owner_id FROM documents")).one()
+    assert tuple(key) == (None, "admin", None)
+    assert tuple(readers) == (["public"], None)
