@@ -6,6 +6,10 @@ Each step saves a screenshot under test-output/screenshots/ for a person to look
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -320,4 +324,74 @@ def test_api_key_prompt_on_401_then_works(browser: Chrome, backends: Backends) -
         page.open("#/status")  # a fresh load keeps the key: no prompt this time
         page.wait_for("#count-documents .big-number")
         assert not page.find_all("#key-dialog[open]")
+        assert page.leave() == []
+
+
+def test_a_restricted_user_signed_in_sees_who_they_are_and_only_their_documents(
+    browser: Chrome, backends: Backends, inference_server: ServerProcess, worker: ServerProcess
+) -> None:
+    def cli(*args: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "tandem.cli", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=os.environ | backends.env(),
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    cli("users", "add", "dora")
+    cli("users", "add", "chief", "--admin")
+    dora = cli("api-key", "create", "--user", "dora", "--scope", "search").splitlines()[0]
+    chief = cli("api-key", "create", "--user", "chief", "--scope", "admin").splitlines()[0]
+    with (
+        running(start_api(backends, inference_server.url, open_access=False)) as locked_api,
+        running(start_web(locked_api.url, backends.log_dir)) as locked_web,
+    ):
+        batch = {
+            "documents": [
+                {"id": "open-otter", "title": "Otters", "text": "The otter census is public."},
+                {
+                    "id": "secret-otter",
+                    "title": "Otter plan",
+                    "text": "The otter relocation plan is for the chief only.",
+                    "access": {"public": False},
+                },
+            ]
+        }
+        queued = httpx.post(
+            f"{locked_api.url}/api/documents/batch",
+            json=batch,
+            headers={"Authorization": f"Bearer {chief}"},
+            timeout=30,
+        )
+        assert queued.status_code == 202, queued.text
+        deadline = time.monotonic() + 120
+        while True:
+            attempt = httpx.get(
+                f"{locked_api.url}/api/index-attempts/{queued.json()['attempt_id']}",
+                headers={"Authorization": f"Bearer {chief}"},
+                timeout=10,
+            ).json()
+            if attempt["status"] == "succeeded":
+                break
+            assert time.monotonic() < deadline, attempt
+            time.sleep(0.3)
+        page = Page(browser, locked_web.url)
+        page.open("#/search")
+        page.wait_for("#key-dialog[open] #key-dialog-reason", "needs an API key")
+        page.find("#key-input").send_keys(dora, Keys.ENTER)
+        page.wait_gone("#key-dialog[open]")
+        page.wait_for("#whoami", "dora · search")
+        page.find("#search-input").send_keys("otter", Keys.ENTER)
+        page.wait_for("#search-results .result")
+        shown = {
+            r.get_attribute("data-document-id") for r in page.find_all("#search-results .result")
+        }
+        assert shown == {"open-otter"}
+        page.screenshot("30-signed-in-restricted-user")
+        page.open("#/documents")
+        page.wait_for("#documents-summary", "document")
+        assert "secret-otter" not in page.driver.page_source
         assert page.leave() == []

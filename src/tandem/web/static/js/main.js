@@ -1,7 +1,8 @@
 // The page shell: a hash router over views that are built once and then shown or hidden,
 // so a search's results and running uploads survive moving between pages.
 
-import { initKeyDialog } from "./auth.js";
+import { api } from "./api.js";
+import { initKeyDialog, onKeyChange } from "./auth.js";
 import { createDocumentView } from "./views/document.js";
 import { createDocumentsView } from "./views/documents.js";
 import { createSearchView } from "./views/search.js";
@@ -82,8 +83,29 @@ function bindShortcuts() {
   });
 }
 
+/** Who the key signs in as, beside the key button: "alice · search", or open access. */
+async function showCaller() {
+  const label = document.getElementById("whoami");
+  try {
+    const me = await api("me");
+    const who = me.open_access ? "open access" : me.user || `service key ${me.key_name}`;
+    label.textContent = `${who} · ${me.scope}`;
+    label.dataset.user = me.user || "";
+    label.dataset.scope = me.scope;
+    label.title = me.reads_everything
+      ? "Reads every document"
+      : "Reads public documents and those shared with this user or their groups";
+  } catch {
+    label.textContent = "";
+    label.dataset.user = "";
+    label.dataset.scope = "";
+  }
+}
+
 // A key set from the header: reload what the current page shows, now the API may answer.
 initKeyDialog(() => current?.show({ ...parseRoute(location.hash), reload: true }));
+onKeyChange(() => showCaller());
+showCaller();
 bindShortcuts();
 window.addEventListener("hashchange", route);
 route();
