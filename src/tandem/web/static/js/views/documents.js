@@ -17,7 +17,7 @@ export function createDocumentsView() {
     h(
       "thead",
       {},
-      h("tr", {}, ["Title", "Source", "Type", "Chunks", "Size", "Updated", ""].map((label) =>
+      h("tr", {}, ["Title", "Path", "Source", "Type", "Chunks", "Size", "Updated", ""].map((label) =>
         h("th", { scope: "col" }, label || h("span", { class: "visually-hidden" }, "Actions")),
       )),
     ),
@@ -67,6 +67,7 @@ export function createDocumentsView() {
       "tr",
       { dataset: { documentId: documentOut.id } },
       h("td", {}, h("a", { href: documentHref(documentOut.id) }, title)),
+      h("td", { class: "path" }, documentOut.path),
       h("td", { class: "muted" }, documentOut.source),
       h("td", { class: "muted" }, documentOut.content_type),
       h("td", { class: "number" }, formatNumber(documentOut.chunk_count)),
