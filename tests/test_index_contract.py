@@ -28,7 +28,12 @@ from tandem.model_files import FloatArray
 
 class AddDocument(Protocol):
     def __call__(
-        self, document_id: str, *, source: str = "upload", updated_at: datetime | None = None
+        self,
+        document_id: str,
+        *,
+        path: str = "source.txt",
+        source: str = "upload",
+        updated_at: datetime | None = None,
     ) -> None: ...
 
 
@@ -61,7 +66,11 @@ def index_and_catalog(
     sessions = empty_database
 
     def add_document(
-        document_id: str, *, source: str = "upload", updated_at: datetime | None = None
+        document_id: str,
+        *,
+        path: str = "source.txt",  # as `chunk` gives its chunks: a document's are its own
+        source: str = "upload",
+        updated_at: datetime | None = None,
     ) -> None:
         # The PostgreSQL index keeps chunks beside the catalog row they belong to.
         with sessions.begin() as session:
@@ -73,7 +82,7 @@ def index_and_catalog(
             )
             catalog.upsert_document(
                 session,
-                catalog.DocumentInfo(document_id, "T", "s", "text/plain", {}, "h", 1, 0, source),
+                catalog.DocumentInfo(document_id, "T", path, "text/plain", {}, "h", 1, 0, source),
             )
             if updated_at is not None:
                 session.execute(
@@ -154,7 +163,7 @@ def corpus(index: DocumentIndex, add_document: AddDocument) -> DocumentIndex:
     teams = {"passwords": "hr", "revenue": "fin", "kubernetes": "ops"}
     for document_id, (body, seed, path) in documents.items():
         source = "wiki" if document_id == "kubernetes" else "upload"
-        add_document(document_id, source=source, updated_at=UPDATED[document_id])
+        add_document(document_id, path=path, source=source, updated_at=UPDATED[document_id])
         index.replace_document(
             document_id,
             [

@@ -100,7 +100,9 @@ def test_filters_narrow_the_results(
     assert set(documents(search(api, QUERY, mode=mode, limit=50, filters=filters))) == expected
 
 
-@pytest.mark.parametrize("since", ["2000-01-01T00:00:00Z", "2000-01-01T00:00:00", "2000-01-01"])
+@pytest.mark.parametrize(
+    "since", ["2000-01-01T00:00:00Z", "2000-01-01T00:00:00+05:00", "2000-01-01T00:00:00"]
+)
 def test_updated_since_in_the_past_keeps_everything(
     api: ServerProcess, indexed: dict[str, Any], since: str
 ) -> None:
@@ -117,6 +119,9 @@ def test_updated_since_in_the_past_keeps_everything(
         {"offset": "10"},
         {"group_by_document": "no"},
         {"filters": {"updated_since": "last week"}},
+        {"filters": {"updated_since": "2024-05-01"}},  # a date and time, not a day
+        {"filters": {"updated_since": 1714521600}},  # nor seconds since 1970
+        {"filters": {"updated_since": "1714521600"}},
         {"filters": {"path_prefix": "x" * 2001}},
         {"filters": {"path_prefix": "a\u0000b"}},
     ],

@@ -7,7 +7,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from tandem.index.protocol import SearchMode
 from tandem.wire_fields import Flag, MetadataValue, StoredText
@@ -122,6 +122,20 @@ class DocumentDetail(DocumentOut):
     chunks: list[ChunkOut]
 
 
+_ISO_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}")
+
+
+def _iso_date_time(value: object) -> object:
+    # Pydantic would also take a number or a digit string as seconds since 1970: a client
+    # bug worth a 422, not a value to guess at.
+    if value is not None and not (isinstance(value, str) and _ISO_DATE_TIME.match(value)):
+        raise ValueError("must be an ISO 8601 date and time, such as 2024-05-01T00:00:00Z")
+    return value
+
+
+IsoDateTime = Annotated[datetime, BeforeValidator(_iso_date_time)]
+
+
 class SearchFiltersIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -131,8 +145,8 @@ class SearchFiltersIn(BaseModel):
     metadata: Metadata = Field(default_factory=dict)
     # Paths (inside their source) that start with this, taken literally (no wildcards).
     path_prefix: Annotated[StoredText | None, Field(max_length=2000)] = None
-    # Documents updated at or after this ISO 8601 instant (no offset: UTC).
-    updated_since: datetime | None = None
+    # Documents updated at or after this ISO 8601 date and time (no offset: UTC).
+    updated_since: IsoDateTime | None = None
 
 
 class SearchRequest(BaseModel):

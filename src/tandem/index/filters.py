@@ -26,6 +26,18 @@ def like_prefix(prefix: str) -> str:
     return escaped + "%"
 
 
+# A path prefix twice: on the chunk's own copy of its path (checked first, no lookup), and
+# as a semi-join on its document's, so the planner can read a narrow prefix's documents
+# through their (source, path) index (with the C collation `tandem up` creates; under
+# another, LIKE cannot use it) and rank their chunks exactly. Measured at 100k chunks of
+# random vectors and words, p50 semantic / keyword: a 0.05% prefix 10 / 100 ms with both
+# against 508 / 227 ms on the chunk alone (whose filtered HNSW scan also gave up before
+# finding all ten); a 5% prefix 62 / 47 against 200 / 51; a 50% one 52 / 37 against 55 / 41.
+_PATH_PREFIX = (
+    f"c.path LIKE :filter_path_prefix ESCAPE '{_LIKE_ESCAPE}' AND EXISTS (SELECT 1"
+    " FROM documents d WHERE d.id = c.document_id"
+    f" AND d.path LIKE :filter_path_prefix ESCAPE '{_LIKE_ESCAPE}')"
+)
 # The update time is the document's (chunks do not carry it): a semi-join, which the
 # planner turns into whichever is cheaper for the filter's selectivity (measured, 10k
 # chunks): for a few recent documents, those documents' chunks ranked exactly (2 ms);
@@ -55,7 +67,7 @@ class ChunkFilter:
             clauses.append("c.source = ANY(:filter_sources)")
             params["filter_sources"] = list(filters.sources)
         if filters.path_prefix:
-            clauses.append(f"c.path LIKE :filter_path_prefix ESCAPE '{_LIKE_ESCAPE}'")
+            clauses.append(_PATH_PREFIX)
             params["filter_path_prefix"] = like_prefix(filters.path_prefix)
         if filters.content_types:
             clauses.append("c.content_type = ANY(:filter_content_types)")

@@ -107,7 +107,13 @@ class DocumentIndex(Protocol):
         """Remove every chunk of the document; returns how many were removed."""
         ...
 
-    def search(self, query: IndexQuery) -> list[IndexHit]: ...
+    def search(self, query: IndexQuery) -> list[IndexHit]:
+        """The ranking's hits from `query.offset`, at most `query.limit`, best first,
+        every filter applied. Grouped by document: each document once, as its best chunk
+        (the chunk ranking's first of it), and `limit` documents whenever that many match
+        however many chunks each has. Pages cut from one pool (the same `candidates`,
+        none of them short of documents in it) follow on without overlap or gap."""
+        ...
 
     def chunk_count(self, document_id: str | None = None) -> int: ...
 
