@@ -27,7 +27,7 @@ class AccessIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    public: bool = True
+    public: Flag = True
     users: Annotated[list[PrincipalName], Field(max_length=1000)] = Field(default_factory=list)
     groups: Annotated[list[PrincipalName], Field(max_length=1000)] = Field(default_factory=list)
 
@@ -311,7 +311,7 @@ class UserIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: PrincipalName
-    admin: bool = False
+    admin: Flag = False
 
 
 class UserOut(BaseModel):

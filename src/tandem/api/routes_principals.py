@@ -14,17 +14,22 @@ from tandem.api_schemas import CallerOut, GroupIn, GroupOut, UserIn, UserOut
 from tandem.db import principals
 from tandem.http_errors import ApiError, error_responses
 
-router = APIRouter(prefix="/api", tags=["principals"], responses=error_responses(401, 403, 422))
+router = APIRouter(
+    prefix="/api", tags=["principals"], responses=error_responses(400, 401, 403, 422)
+)
 
 
 @contextmanager
-def _changing() -> Iterator[None]:
-    """A name taken (409) or naming nobody (404), as the error envelope."""
+def _changing(missing: int = 404) -> Iterator[None]:
+    """A name taken (409) or naming nobody (`missing`: 404 for the path's names, 422 for
+    the body's), as the error envelope."""
     try:
         yield
     except principals.PrincipalError as exc:
-        status = 409 if "exists already" in str(exc) else 404
-        raise ApiError(status, str(exc), "conflict" if status == 409 else "not_found") from exc
+        if "exists already" in str(exc):
+            raise ApiError(409, str(exc), "conflict") from exc
+        kind = "not_found" if missing == 404 else "validation_error"
+        raise ApiError(missing, str(exc), kind) from exc
 
 
 @router.get("/me", response_model=CallerOut)
@@ -71,7 +76,7 @@ def list_groups(state: StateDep, _caller: Administering) -> list[GroupOut]:
 
 @router.post("/groups", response_model=GroupOut, status_code=201, responses=error_responses(409))
 def add_group(body: GroupIn, state: StateDep, _caller: Administering) -> GroupOut:
-    with _changing(), state.sessions.begin() as session:
+    with _changing(missing=422), state.sessions.begin() as session:
         principals.add_group(session, body.name, body.members)
         return GroupOut(name=body.name, members=sorted(body.members))
 

@@ -28,7 +28,7 @@ from tandem.http_errors import ApiError, error_responses
 from tandem.work_queue import request_syncs
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api", tags=["sources"], responses=error_responses(401, 403, 422))
+router = APIRouter(prefix="/api", tags=["sources"], responses=error_responses(400, 401, 403, 422))
 
 
 def _iso(value: datetime | None) -> str | None:
