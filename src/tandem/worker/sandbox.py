@@ -21,22 +21,15 @@ the pool is closed.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import math
 import os
 import queue
-import selectors
 import signal
-import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
-import tandem
 from tandem.documents import (
     CorruptFile,
     EmptyDocument,
@@ -45,17 +38,15 @@ from tandem.documents import (
     UnsupportedFileType,
 )
 from tandem.worker.limits import ParseLimits
-from tandem.worker.sandbox_child import FRAME_HEADER, peak_rss_bytes
+from tandem.worker.sandbox_child import memory_bytes
+from tandem.worker.sandbox_process import ChildGone, ChildProcess, document_from_reply, int_field
 
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
-# What the child may see of the worker's environment: no database or broker credentials.
-_CHILD_ENV = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "HOME")
 _ERRORS: dict[str, type[ParseError]] = {
     cls.__name__: cls for cls in (ParseError, UnsupportedFileType, CorruptFile, EmptyDocument)
 }
-_MAX_HEADER_BYTES = 16 * 1024 * 1024
 
 
 class ParseTimeout(ParseError):
@@ -95,100 +86,7 @@ class ParseOutcome:
     error: ParseError | None
     seconds: float
     peak_rss_bytes: int | None  # the child's peak resident memory during this parse
-
-
-class _ChildGone(Exception):
-    """The child's pipe closed: it exited or was killed."""
-
-
-class _Child:
-    """One child process and its two pipe ends (both non-blocking, waited on with select)."""
-
-    def __init__(self, config: dict[str, object]) -> None:
-        source = str(Path(tandem.__file__).resolve().parents[1])
-        env = {k: os.environ[k] for k in _CHILD_ENV if k in os.environ}
-        env["PYTHONPATH"] = os.pathsep.join(
-            [source, *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
-        )
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "tandem.worker.sandbox_child", json.dumps(config)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env=env,
-        )
-        assert self.process.stdin is not None and self.process.stdout is not None
-        self._out = self.process.stdin.fileno()
-        self._in = self.process.stdout.fileno()
-        os.set_blocking(self._out, False)
-        os.set_blocking(self._in, False)
-        self.pid = self.process.pid
-
-    def exchange(
-        self, header: dict[str, object], body: bytes, deadline: float, max_body: int
-    ) -> tuple[dict[str, object], bytes]:
-        """Send a frame (unless header is empty) and read the reply before `deadline`;
-        TimeoutError past it, _ChildGone if the child's pipe closes."""
-        if header:
-            encoded = json.dumps(header).encode()
-            self._send(FRAME_HEADER.pack(len(encoded), len(body)) + encoded + body, deadline)
-        header_length, body_length = FRAME_HEADER.unpack(self._receive(FRAME_HEADER.size, deadline))
-        if header_length > _MAX_HEADER_BYTES or body_length > max_body:
-            raise _ChildGone(f"the parser sent a reply of {header_length + body_length} bytes")
-        reply = json.loads(self._receive(header_length, deadline))
-        if not isinstance(reply, dict):
-            raise _ChildGone("the parser sent a malformed reply")
-        return reply, self._receive(body_length, deadline)
-
-    def _send(self, data: bytes, deadline: float) -> None:
-        view = memoryview(data)
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._out, selectors.EVENT_WRITE)
-            while view:
-                if not selector.select(_left(deadline)):
-                    raise TimeoutError
-                try:
-                    view = view[os.write(self._out, view[: 1 << 20]) :]
-                except BrokenPipeError as exc:
-                    raise _ChildGone("the parser's input closed") from exc
-
-    def _receive(self, size: int, deadline: float) -> bytes:
-        chunks: list[bytes] = []
-        with selectors.DefaultSelector() as selector:
-            selector.register(self._in, selectors.EVENT_READ)
-            while size:
-                if not selector.select(_left(deadline)):
-                    raise TimeoutError
-                chunk = os.read(self._in, min(size, 1 << 20))
-                if not chunk:
-                    raise _ChildGone("the parser's output closed")
-                chunks.append(chunk)
-                size -= len(chunk)
-        return b"".join(chunks)
-
-    def kill(self) -> int | None:
-        """Kill the child and reap it; its exit status (negative: the signal)."""
-        if self.process.poll() is None:
-            self.process.kill()
-        try:
-            return self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:  # not reaped yet (a D-state child); let it be
-            return None
-        finally:
-            for pipe in (self.process.stdin, self.process.stdout):
-                if pipe is not None:
-                    pipe.close()
-
-    def stop(self) -> None:
-        """Close its input (it exits at the EOF), then kill it if it lingers."""
-        if self.process.stdin is not None:
-            self.process.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=2)
-        self.kill()
-
-
-def _left(deadline: float) -> float:
-    return max(0.0, deadline - time.monotonic())
+    rss_at_start_bytes: int | None = None  # its resident memory when the parse began
 
 
 class SandboxedParser:
@@ -202,9 +100,9 @@ class SandboxedParser:
         cpu = self.limits.cpu_seconds or self.limits.timeout_seconds
         # A little over the wall-clock limit, so that a busy loop is reported as a timeout.
         self._cpu_seconds = cpu + 1.0 if self.limits.cpu_seconds is None else cpu
-        self._idle: queue.Queue[_Child] = queue.Queue()
+        self._idle: queue.Queue[ChildProcess] = queue.Queue()
         self._wanted: queue.Queue[bool] = queue.Queue()
-        self._children: set[_Child] = set()
+        self._children: set[ChildProcess] = set()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         self._failure: str | None = None  # why the last child could not start
@@ -226,11 +124,12 @@ class SandboxedParser:
     def close(self) -> None:
         self._closed.set()
         self._wanted.put(False)
-        self._starter.join(timeout=self.limits.startup_seconds)
+        # The children first: a starter thread waiting for a child to come up is freed.
         with self._lock:
             children, self._children = set(self._children), set()
         for child in children:
             child.stop()
+        self._starter.join(timeout=self.limits.startup_seconds)
 
     # -- the pool
 
@@ -257,36 +156,42 @@ class SandboxedParser:
         try:
             reply, body = child.exchange(request, data, deadline, max_body)
         except TimeoutError:
-            at_kill = peak_rss_bytes(child.pid)
+            at_kill = memory_bytes("VmHWM", child.pid)
             self._replace(child)
             limit = _seconds(self.limits.timeout_seconds)
             log.warning("parse_timeout file=%r limit=%s", filename, limit)
-            error = ParseTimeout(filename, f"parsing took longer than {limit}")
-            return ParseOutcome(None, error, time.monotonic() - started, at_kill)
-        except _ChildGone as gone:
+            timeout = ParseTimeout(filename, f"parsing took longer than {limit}")
+            return ParseOutcome(None, timeout, time.monotonic() - started, at_kill)
+        except ChildGone as gone:
             return self._died(child, filename, started, str(gone))
         if "crash" in reply:
             return self._died(child, filename, started, str(reply["crash"]))
         seconds = time.monotonic() - started
-        peak = reply.get("peak_rss")
-        peak_bytes = peak if isinstance(peak, int) else None
+        peak, at_start = (int_field(reply, key) for key in ("peak_rss", "rss_at_start"))
         if reply.get("error") == "memory":
             self._replace(child)
             memory = f"parsing needed more than {self._memory()} of memory"
-            return ParseOutcome(None, ParseMemoryExceeded(filename, memory), seconds, peak_bytes)
+            return ParseOutcome(
+                None, ParseMemoryExceeded(filename, memory), seconds, peak, at_start
+            )
         self._idle.put(child)
         if "error" in reply:
             kind = _ERRORS.get(str(reply["error"]), ParseError)
             failure = kind(str(reply.get("filename", filename)), str(reply.get("detail", "")))
-            return ParseOutcome(None, failure, seconds, peak_bytes)
-        return ParseOutcome(_document(reply, body), None, seconds, peak_bytes)
+            return ParseOutcome(None, failure, seconds, peak, at_start)
+        return ParseOutcome(document_from_reply(reply, body), None, seconds, peak, at_start)
 
-    def _died(self, child: _Child, filename: str, started: float, why: str) -> ParseOutcome:
-        peak = peak_rss_bytes(child.pid)
+    def _died(self, child: ChildProcess, filename: str, started: float, why: str) -> ParseOutcome:
+        peak = memory_bytes("VmHWM", child.pid)
+        # How it ended, unless it has not (a reply we refused): then we end it, and the
+        # signal we send says nothing of the file.
+        own_end = child.exit_status(wait=1.0)
         status = self._replace(child)
         elapsed = time.monotonic() - started
         error: ParseError
-        if status == -signal.SIGXCPU:
+        if own_end is None:
+            error = ParserCrashed(filename, f"the parser failed ({why})")
+        elif status == -signal.SIGXCPU:
             limit = _seconds(self._cpu_seconds)
             error = ParseCpuExceeded(filename, f"parsing used more than {limit} of CPU time")
         elif status == -signal.SIGKILL:  # no one here sent it: the kernel's OOM killer
@@ -301,20 +206,26 @@ class SandboxedParser:
         size = self.limits.memory_bytes
         return f"{size / GIB:g} GiB" if size >= GIB else f"{size // 1024**2} MiB"
 
-    def _take(self) -> _Child:
+    def _take(self) -> ChildProcess:
         while True:
             if self._closed.is_set():
                 raise SandboxUnavailable("the parser pool is closed")
             try:
-                return self._idle.get(timeout=0.5)
+                child = self._idle.get(timeout=0.5)
             except queue.Empty:
                 failure = self._failure
                 if failure is not None and not self._children:
                     raise SandboxUnavailable(
                         f"no parser process could be started: {failure}"
                     ) from None
+                continue
+            if child.exit_status() is None:
+                return child
+            # It died idle (killed from outside): no file to blame; take the next one.
+            log.warning("parse_child_died_idle pid=%d status=%s", child.pid, child.exit_status())
+            self._replace(child)
 
-    def _replace(self, child: _Child) -> int | None:
+    def _replace(self, child: ChildProcess) -> int | None:
         with self._lock:
             self._children.discard(child)
         status = child.kill()
@@ -329,7 +240,7 @@ class SandboxedParser:
             while not self._closed.is_set():
                 try:
                     child = self._start_child()
-                except (OSError, TimeoutError, _ChildGone) as exc:
+                except (OSError, TimeoutError, ChildGone) as exc:
                     self._failure = str(exc) or type(exc).__name__
                     log.error("parse_sandbox_start_failed error=%s", self._failure)
                     self._closed.wait(delay)
@@ -339,46 +250,33 @@ class SandboxedParser:
                 self._idle.put(child)
                 break
 
-    def _start_child(self) -> _Child:
+    def _start_child(self) -> ChildProcess:
         config: dict[str, object] = {
             "parent": os.getpid(),
             "memory_bytes": self.limits.memory_bytes,
             "cpu_seconds": self._cpu_seconds,
             "max_extracted_chars": self.parse_limits.max_extracted_chars,
         }
-        child = _Child(config)
+        child = ChildProcess(config)
         with self._lock:
             if self._closed.is_set():
                 child.kill()
-                raise _ChildGone("the pool closed")
+                raise ChildGone("the pool closed")
             self._children.add(child)
         try:
             ready, _ = child.exchange({}, b"", time.monotonic() + self.limits.startup_seconds, 0)
-        except (TimeoutError, _ChildGone) as exc:
+        except (TimeoutError, ChildGone) as exc:
             self._replace_silently(child)
-            raise _ChildGone(f"the parser process did not start ({exc or 'timeout'})") from exc
+            raise ChildGone(f"the parser process did not start ({exc or 'timeout'})") from exc
         if not ready.get("ready"):
             self._replace_silently(child)
-            raise _ChildGone(f"the parser process did not start ({ready})")
+            raise ChildGone(f"the parser process did not start ({ready})")
         return child
 
-    def _replace_silently(self, child: _Child) -> None:
+    def _replace_silently(self, child: ChildProcess) -> None:
         with self._lock:
             self._children.discard(child)
         child.kill()
-
-
-def _document(reply: dict[str, object], body: bytes) -> ParsedDocument:
-    metadata = reply.get("metadata")
-    return ParsedDocument(
-        title=str(reply["title"]),
-        text=body.decode("utf-8", "surrogatepass"),
-        source=str(reply["source"]),
-        content_type=str(reply["content_type"]),
-        metadata={str(k): str(v) for k, v in metadata.items()}
-        if isinstance(metadata, dict)
-        else {},
-    )
 
 
 def _signal_name(status: int | None) -> str | None:
