@@ -11,12 +11,18 @@ background while the caller moves on.
 
 Plain subprocesses speaking frames over pipes, rather than multiprocessing: no pickle
 from the child, nothing of the parent's state (its threads, sockets, environment) passes
-over, and the child's code is exactly `tandem.worker.sandbox_child`. A child takes about a
-second to start (the parsing libraries' imports); a request costs a millisecond or so
-more than parsing in process (benchmarks/hostile_files.py measures both). Children are
-started by one long-lived thread of the pool, because the parent-death signal follows the
-thread that started a child: a caller's thread may end, the pool's thread ends only when
-the pool is closed.
+over, and the child's code is exactly `tandem.worker.sandbox_child`. Measured on the
+two-core machine: a child starts in 0.6-0.8 s (the parsing libraries' imports; up to 2 s
+when the machine is busy), against 10 ms for a fork from a multiprocessing forkserver
+that preloaded them; but a replacement is started in the background, off the caller's
+path, and a file that cost a child its life already took the timeout or its memory. A
+small parse costs 0.4-0.8 ms through a child, 0.04 ms in process
+(benchmarks/hostile_files.py).
+
+Children are started by one long-lived thread of the pool, because the parent-death
+signal follows the thread that started a child: a caller's thread may end, the pool's
+thread ends only when the pool is closed. A caller waits for a free child first (with
+parse_workers children, the others' parses); each parse then ends within the timeout.
 """
 
 from __future__ import annotations
