@@ -228,8 +228,9 @@ class WorkerSettings(StorageSettings):
     hold_after: Annotated[NonNegativeInt, _env("TANDEM_WORKER_HOLD_AFTER")] = 0
     # Each document is parsed in a child process (worker/sandbox.py) that is killed past
     # the timeout or its memory allowance, failing that file alone. One child by default:
-    # parsing is CPU-bound, and on a two-core machine the indexing model server needs the
-    # other core (embedding, not parsing, is what bounds ingestion).
+    # parsing and chunking take 1-5 % of a batch's time, embedding 94-97 %
+    # (benchmarks/results/ingest_throughput.json), and on a two-core machine a second
+    # CPU-bound parser would take its core from the indexing model server.
     parse_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_PARSE_TIMEOUT_SECONDS")] = 30.0
     parse_memory_bytes: Annotated[int, _env("TANDEM_PARSE_MEMORY_BYTES", ge=64 * 1024 * 1024)] = (
         1024 * 1024 * 1024
