@@ -86,6 +86,11 @@ def test_code_and_configuration_keep_lines_and_indentation(
     assert doc.text == data.decode().rstrip()  # leading blank lines only are dropped
 
 
+def test_declared_code_types_name_the_language() -> None:
+    doc = parse_document("upload", b"print('hi')\n", "text/x-python; charset=utf-8")
+    assert (doc.content_type, doc.metadata["language"]) == (ContentType.CODE, "python")
+
+
 def test_indented_first_line_of_code_is_kept_and_plain_text_keeps_line_breaks() -> None:
     assert parse_document("block.yaml", b"  nested: true\n  other: 1\n").text.startswith("  n")
     log = parse_document("app.log", b"12:00 start\n12:01 \tstop\n\n\n12:02 gone\n")

@@ -44,6 +44,7 @@ class Upload:
     data: bytes
     charset: str | None = None  # the declared type's charset= parameter
     limits: ParseLimits = ParseLimits()
+    content_type: str | None = None  # as declared by the uploader
 
 
 class TextBudget:

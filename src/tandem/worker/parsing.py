@@ -80,7 +80,7 @@ def parse_document(
 ) -> ParsedDocument:
     limits = limits or ParseLimits()
     kind = detect_content_type(filename, content_type, head=data)
-    upload = Upload(filename, data, declared_charset(content_type), limits)
+    upload = Upload(filename, data, declared_charset(content_type), limits, content_type)
     extracted = _EXTRACTORS[kind](upload)
     text = _normalize(extracted.text, keep_indent=kind is ContentType.CODE)
     metadata = extracted.metadata

@@ -23,7 +23,7 @@ def extract_code(upload: Upload) -> Extracted:
     # Kept as written, line breaks and indentation included: they are the structure.
     text, encoding = decode_text(upload.filename, upload.data, upload.charset)
     metadata = {"encoding": encoding}
-    language = text_language(upload.filename, head=upload.data[:256])
+    language = text_language(upload.filename, upload.content_type, upload.data[:256])
     if language:
         metadata["language"] = language
     return Extracted(title=None, text=text, metadata=metadata)
