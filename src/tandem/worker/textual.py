@@ -78,8 +78,9 @@ def extract_markdown(upload: Upload) -> Extracted:
 
 def extract_html(upload: Upload) -> Extracted:
     reject_binary(upload.filename, upload.data)
-    # UnicodeDammit honours a BOM or <meta charset> (then the declared charset) before
-    # guessing, as BeautifulSoup does.
+    # UnicodeDammit (BeautifulSoup's decoder) tries the declared charset first (a
+    # Content-Type charset overrides <meta>, as in browsers), then a BOM or <meta charset>,
+    # then a guess.
     known = [upload.charset] if upload.charset else []
     dammit = UnicodeDammit(upload.data, known_definite_encodings=known, is_html=True)
     markup = dammit.unicode_markup
