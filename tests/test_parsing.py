@@ -4,73 +4,30 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import zipfile
 
-import docx
 import pytest
 from pypdf import PdfReader, PdfWriter
 
 from tandem.worker.parsing import (
-    SUPPORTED_EXTENSIONS,
     ContentType,
     CorruptFile,
     EmptyDocument,
     ParseError,
-    UnsupportedFileType,
-    detect_content_type,
+    ParseLimits,
     parse_document,
 )
-
-
-def make_pdf(lines: list[str], title: str | None = None) -> bytes:
-    """A minimal one-page PDF drawing `lines` in Helvetica, with a correct xref table."""
-
-    def literal(text: str) -> bytes:
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        return b"(" + escaped.encode("latin-1") + b")"
-
-    content = b"BT /F1 12 Tf 72 720 Td 14 TL " + b" ".join(literal(x) + b" '" for x in lines)
-    content += b" ET" if lines else b"0 0 100 100 re f"  # no text: only a filled square
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-        b"/Resources << /Font << /F1 4 0 R >> >> /Contents 5 0 R >>",
-        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
-        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
-    ]
-    if title is not None:
-        objects.append(b"<< /Title " + literal(title) + b" >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    info = b" /Info %d 0 R" % len(objects) if title is not None else b""
-    out += b"trailer\n<< /Size %d /Root 1 0 R%s >>\n" % (len(objects) + 1, info)
-    out += b"startxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
-
-
-def make_docx(title: str | None = None) -> bytes:
-    document = docx.Document()
-    if title is not None:
-        document.core_properties.title = title
-    document.add_paragraph("")
-    document.add_heading("Quarterly Review", level=1)
-    document.add_paragraph("Revenue grew by twelve percent.")
-    table = document.add_table(rows=2, cols=3)
-    table.cell(0, 0).text = "Region"
-    table.cell(0, 1).merge(table.cell(0, 2)).text = "Revenue"
-    for column, value in enumerate(["North", "1.2M", "up"]):
-        table.cell(1, column).text = value
-    document.add_paragraph("Closing remarks.")
-    buffer = io.BytesIO()
-    document.save(buffer)
-    return buffer.getvalue()
+from tests.document_builders import (
+    make_docx,
+    make_eml,
+    make_epub,
+    make_odt,
+    make_pdf,
+    make_pptx,
+    make_xlsx,
+    make_zip,
+)
 
 
 def test_plain_text_with_utf8_bom_and_crlf() -> None:
@@ -184,45 +141,19 @@ def test_json_is_flattened_to_key_value_lines() -> None:
     assert parse_document("list.json", b'["x", 3.5]').text == "x\n3.5"
 
 
-@pytest.mark.parametrize(
-    ("filename", "content_type", "expected"),
-    [
-        ("A.PDF", None, ContentType.PDF),
-        ("notes.md", "application/octet-stream", ContentType.MARKDOWN),
-        ("upload", "text/markdown; charset=utf-8", ContentType.MARKDOWN),
-        ("page.php", "application/xhtml+xml", ContentType.HTML),
-        ("data", "application/json", ContentType.JSON),
-    ],
-)
-def test_extension_first_then_content_type(
-    filename: str, content_type: str | None, expected: ContentType
-) -> None:
-    assert detect_content_type(filename, content_type) is expected
-
-
-def test_supported_extensions() -> None:
-    expected = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf", ".docx", ".json"}
-    assert expected == SUPPORTED_EXTENSIONS
-
-
-@pytest.mark.parametrize(
-    ("filename", "content_type", "message"),
-    [
-        ("setup.exe", None, r"^setup\.exe: unsupported file type '\.exe'; supported: \.docx, "),
-        ("blob", "application/octet-stream", r"without an extension \(application/octet-stream\)"),
-    ],
-)
-def test_unsupported_file_type(filename: str, content_type: str | None, message: str) -> None:
-    with pytest.raises(UnsupportedFileType, match=message) as caught:
-        parse_document(filename, b"MZ\x90\x00", content_type)
-    assert caught.value.filename == filename
-
-
 def _zip_without_word_parts() -> bytes:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("hello.txt", "not a word document")
     return buffer.getvalue()
+
+
+def _epub_without_spine() -> bytes:
+    with zipfile.ZipFile(io.BytesIO(make_epub())) as book:
+        members = {name: book.read(name) for name in book.namelist()}
+    opf = members["OEBPS/content.opf"].decode()
+    members["OEBPS/content.opf"] = re.sub("<spine>.*</spine>", "<spine/>", opf).encode()
+    return make_zip(members, stored_first="mimetype")
 
 
 @pytest.mark.parametrize(
@@ -234,10 +165,19 @@ def _zip_without_word_parts() -> bytes:
         ("memo.docx", _zip_without_word_parts(), r"^memo\.docx: not a valid DOCX file \(There is"),
         ("data.json", b'{"a": 1,}', r"^data\.json: not valid JSON \(.+ at line 1 column 9\)$"),
         ("data.json", b"[" * 100_000, r"not valid JSON \(nested too deeply\)"),
-        ("photo.txt", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", r"^photo\.txt: binary data"),
         ("page.html", b"<html>\x00\x01\x02</html>", r"^page\.html: binary data"),
         ("ctrl.md", b"\x01\x02\x03\x04\x05\x06 text", r"too many control characters"),
         ("bad.txt", b"\xff\xfe\x00\xd8", r"^bad\.txt: invalid utf-16 text"),
+        ("data.json", b"[" * 200_000 + b"]" * 200_000, r"not valid JSON \(nested too deeply\)"),
+        ("s.xlsx", bytes(range(256)) * 8, r"^s\.xlsx: not a valid XLSX file \(File is not a zip"),
+        ("s.xlsx", _zip_without_word_parts(), r"^s\.xlsx: not a valid XLSX file \(.+\)$"),
+        ("p.pptx", _zip_without_word_parts(), r"^p\.pptx: not a valid PPTX file \(.+\)$"),
+        ("n.odt", _zip_without_word_parts(), r"^n\.odt: not a valid ODT file \(it has no content"),
+        ("n.odt", make_zip({"content.xml": b"<unclosed"}), r"ODT file \(content\.xml: .+\)$"),
+        ("b.epub", _zip_without_word_parts(), r"^b\.epub: not a valid EPUB file \(it has no META"),
+        ("b.epub", _epub_without_spine(), r"EPUB file \(its spine lists no chapters\)$"),
+        ("m.eml", b"just some words\n", r"^m\.eml: not a valid e-mail message \(it has no mail"),
+        ("m.eml", b"Subject: x\n\n\x00\x01", r"^m\.eml: binary data, not text"),
     ],
 )
 def test_corrupt_files(filename: str, data: bytes, message: str) -> None:
@@ -267,3 +207,61 @@ def test_long_titles_are_collapsed_and_capped() -> None:
     assert len(doc.title) == 200
     assert doc.title.endswith("…")
     assert "  " not in doc.title
+
+
+def test_xlsx_sheets_are_headings_and_rows_tab_separated() -> None:
+    doc = parse_document("budget.xlsx", make_xlsx())
+    assert (doc.title, doc.content_type) == ("Household", ContentType.XLSX)
+    assert doc.text == (
+        "Budget\nItem\tCost\t\tNote\nRent\t1200\t\tmonthly fixed\nFood 0\t300.5\n\n"
+        "Staff\nAna\n\tLead"
+    )
+    assert doc.metadata == {"sheets": "2", "author": "Ana"}
+    bounded = parse_document("big.xlsx", make_xlsx(rows=50), limits=ParseLimits(max_sheet_rows=4))
+    assert bounded.text.endswith("Food 0\t300.5")  # 4 rows: 3 of data and the empty one
+    assert bounded.metadata["truncated"] == "true"
+
+
+def test_pptx_slide_titles_text_frames_tables_and_notes() -> None:
+    doc = parse_document("plan.pptx", make_pptx())
+    assert (doc.title, doc.content_type) == ("Quarterly Plan", ContentType.PPTX)
+    assert doc.text == (
+        "Quarterly Plan\n\nGrow revenue\nHire two engineers\n\nA text box\n\n"
+        "Notes: Speak slowly\n\nNumbers\n\nQ1 | Q2\n10 | 12"
+    )
+    assert doc.metadata == {"slides": "2"}
+
+
+def test_odt_headings_paragraphs_lists_and_tables() -> None:
+    doc = parse_document("survey.odt", make_odt())
+    assert (doc.title, doc.content_type) == ("Heron Survey", ContentType.ODT)
+    assert doc.text == (
+        "Field Notes\n\nHerons  wade at dawn.\tTide\nlow.\n\nFirst sighting\n\n"
+        "Bird | Count\n\nClosing\na footnote"
+    )
+    assert doc.metadata == {"author": "Ana"}
+    assert parse_document("s.odt", make_odt(with_meta=False)).title == "Field Notes"
+
+
+def test_epub_chapters_in_spine_order_with_opf_title() -> None:
+    doc = parse_document("marsh.epub", make_epub())
+    assert (doc.title, doc.content_type) == ("The Marsh", ContentType.EPUB)
+    assert doc.text == "Dawn\n\nHerons wade in the reeds.\n\nDusk\n\nBitterns boom at night."
+    assert doc.metadata == {"chapters": "2", "author": "Ana", "language": "en"}
+
+
+def test_eml_subject_headers_and_plain_part() -> None:
+    doc = parse_document("walk.eml", make_eml(html="<p>See you <b>there</b></p>"))
+    assert (doc.title, doc.text, doc.content_type) == (
+        "Heron walk on Sunday",
+        "See you at the marsh.",
+        ContentType.EML,
+    )
+    assert doc.metadata == {
+        "from": "Ana <ana@example.org>",
+        "to": "team@example.org",
+        "date": "Sun, 01 Jun 2025 09:30:00 +0000",
+        "attachments": "1",
+    }
+    html_only = parse_document("walk.eml", make_eml(html="<p>See you <b>there</b></p>", plain=None))
+    assert html_only.text == "See you there"

@@ -251,6 +251,18 @@ class WorkerSettings(StorageSettings):
     hold_at: Annotated[str | None, _env("TANDEM_WORKER_HOLD_AT")] = None
     hold_file: Annotated[Path | None, _env("TANDEM_WORKER_HOLD_FILE")] = None
     hold_after: Annotated[NonNegativeInt, _env("TANDEM_WORKER_HOLD_AFTER")] = 0
+    # Each document is parsed in a child process (worker/sandbox.py) that is killed past
+    # the timeout or its memory allowance, failing that file alone. One child by default:
+    # parsing and chunking take 1-5 % of a batch's time, embedding 94-97 %
+    # (benchmarks/results/ingest_throughput.json), and on a two-core machine a second
+    # CPU-bound parser would take its core from the indexing model server.
+    parse_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_PARSE_TIMEOUT_SECONDS")] = 30.0
+    parse_memory_bytes: Annotated[int, _env("TANDEM_PARSE_MEMORY_BYTES", ge=64 * 1024 * 1024)] = (
+        1024 * 1024 * 1024
+    )
+    parse_workers: Annotated[int, _env("TANDEM_PARSE_WORKERS", gt=0, le=64)] = 1
+    # Text kept per document; the rest is cut (the document's metadata says so).
+    max_extracted_chars: Annotated[PositiveInt, _env("TANDEM_MAX_EXTRACTED_CHARS")] = 10_000_000
 
     @model_validator(mode="after")
     def _hold_needs_file(self) -> WorkerSettings:

@@ -31,7 +31,7 @@ from tandem.api_schemas import (
 from tandem.db import attempts
 from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemptItem
 from tandem.db.sources import InvalidPath, clean_path, document_id
-from tandem.documents import UnsupportedFileType, detect_content_type
+from tandem.documents import SNIFF_BYTES, UnsupportedFileType, screen_upload
 from tandem.http_errors import ApiError, error_responses
 from tandem.work_queue import enqueue_items
 
@@ -137,7 +137,7 @@ def upload_documents(
     for position, (upload, path, doc_id) in enumerate(zip(files, paths, ids, strict=True)):
         data = upload.file.read(limit + 1)
         try:
-            detect_content_type(path, upload.content_type)
+            screen_upload(path, upload.content_type, data[:SNIFF_BYTES])
         except UnsupportedFileType as exc:
             failed[position] = str(exc)
         if len(data) > limit:

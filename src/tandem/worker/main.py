@@ -22,8 +22,10 @@ from tandem.sources.sync import Syncer, SyncLimits
 from tandem.work_queue import QUEUE, UPLOAD_MESSAGES, make_celery, send_work
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
+from tandem.worker.limits import ParseLimits
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.queue import register_index_task, register_sync_task
+from tandem.worker.sandbox import SandboxedParser, SandboxLimits
 from tandem.worker.stages import HoldAt, Observers, Stage, StageObserver, TimingsFile
 from tandem.worker.sweep import Periodic, Sweeper, heartbeat
 from tandem.worker.syncing import SyncRunner
@@ -56,6 +58,14 @@ def run_worker(settings: WorkerSettings) -> None:
     )
     dimensions = check_dimensions(sessions, settings.embedding_model, manifest.dimensions)
     owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    parser = SandboxedParser(
+        SandboxLimits(
+            timeout_seconds=settings.parse_timeout_seconds,
+            memory_bytes=settings.parse_memory_bytes,
+            workers=settings.parse_workers,
+        ),
+        ParseLimits(max_extracted_chars=settings.max_extracted_chars),
+    )
     pipeline = IndexingPipeline(
         sessions=sessions,
         embedder=ModelClient(
@@ -75,6 +85,7 @@ def run_worker(settings: WorkerSettings) -> None:
         retry_base_seconds=settings.retry_base_seconds,
         observer=_observers(settings),
         held=HeldItems(settings.max_batch_seconds),
+        parser=parser,
     )
     app = make_celery(settings)
     redis = Redis.from_url(settings.require_redis_url(), socket_timeout=2.0)
@@ -142,5 +153,6 @@ def run_worker(settings: WorkerSettings) -> None:
         released = claims.release_owned(sessions, owner)
         log.info("worker_stopped owner=%s released=%d", owner, released)
         redis.close()
+        parser.close()
         pipeline.embedder.close()
         engine.dispose()

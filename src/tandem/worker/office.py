@@ -1,4 +1,4 @@
-"""Extractors for the binary formats: PDF (pypdf) and DOCX (python-docx)."""
+"""Extractors for PDF (pypdf) and DOCX (python-docx)."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from docx.opc.exceptions import OpcError
 from docx.table import Table, _Cell
 from docx.text.paragraph import Paragraph
 from pypdf import PasswordType, PdfReader
-from pypdf.errors import PyPdfError
+from pypdf.errors import LimitReachedError, PyPdfError
 
 from tandem.documents import CorruptFile, Extracted, reason
+from tandem.worker.archives import check_zip
+from tandem.worker.limits import TextBudget, Upload
 
 # pypdf's own errors, plus the builtins its object parser is known to leak on malformed
 # files (a bad xref entry surfaces as KeyError/IndexError, a bad stream as zlib.error).
@@ -33,9 +35,10 @@ _DOCX_ERRORS = (
 )
 
 
-def extract_pdf(filename: str, data: bytes) -> Extracted:
+def extract_pdf(upload: Upload) -> Extracted:
+    filename, limits = upload.filename, upload.limits
     try:
-        reader = PdfReader(io.BytesIO(data))
+        reader = PdfReader(io.BytesIO(upload.data))
         encrypted = reader.is_encrypted
         # Many "encrypted" PDFs only restrict printing and open with the empty password.
         locked = encrypted and reader.decrypt("") == PasswordType.NOT_DECRYPTED
@@ -44,37 +47,55 @@ def extract_pdf(filename: str, data: bytes) -> Extracted:
     if locked:
         raise CorruptFile(filename, "the PDF is password-protected")
     try:
-        pages = list(reader.pages)
+        page_count = len(reader.pages)
         info = reader.metadata
         title = str(info.title) if info is not None and info.title else None
     except _PDF_ERRORS as exc:
         raise CorruptFile(filename, f"not a valid PDF ({reason(exc)})") from exc
-    texts: list[str] = []
+    budget = TextBudget(limits.max_extracted_chars)
+    read = min(page_count, limits.max_pdf_pages)
     unreadable = 0
-    for page in pages:
+    limit_hit: LimitReachedError | None = None
+    for number in range(read):
         # One damaged page should not cost the rest of the document.
         try:
-            texts.append(page.extract_text())
+            text = reader.pages[number].extract_text().strip()
+        except LimitReachedError as exc:  # pypdf's bound on decompression or parsing work
+            unreadable, limit_hit = unreadable + 1, exc
+            continue
         except _PDF_ERRORS:
             unreadable += 1
-    if pages and unreadable == len(pages):
+            continue
+        if text and not budget.add(text):
+            read = number + 1
+            break
+    if read and unreadable == read:
+        if limit_hit is not None:
+            raise CorruptFile(
+                filename, f"not indexed: the PDF exceeds a safety limit ({limit_hit})"
+            )
         raise CorruptFile(filename, "not a valid PDF (no page could be read)")
-    metadata = {"pages": str(len(pages))}
+    metadata = {"pages": str(page_count)}
     if unreadable:
         metadata["unreadable_pages"] = str(unreadable)
+    if read < page_count:
+        metadata["truncated"] = "true"
+        metadata["pages_read"] = str(read)
     if encrypted:
         metadata["encrypted"] = "true"
-    text = "\n\n".join(t.strip() for t in texts if t.strip())
-    return Extracted(title=title or _first_line(text), text=text, metadata=metadata)
+    text = budget.join("\n\n")
+    return Extracted(title=title or _first_line(text), text=text, metadata=budget.note(metadata))
 
 
 def _first_line(text: str) -> str | None:
     return next((line.strip() for line in text.splitlines() if line.strip()), None)
 
 
-def extract_docx(filename: str, data: bytes) -> Extracted:
+def extract_docx(upload: Upload) -> Extracted:
+    filename = upload.filename
+    check_zip(filename, upload.data, "DOCX", upload.limits)
     try:
-        document = docx.Document(io.BytesIO(data))
+        document = docx.Document(io.BytesIO(upload.data))
         blocks = list(_blocks(document))
         core = document.core_properties
         core_title, author = core.title, core.author
@@ -84,8 +105,11 @@ def extract_docx(filename: str, data: bytes) -> Extracted:
     first = next((text for text, _ in blocks if text.strip()), None)
     title = (core_title or "").strip() or heading or first
     metadata = {"author": author.strip()} if author and author.strip() else {}
-    text = "\n\n".join(text for text, _ in blocks if text.strip())
-    return Extracted(title=title, text=text, metadata=metadata)
+    budget = TextBudget(upload.limits.max_extracted_chars)
+    for text, _ in blocks:
+        if text.strip() and not budget.add(text):
+            break
+    return Extracted(title=title, text=budget.join("\n\n"), metadata=budget.note(metadata))
 
 
 def _blocks(container: DocxDocument | _Cell) -> Iterator[tuple[str, bool]]:

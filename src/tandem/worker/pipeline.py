@@ -37,7 +37,7 @@ from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavai
 from tandem.model_schemas import TextType
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
-from tandem.worker.parsing import PARSER_VERSION, parse_document
+from tandem.worker.parsing import PARSER_VERSION, DocumentParser, InProcessParser
 from tandem.worker.stages import BatchTimings, NoObserver, Stage, StageObserver
 from tandem.worker.store import PreparedDocument, write_documents
 
@@ -89,6 +89,8 @@ class IndexingPipeline:
     observer: StageObserver = field(default_factory=NoObserver)
     # What the heartbeat extends; shared with it (tandem.worker.sweep.heartbeat).
     held: HeldItems = field(default_factory=lambda: HeldItems(DEFAULT_MAX_HOLD_SECONDS))
+    # Where documents are parsed: the worker passes a sandboxed pool of child processes.
+    parser: DocumentParser = field(default_factory=InProcessParser)
 
     def run_batch(
         self,
@@ -195,7 +197,7 @@ class IndexingPipeline:
                 )
                 continue
             try:
-                parsed = parse_document(item.filename, item.payload, item.content_type)
+                parsed = self.parser.parse(item.filename, item.payload, item.content_type)
                 if item.title:
                     parsed = replace(parsed, title=item.title)
                 chunks = self.chunker.chunk(parsed)
