@@ -93,6 +93,9 @@ class ParseOutcome:
     seconds: float
     peak_rss_bytes: int | None  # the child's peak resident memory during this parse
     rss_at_start_bytes: int | None = None  # its resident memory when the parse began
+    # Killed by a signal nobody here sent (SIGKILL): an OOM kill, or a child killed from
+    # outside just before the file reached it; worth one more try on a fresh child.
+    killed: bool = False
 
 
 class SandboxedParser:
@@ -153,7 +156,15 @@ class SandboxedParser:
         return True
 
     def run(self, filename: str, data: bytes, content_type: str | None) -> ParseOutcome:
-        """Parse in a child; the outcome says what it cost. Waits for a free child."""
+        """Parse in a child; the outcome says what it cost. Waits for a free child. A child
+        SIGKILLed under the file is tried once more: a file it happens to reach as the child
+        is killed from outside is not failed for it, and a real OOM kill fails again."""
+        outcome = self._run_once(filename, data, content_type)
+        if outcome.killed:
+            outcome = self._run_once(filename, data, content_type)
+        return outcome
+
+    def _run_once(self, filename: str, data: bytes, content_type: str | None) -> ParseOutcome:
         child = self._take()
         started = time.monotonic()
         deadline = started + self.limits.timeout_seconds
@@ -200,8 +211,10 @@ class SandboxedParser:
         elif status == -signal.SIGXCPU:
             limit = _seconds(self._cpu_seconds)
             error = ParseCpuExceeded(filename, f"parsing used more than {limit} of CPU time")
-        elif status == -signal.SIGKILL:  # no one here sent it: the kernel's OOM killer
+        elif status == -signal.SIGKILL:  # no one here sent it: the kernel's OOM killer?
             error = ParseMemoryExceeded(filename, "parsing was killed, out of memory")
+            log.warning("parse_killed file=%r reason=%s", filename, why)
+            return ParseOutcome(None, error, elapsed, peak, killed=True)
         else:
             what = _signal_name(status) or why or f"exit status {status}"
             error = ParserCrashed(filename, f"the parser failed ({what})")
