@@ -211,6 +211,31 @@ def test_pruned_top_k_equals_scoring_every_match(corpus: Corpus) -> None:
     assert exact_with_budget >= 20, exact_with_budget
 
 
+def test_a_narrow_filter_ranks_its_chunks_exactly_from_them(corpus: Corpus) -> None:
+    """Under a filter the planner expects to leave few chunks, BM25 ranks those chunks
+    from their own postings: the same top 10 as scoring every match and keeping theirs."""
+    rng = random.Random(9)
+    vocabulary = [f"word{n}" for n in range(60)]
+    weights = [1 / (rank + 1) for rank in range(len(vocabulary))]
+    for d in range(150):
+        corpus.put(f"d{d}", "t", " ".join(rng.choices(vocabulary, weights, k=rng.randint(5, 40))))
+    with corpus.sessions() as session:
+        chosen = [_chunk_id(corpus, f"d{d}") for d in range(0, 150, 7)]
+        narrow = "c.id = ANY(:ids)"
+        for _ in range(20):
+            query = " ".join(rng.choices(vocabulary, weights, k=rng.randint(1, 4)))
+            prepared = bm25.prepare(session, query, bm25.Bm25Parameters())
+            everything = bm25.Bm25Scorer(session, prepared).partial_scores(prepared.terms)
+            kept = [(c, v) for c, v in everything.items() if c in set(chosen)]
+            expected = sorted(kept, key=lambda cs: (-cs[1], cs[0]))[:10]
+            scorer = bm25.Bm25Scorer(session, prepared, narrow, {"ids": chosen})
+            assert scorer._filtered_rows() <= bm25.FILTERED_FIRST_ROWS
+            ranked = scorer.ranked(10)
+            assert ranked.exact
+            assert [c for c, _ in ranked.hits] == [c for c, _ in expected], query
+            assert [v for _, v in ranked.hits] == pytest.approx([v for _, v in expected])
+
+
 @pytest.mark.parametrize(
     "query",
     [

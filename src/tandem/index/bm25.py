@@ -28,7 +28,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tandem.db.models import TEXT_SEARCH_CONFIG
-from tandem.index.bm25_sql import list_scores_sql, top_sql
+from tandem.index.bm25_sql import filtered_first_sql, list_scores_sql, top_sql
 
 # The rarest terms' lists are read in full up to this many postings per query; beyond,
 # each remaining (common) term contributes only its SAMPLED_POSTINGS best postings by
@@ -43,6 +43,12 @@ COMPLETION_LIMIT = 250
 class Bm25Parameters:
     k1: float = 1.2
     b: float = 0.75
+
+
+# A filter the planner expects to leave at most this many chunks is ranked from those
+# chunks (bm25_sql.filtered_first_sql): their postings by primary key, exactly. Past it,
+# the lists are walked as without a filter (benchmarks/access_latency.py).
+FILTERED_FIRST_ROWS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,6 +142,10 @@ class Bm25Scorer:
         self._filter_sql = filter_sql
         self._filter_params = filter_params or {}
 
+    def _filtered_rows(self) -> float:
+        """How many chunks the filter leaves, as the planner estimates it (no scan)."""
+        return _estimated_rows(self._session, self._filter_sql, self._filter_params)
+
     def _constants(self) -> dict[str, object]:
         p = self._query.parameters
         return {
@@ -172,10 +182,16 @@ class Bm25Scorer:
         return self.ranked(k).hits
 
     def ranked(self, k: int) -> Ranked:
-        """The top k, and whether it is exact (module docstring): in one round trip."""
+        """The top k, and whether it is exact (module docstring): in one round trip (two
+        with a filter: the planner's estimate of what it leaves chooses the statement)."""
         terms = self._query.terms
         if not terms or k <= 0:
             return Ranked([], exact=True)
+        if self._filter_sql and self._filtered_rows() <= FILTERED_FIRST_ROWS:
+            found = self._session.execute(
+                text(filtered_first_sql(self._filter_sql)), self.score_parameters() | {"k": k}
+            )
+            return Ranked([(int(r[0]), float(r[1])) for r in found], exact=True)
         read, probed = _split_by_budget(terms, self._budget.postings)
         if not probed:  # every list fits the budget: the database ranks alone
             return Ranked(list(self.partial_scores(read, limit=k).items()), exact=True)
@@ -196,6 +212,13 @@ class Bm25Scorer:
         rows = self._session.execute(text(top_sql(self._filter_sql, len(probed))), params).all()
         exact = bool(rows[0][2]) if rows else True
         return Ranked([(int(r[0]), float(r[1])) for r in rows], exact=exact)
+
+
+def _estimated_rows(session: Session, filter_sql: str, params: dict[str, object]) -> float:
+    plan = session.execute(
+        text(f"EXPLAIN (FORMAT JSON) SELECT 1 FROM chunks c WHERE {filter_sql}"), params
+    ).scalar_one()
+    return float(plan[0]["Plan"]["Plan Rows"])
 
 
 def _split_by_budget(

@@ -34,6 +34,20 @@ def list_scores_sql(filter_sql: str, limit: bool) -> str:
     )
 
 
+def filtered_first_sql(filter_sql: str) -> str:
+    """The exact BM25 top `:k` among the chunks a narrow filter (SQL over `c`) leaves:
+    those chunks first (through the filter's own indexes), then each one's postings of the
+    query's terms by primary key. Costs the filtered chunks times the terms, whatever the
+    terms' document frequencies: what a selective filter (a user reading 1%) needs, where
+    walking the common terms' lists and dropping what the filter refuses does not."""
+    return (
+        f"SELECT p.chunk_id, {SCORE} FROM (SELECT c.id FROM chunks c WHERE {filter_sql}) AS f"
+        f" CROSS JOIN {QUERY_TERMS}"
+        " JOIN bm25_postings p ON p.term_id = q.term_id AND p.chunk_id = f.id"
+        f" GROUP BY p.chunk_id ORDER BY {SCORE} DESC, p.chunk_id LIMIT :k"
+    )
+
+
 def chunk_score_join(chunk_id_sql: str) -> str:
     """A LEFT JOIN LATERAL giving `bm25.score` (NULL: no query term) of the chunk whose id
     is `chunk_id_sql`, for another statement to score its rows with (`:term_ids`, ...):
