@@ -210,7 +210,12 @@ def search(
 
 
 def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
-    """Unset DATABASE_URL / REDIS_URL: the ones `tandem up` serves from the data dir."""
+    """Unset DATABASE_URL / REDIS_URL: the ones `tandem up` serves from the data dir; an
+    unset model server key: the one `tandem up` keeps there."""
+    if settings.model_server_api_key is None:
+        from tandem.services.model_key import read_key
+
+        settings = settings.model_copy(update={"model_server_api_key": read_key(settings.data_dir)})
     if settings.database_url and settings.redis_url:
         return settings
     from tandem.services.postgres import LocalPostgres
@@ -253,7 +258,7 @@ def reindex(
 
     settings = local_stack_urls(build_settings(WorkerSettings))
     try:
-        model = served_model(settings.indexing_model_server_url)
+        model = served_model(settings.indexing_model_server_url, settings.model_server_api_key)
     except ReindexError as exc:
         raise fail(str(exc), code=1) from exc
     engine = _engine(settings)
@@ -264,6 +269,7 @@ def reindex(
         settings.indexing_model_server_url,
         timeout=settings.model_timeout_seconds,
         batch_size=settings.embed_batch_size,
+        api_key=settings.model_server_api_key or "",
     )
     try:
         if run.finished:
