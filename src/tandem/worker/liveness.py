@@ -67,12 +67,15 @@ class Liveness:
         allowance = max(self.stale_seconds / 2, 3 * every)
         with self._lock:
             self._marks[name] = (self._clock(), allowance)
+        log.info("liveness_expects mark=%s allowance=%.0fs", name, allowance)
 
     def forget(self, name: str) -> None:
         """`name` is no longer expected (its loop stopped on purpose: a broker reconnect,
         a shutdown)."""
         with self._lock:
-            self._marks.pop(name, None)
+            expected = self._marks.pop(name, None) is not None
+        if expected:
+            log.info("liveness_forgets mark=%s", name)
 
     def beat(self, name: str) -> None:
         with self._lock:
