@@ -164,8 +164,10 @@ class LoopbackTopology:
             env["TANDEM_MODEL_CACHE"] = str(self.volume(service))
         elif service.config["image"] == BACKEND_IMAGE:
             env["TANDEM_MODEL_CACHE"] = str(self.backend_models)
-        # Nothing from the test's own environment but what any process needs.
-        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+        # Nothing from the test's own environment but what any process needs (PYTHONPATH:
+        # the code under test, when it is not the installed package, e.g. a worktree).
+        passed = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH")
+        base = {k: v for k, v in os.environ.items() if k in passed}
         return base | env
 
     def native_argv(self, service: Service) -> list[str]:
@@ -385,7 +387,13 @@ def test_model_servers_take_their_roles_from_the_compose_environment(
     indexing = topology.services["indexing_model_server"]
     assert httpx.get(f"{inference.url}/api/health").json()["role"] == "inference"
     assert httpx.get(f"{indexing.url}/api/health").json()["role"] == "indexing"
-    refused = httpx.post(f"{indexing.url}/rerank", json={"query": "q", "texts": ["t"]})
+    body = {"query": "q", "texts": ["t"]}
+    # The model servers need the key the API server and the workers are given.
+    assert httpx.post(f"{indexing.url}/rerank", json=body).status_code == 401
+    key = topology.services["background"].env["TANDEM_MODEL_SERVER_API_KEY"]
+    assert key == indexing.env["TANDEM_MODEL_SERVER_API_KEY"]
+    keyed = {"Authorization": f"Bearer {key}"}
+    refused = httpx.post(f"{indexing.url}/rerank", json=body, headers=keyed)
     assert refused.status_code == 404
     assert refused.json()["error"]["type"] == "wrong_role"
 
