@@ -210,14 +210,11 @@ def search(
 
 
 def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
-    """Unset DATABASE_URL / REDIS_URL: the ones `tandem up` serves from the data dir; an
-    unset model server key: the one `tandem up` keeps there."""
-    if settings.model_server_api_key is None:
-        from tandem.services.model_key import read_key
-
-        settings = settings.model_copy(update={"model_server_api_key": read_key(settings.data_dir)})
+    """Unset DATABASE_URL / REDIS_URL: the ones `tandem up` serves from the data dir, and
+    unless one is set, the model server key `tandem up` keeps there."""
     if settings.database_url and settings.redis_url:
         return settings
+    from tandem.services.model_key import read_key
     from tandem.services.postgres import LocalPostgres
     from tandem.stack import LocalPorts
 
@@ -227,6 +224,7 @@ def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
         update={
             "database_url": settings.database_url or database,
             "redis_url": settings.redis_url or f"redis://127.0.0.1:{ports.redis}/0",
+            "model_server_api_key": settings.model_server_api_key or read_key(settings.data_dir),
         }
     )
 
