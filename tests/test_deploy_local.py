@@ -151,6 +151,10 @@ class LoopbackTopology:
             elif key == "REDIS_URL":
                 assert urlsplit(value).hostname == "cache"
                 env[key] = self.redis_url
+            elif key == "TANDEM_WORKER_HEARTBEAT_FILE":
+                # The container's own /tmp (a tmpfs), here a directory of this test's.
+                assert value.startswith("/tmp/"), value
+                env[key] = str(self.workdir / "tmp" / value.removeprefix("/tmp/"))
         for key, value in given.items():  # a port without a host is the service's own
             if key.endswith("_PORT") and key not in remote_ports:
                 assert value == str(container_port(service.config)), (service.name, key)
@@ -160,8 +164,10 @@ class LoopbackTopology:
             env["TANDEM_MODEL_CACHE"] = str(self.volume(service))
         elif service.config["image"] == BACKEND_IMAGE:
             env["TANDEM_MODEL_CACHE"] = str(self.backend_models)
-        # Nothing from the test's own environment but what any process needs.
-        base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+        # Nothing from the test's own environment but what any process needs (PYTHONPATH:
+        # the code under test, when it is not the installed package, e.g. a worktree).
+        passed = ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH")
+        base = {k: v for k, v in os.environ.items() if k in passed}
         return base | env
 
     def native_argv(self, service: Service) -> list[str]:
@@ -205,9 +211,11 @@ class LoopbackTopology:
 
     def healthy(self, service: Service) -> bool:
         check = service.config.get("healthcheck") or {}
-        if check.get("disable"):
-            return "ready." in service.log()  # a Celery worker says so when it takes tasks
         test = list(check["test"])
+        if test[0] == "CMD-SHELL":  # the worker's heartbeat; `$$` is Compose's `$`
+            shell = subprocess.run(["sh", "-c", test[1].replace("$$", "$")], env=service.env)
+            # Healthy, and consuming: a Celery worker says so when it takes tasks.
+            return shell.returncode == 0 and "ready." in service.log()
         if test[:3] == ["CMD", "python", IMAGE_HEALTHCHECK]:
             argv = [sys.executable, str(ds.HEALTHCHECK_SCRIPT), *test[3:]]
             return subprocess.run(argv, env=service.env, capture_output=True).returncode == 0
@@ -379,7 +387,13 @@ def test_model_servers_take_their_roles_from_the_compose_environment(
     indexing = topology.services["indexing_model_server"]
     assert httpx.get(f"{inference.url}/api/health").json()["role"] == "inference"
     assert httpx.get(f"{indexing.url}/api/health").json()["role"] == "indexing"
-    refused = httpx.post(f"{indexing.url}/rerank", json={"query": "q", "texts": ["t"]})
+    body = {"query": "q", "texts": ["t"]}
+    # The model servers need the key the API server and the workers are given.
+    assert httpx.post(f"{indexing.url}/rerank", json=body).status_code == 401
+    key = topology.services["background"].env["TANDEM_MODEL_SERVER_API_KEY"]
+    assert key == indexing.env["TANDEM_MODEL_SERVER_API_KEY"]
+    keyed = {"Authorization": f"Bearer {key}"}
+    refused = httpx.post(f"{indexing.url}/rerank", json=body, headers=keyed)
     assert refused.status_code == 404
     assert refused.json()["error"]["type"] == "wrong_role"
 

@@ -19,6 +19,7 @@ from tests.support import ServerProcess, model_server
 pytestmark = pytest.mark.slow
 
 RERANKER = "fuzz-reranker"
+FUZZ_KEY = "fuzzing-model-server-key"
 EMBEDDING_OPERATIONS = {
     "POST /encoder/bi-encoder-embed",
     "POST /v1/embeddings",
@@ -30,10 +31,8 @@ RERANK_OPERATIONS = {"POST /rerank", "POST /encoder/cross-encoder-scores"}
 
 
 @pytest.fixture(scope="module")
-def rerank_server(
-    model_cache: Path, server_logs: Path, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServerProcess]:
-    """An inference server with a reranker, so the rerank routes run for real. The
+def rerank_cache(model_cache: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A model cache with a reranker, so the rerank routes run for real. The
     cross-encoder's quality does not matter here: one training step is enough."""
     weights = tmp_path_factory.mktemp("fuzz-cross-encoder")
     build_cross_encoder(weights, steps=1)
@@ -42,13 +41,43 @@ def rerank_server(
     (cache / embedding).symlink_to(model_dir(model_cache, embedding), target_is_directory=True)
     with torch_threads(1):
         prepare_reranker(cache, RERANKER, weights)
-    env = {"TANDEM_MODEL_CACHE": str(cache), "TANDEM_RERANK_MODEL": RERANKER}
+    return cache
+
+
+@pytest.fixture(scope="module")
+def rerank_server(rerank_cache: Path, server_logs: Path) -> Iterator[ServerProcess]:
+    env = {"TANDEM_MODEL_CACHE": str(rerank_cache), "TANDEM_RERANK_MODEL": RERANKER}
+    with model_server("inference", server_logs, env) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def keyed_rerank_server(rerank_cache: Path, server_logs: Path) -> Iterator[ServerProcess]:
+    """The same with TANDEM_MODEL_SERVER_API_KEY (the indexing role's keyed fuzzing is in
+    tests/test_model_server_key.py, with that module's keyed servers)."""
+    env = {
+        "TANDEM_MODEL_CACHE": str(rerank_cache),
+        "TANDEM_RERANK_MODEL": RERANKER,
+        "TANDEM_MODEL_SERVER_API_KEY": FUZZ_KEY,
+    }
     with model_server("inference", server_logs, env) as server:
         yield server
 
 
 def test_fuzz_inference_server(rerank_server: ServerProcess, tmp_path: Path) -> None:
     result = fuzz(rerank_server.url, tmp_path)
+    assert_no_failures(result)
+    assert set(result["documented"]) >= EMBEDDING_OPERATIONS | RERANK_OPERATIONS
+
+
+def test_fuzz_inference_server_with_a_key(
+    keyed_rerank_server: ServerProcess, tmp_path: Path
+) -> None:
+    """Every operation declares the key: sent, the routes answer as without one; left out
+    (schemathesis's `ignored_auth` check), each answers 401."""
+    result = fuzz(
+        keyed_rerank_server.url, tmp_path, headers={"Authorization": f"Bearer {FUZZ_KEY}"}
+    )
     assert_no_failures(result)
     assert set(result["documented"]) >= EMBEDDING_OPERATIONS | RERANK_OPERATIONS
 

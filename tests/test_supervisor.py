@@ -64,6 +64,9 @@ class Recorder:
     def not_ready(self, service: RunningService, timeout: float) -> None:
         self.events.append(("not_ready", service.spec.name, ""))
 
+    def stale(self, service: RunningService, age: float) -> None:
+        self.events.append(("stale", service.spec.name, ""))
+
 
 def python(name: str, script: str, *args: str) -> ServiceSpec:
     return ServiceSpec(name, [sys.executable, "-c", script, *args], ready_output="ready")

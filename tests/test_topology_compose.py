@@ -80,11 +80,23 @@ def test_compose_waits_for_healthy_dependencies() -> None:
             assert how["condition"] == "service_healthy", (name, dependency)
     for name, service in services.items():
         check = service.get("healthcheck", {})
-        if name == "background":
-            assert check.get("disable") is True
-            continue
         assert check["start_period"], name
+        if name == "background":
+            # No HTTP: the age of the heartbeat file, read by the shell.
+            assert check["test"][0] == "CMD-SHELL"
+            assert "TANDEM_WORKER_HEARTBEAT_FILE" in check["test"][1]
+            assert compose_env(name)["TANDEM_WORKER_HEARTBEAT_FILE"].startswith("/tmp/")
+            continue
         assert check["test"][0] == "CMD"
+
+
+def test_compose_gives_the_model_server_key_to_both_servers_and_their_clients() -> None:
+    keyed = {"inference_model_server", "indexing_model_server", "api_server", "background"}
+    for name in compose()["services"]:
+        env = compose_service(name).get("environment") or {}
+        assert ("TANDEM_MODEL_SERVER_API_KEY" in env) == (name in keyed), name
+    values = {compose_env(name)["TANDEM_MODEL_SERVER_API_KEY"] for name in keyed}
+    assert len(values) == 1 and all(values)
 
 
 def test_compose_sets_resource_limits_on_every_service() -> None:

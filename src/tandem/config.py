@@ -8,6 +8,7 @@ and ``INDEXING_ONLY=true`` turns a model server into the indexing role.
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -15,11 +16,13 @@ from typing import Annotated, Any
 
 from pydantic import (
     AliasChoices,
+    BeforeValidator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
+    StringConstraints,
     field_validator,
     model_validator,
 )
@@ -66,6 +69,20 @@ AllowedHosts = Annotated[
 LOOPBACK_HOSTS = "127.0.0.1,localhost,[::1]"
 
 
+def _blank_is_unset(value: object) -> object:
+    # Compose passes `VAR:` through empty when .env leaves it unset.
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+# The model servers' optional bearer key (as TEI's --api-key), and what their clients
+# send: one variable on both sides. Visible ASCII only, as an HTTP header carries it.
+ModelServerApiKey = Annotated[
+    Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]+$")] | None,
+    BeforeValidator(_blank_is_unset),
+    _env("TANDEM_MODEL_SERVER_API_KEY"),
+]
+
+
 class ModelCacheSettings(BaseSettings):
     """Where prepared models live; shared by the server and `tandem models prepare`."""
 
@@ -107,6 +124,9 @@ class ModelServerSettings(ModelCacheSettings):
     # One embedding model is served, so any requested model name is answered with it (as
     # TEI and Infinity do); strict matching refuses other names with 404 model_not_found.
     strict_model_name: Annotated[bool, _env("TANDEM_STRICT_MODEL_NAME")] = False
+    # Set: every route but the probes, /metrics and the OpenAPI docs needs
+    # `Authorization: Bearer <key>` (401 otherwise).
+    api_key: ModelServerApiKey = None
 
     @model_validator(mode="after")
     def _batch_fits_context(self) -> ModelServerSettings:
@@ -208,6 +228,8 @@ class ApiSettings(StorageSettings):
     max_query_chars: Annotated[PositiveInt, _env("TANDEM_MAX_QUERY_CHARS")] = 1000
     model_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_QUERY_MODEL_TIMEOUT")] = 5.0
     fusion: Annotated[str, _env("TANDEM_FUSION", pattern="^(linear|rrf)$")] = "linear"
+    # Sent to the inference server when set (ModelClient reads it when not given one).
+    model_server_api_key: ModelServerApiKey = None
 
     @property
     def model_server_url(self) -> str:
@@ -273,6 +295,44 @@ class WorkerSettings(StorageSettings):
     @property
     def indexing_model_server_url(self) -> str:
         return f"http://{self.indexing_model_server_host}:{self.indexing_model_server_port}"
+
+    # Sent to the indexing server when set.
+    model_server_api_key: ModelServerApiKey = None
+    # Liveness: touched every heartbeat_seconds while the Celery loop and the lease
+    # heartbeat make progress (never while a thread holds the GIL). Probes call the worker
+    # dead when it is stale_seconds old; with the watchdog on, the worker exits by itself
+    # then (faulthandler's C thread, which needs no GIL, dumps every thread and exits 1).
+    heartbeat_file: Annotated[Path, _env("TANDEM_WORKER_HEARTBEAT_FILE")] = Field(
+        default_factory=lambda: default_heartbeat_file()
+    )
+    heartbeat_seconds: Annotated[PositiveFloat, _env("TANDEM_WORKER_HEARTBEAT_SECONDS")] = 5.0
+    # Whole seconds: the probes compare it in shell arithmetic.
+    stale_seconds: Annotated[int, _env("TANDEM_WORKER_STALE_SECONDS", ge=2)] = 60
+    watchdog: Annotated[bool, _env("TANDEM_WORKER_WATCHDOG")] = True
+
+    @model_validator(mode="after")
+    def _stale_after_missed_beats(self) -> WorkerSettings:
+        if self.stale_seconds < 2 * self.heartbeat_seconds:
+            raise ValueError(
+                "TANDEM_WORKER_STALE_SECONDS must be at least twice TANDEM_WORKER_HEARTBEAT_SECONDS"
+            )
+        return self
+
+
+def default_heartbeat_file() -> Path:
+    """Per user, so workers of two users on one host never read each other's file."""
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    if runtime:
+        return Path(runtime) / "tandem-worker.heartbeat"
+    return Path(tempfile.gettempdir()) / f"tandem-worker-{os.getuid()}.heartbeat"
+
+
+class ModelClientSettings(BaseSettings):
+    """What a model server's client reads when its owner passes no key (ModelClient)."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    model_server_api_key: ModelServerApiKey = None
 
 
 class WebSettings(BaseSettings):

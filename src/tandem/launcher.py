@@ -79,6 +79,10 @@ class Console:
         name = service.spec.name
         self.line(f" {self.warn} {name} was not ready within {timeout:.0f} s after a restart")
 
+    def stale(self, service: RunningService, age: float) -> None:
+        name = service.spec.name
+        self.line(f" {self.warn} {name} made no progress for {age:.0f} s (heartbeat); killing it")
+
     def echo(self, record: LogRecord) -> None:
         name = str(record.get("service", ""))
         self.line(f"{name:<{NAME_WIDTH}} | {render_body(record)}")

@@ -12,6 +12,7 @@ import httpx
 import numpy as np
 import orjson
 
+from tandem.config import ModelClientSettings
 from tandem.model_files import FloatArray
 from tandem.model_schemas import CrossEncoderRequest, EmbedRequest, TextType
 
@@ -26,6 +27,12 @@ class ModelServerUnavailable(RuntimeError):
     def __init__(self, message: str, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class ModelServerUnauthorized(ModelServerUnavailable):
+    """401: this side's TANDEM_MODEL_SERVER_API_KEY is missing or differs from the
+    server's. A deployment mistake, not the request's: work waits (documents are not
+    failed) and searches degrade to keywords until the keys agree."""
 
 
 class RerankNotAvailable(ModelServerError):
@@ -53,8 +60,16 @@ class ModelClient:
         batch_size: int = 64,
         overload_wait: float = 10.0,
         transport: httpx.BaseTransport | None = None,
+        api_key: str | None = None,
     ) -> None:
+        """`api_key`: the server's bearer key; None reads TANDEM_MODEL_SERVER_API_KEY (so
+        every component sends the key its process was started with), "" sends none."""
         self.base_url = base_url
+        if api_key is None:
+            api_key = ModelClientSettings().model_server_api_key
+        self._headers = {"content-type": "application/json"}
+        if api_key:
+            self._headers["authorization"] = f"Bearer {api_key}"
         self.batch_size = batch_size
         # 429s are short-lived by design: wait for them this long before giving up.
         self.overload_wait = overload_wait
@@ -80,6 +95,11 @@ class ModelClient:
             if response.status_code == 429 and time.monotonic() < deadline:
                 time.sleep(_retry_after(response) or 0.5)
                 continue
+            if response.status_code == 401:
+                raise ModelServerUnauthorized(
+                    f"{self.base_url}{path}: 401 {_error_message(response)}; "
+                    "check that TANDEM_MODEL_SERVER_API_KEY is the model server's"
+                )
             if response.status_code in (429, 502, 503, 504):
                 raise ModelServerUnavailable(
                     f"{self.base_url}{path}: {response.status_code} {_error_message(response)}",
@@ -92,7 +112,7 @@ class ModelClient:
             return response
 
     def _send(self, path: str, body: bytes) -> httpx.Response:
-        headers = {"content-type": "application/json"}
+        headers = self._headers
         try:
             return self._http.post(path, content=body, headers=headers)
         except httpx.RemoteProtocolError:

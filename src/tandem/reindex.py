@@ -52,10 +52,12 @@ class EmbeddingModel:
     precision: str
 
 
-def served_model(indexing_server_url: str) -> EmbeddingModel:
-    """The indexing server's model, from its TEI-compatible `GET /info`."""
+def served_model(indexing_server_url: str, api_key: str | None = None) -> EmbeddingModel:
+    """The indexing server's model, from its TEI-compatible `GET /info` (which needs the
+    server's key when it has one)."""
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx.get(f"{indexing_server_url}/info", timeout=10.0)
+        response = httpx.get(f"{indexing_server_url}/info", headers=headers, timeout=10.0)
     except httpx.HTTPError as exc:
         raise ReindexError(
             f"cannot reach the indexing server {indexing_server_url}: {exc}"

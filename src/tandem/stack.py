@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tandem import cpu
-from tandem.config import ModelServerSettings, StorageSettings
+from tandem.config import ModelServerSettings, StorageSettings, WorkerSettings
 from tandem.cpu import CpuPriority
 from tandem.launcher import ServiceSpec, display_path, tandem_command
 
@@ -22,6 +22,7 @@ SERVICE_NAMES = (
 )
 # Celery's line once the worker consumes its queue ("celery@host ready.").
 WORKER_READY_OUTPUT = " ready."
+KEY_VARIABLE = "TANDEM_MODEL_SERVER_API_KEY"
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,9 @@ def model_server_specs(
         sharing = {"inference": f"CPUs {inference_cpus}", "indexing": f"CPUs {indexing_cpus}"}
     ports = {"inference": models.inference_port, "indexing": models.indexing_port}
     envs = {"inference": inference_env, "indexing": indexing_env}
+    if models.api_key:
+        for env in envs.values():
+            env[KEY_VARIABLE] = models.api_key
     specs = [
         ServiceSpec(
             name=f"{role}-model-server",
@@ -114,13 +118,24 @@ def local_stack_specs(
     *,
     pin_cpus: bool = False,
     require_api_key: bool = False,
+    worker: WorkerSettings | None = None,
 ) -> tuple[list[ServiceSpec], str]:
     """Postgres and Redis (unless URLs are given), both model servers sharing the CPUs by
     priority (or pinned), the API server (talks to the inference server), the web server
     (forwards /api/ to the API server, as nginx does in a deployment) and a worker (talks
-    to the indexing server)."""
+    to the indexing server), restarted when its heartbeat goes stale.
+
+    The model servers take a key (TANDEM_MODEL_SERVER_API_KEY: the one set, else one made
+    once and kept in the data dir, mode 0600), and the API server and the worker send it:
+    on a shared machine, other users' processes cannot use them."""
+    from tandem.services.model_key import ensure_key
+
     specs: list[ServiceSpec] = []
     storage.data_dir.mkdir(parents=True, exist_ok=True)
+    key = models.api_key or ensure_key(storage.data_dir)
+    models = models.model_copy(update={"api_key": key})
+    worker = worker or WorkerSettings()
+    heartbeat = storage.data_dir / "run" / "background-worker.heartbeat"
     database_url, redis_url = storage.database_url, storage.redis_url
     if not database_url:
         spec, database_url = _postgres(storage.data_dir, ports.postgres)
@@ -133,7 +148,7 @@ def local_stack_specs(
     indexing_url = f"http://{host}:{models.indexing_port}"
     servers, sharing = model_server_specs(models, pin_cpus=pin_cpus)
     specs += servers
-    shared = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    shared = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, KEY_VARIABLE: key}
     api_url = f"http://{host}:{ports.api}"
     web_url = f"http://{host}:{ports.web}"
     specs += [
@@ -162,9 +177,12 @@ def local_stack_specs(
             | {
                 "INDEXING_MODEL_SERVER_HOST": host,
                 "INDEXING_MODEL_SERVER_PORT": str(models.indexing_port),
+                "TANDEM_WORKER_HEARTBEAT_FILE": str(heartbeat),
             },
             ready_output=WORKER_READY_OUTPUT,
             address="(queue consumer)",
+            heartbeat_file=heartbeat,
+            heartbeat_stale_seconds=worker.stale_seconds,
         ),
     ]
     banner = (

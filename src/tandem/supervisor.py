@@ -4,6 +4,7 @@ give up on a crash loop; stop them in reverse order."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
@@ -21,8 +22,8 @@ import httpx
 from tandem.restarts import ExitHistory, RestartPolicy
 from tandem.service_log_view import tail_text
 from tandem.service_logs import LogRecord, Rotation, ServiceLog, copy_output, log_path
-from tandem.services.privileges import set_parent_death_signal
-from tandem.services.process import http_ready
+from tandem.services.privileges import die_with_parent
+from tandem.services.process import file_age, http_ready
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +46,11 @@ class ServiceSpec:
     # What asks this service to stop cleanly: PostgreSQL wants SIGINT (fast shutdown).
     stop_signal: int = signal.SIGTERM
     address: str = ""  # where it serves, for people (the ready line)
+    # A file the service touches while it makes progress (the worker's heartbeat): once
+    # ready, a run whose file is older than `heartbeat_stale_seconds` is killed (SIGKILL:
+    # a process frozen with the GIL held handles no other signal) and restarted.
+    heartbeat_file: Path | None = None
+    heartbeat_stale_seconds: float = 60.0
 
 
 @dataclass
@@ -61,6 +67,8 @@ class RunningService:
     restarts: int = 0
     # The threads copying this run's output to the log (joined before reading its tail).
     pumps: list[threading.Thread] = field(default_factory=list)
+    spawned_at: float = field(default_factory=time.time)  # wall clock, as file times are
+    killed_stale: bool = False
 
 
 class StackFailed(RuntimeError):
@@ -79,6 +87,7 @@ class SupervisorReport(Protocol):
     def ready(self, service: RunningService, seconds: float) -> None: ...
     def exited(self, service: RunningService, how: str, restart_in: float) -> None: ...
     def not_ready(self, service: RunningService, timeout: float) -> None: ...
+    def stale(self, service: RunningService, age: float) -> None: ...
 
 
 def describe_exit(code: int) -> str:
@@ -88,11 +97,6 @@ def describe_exit(code: int) -> str:
         except ValueError:
             return f"was killed by signal {-code}"
     return f"exited with code {code}"
-
-
-def _die_with_parent() -> None:
-    """The child gets SIGTERM if `tandem up` itself is killed (Linux; no-op elsewhere)."""
-    set_parent_death_signal(signal.SIGTERM)
 
 
 class Supervisor:
@@ -190,7 +194,9 @@ class Supervisor:
         code = service.process.poll()
         if code is not None:
             self._exited(service, code, now)
-        elif not service.ready:
+        elif service.ready:
+            self._check_heartbeat(service)
+        else:
             if self._is_ready(service):
                 service.ready = service.was_ready = True
                 log.info("service_ready name=%s restarts=%d", service.spec.name, service.restarts)
@@ -205,6 +211,19 @@ class Supervisor:
                 if self.report is not None:
                     self.report.not_ready(service, timeout)
                 service.process.kill()
+
+    def _check_heartbeat(self, service: RunningService) -> None:
+        path = service.spec.heartbeat_file
+        if path is None or service.killed_stale:
+            return
+        age = file_age(path, since=service.spawned_at)  # an earlier run's file is not this one's
+        if age <= service.spec.heartbeat_stale_seconds:
+            return
+        log.warning("service_stale name=%s heartbeat_age=%.0fs", service.spec.name, age)
+        if self.report is not None:
+            self.report.stale(service, age)
+        service.killed_stale = True
+        service.process.kill()  # the exit is then restarted as any other
 
     def _exited(self, service: RunningService, code: int, now: float) -> None:
         how = describe_exit(code)
@@ -227,6 +246,8 @@ class Supervisor:
         service.started_at, service.ready_deadline = now, now + self.ready_timeout
         service.output_seen.clear()
         service.pumps = []
+        service.killed_stale = False
+        service.spawned_at = time.time()
         service.process = self._spawn(service.spec, service.output_seen, service.pumps)
 
     def _is_ready(self, service: RunningService) -> bool:
@@ -264,7 +285,8 @@ class Supervisor:
             spec.argv,
             env=env,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            # SIGKILL when we end without stopping it (see `die_with_parent`).
+            preexec_fn=functools.partial(die_with_parent, os.getpid()),
             stdout=subprocess.PIPE if captured else None,
             stderr=subprocess.PIPE if captured else None,
         )

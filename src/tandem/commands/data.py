@@ -191,9 +191,11 @@ def search(
 
 
 def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
-    """Unset DATABASE_URL / REDIS_URL: the ones `tandem up` serves from the data dir."""
+    """Unset DATABASE_URL / REDIS_URL: the ones `tandem up` serves from the data dir, and
+    unless one is set, the model server key `tandem up` keeps there."""
     if settings.database_url and settings.redis_url:
         return settings
+    from tandem.services.model_key import read_key
     from tandem.services.postgres import LocalPostgres
     from tandem.services.redis import LocalRedis
     from tandem.stack import LocalPorts
@@ -206,6 +208,7 @@ def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
         update={
             "database_url": settings.database_url or database,
             "redis_url": settings.redis_url or redis,
+            "model_server_api_key": settings.model_server_api_key or read_key(settings.data_dir),
         }
     )
 
@@ -237,7 +240,7 @@ def reindex(
 
     settings = local_stack_urls(build_settings(WorkerSettings))
     try:
-        model = served_model(settings.indexing_model_server_url)
+        model = served_model(settings.indexing_model_server_url, settings.model_server_api_key)
     except ReindexError as exc:
         raise fail(str(exc), code=1) from exc
     engine = _engine(settings)
@@ -248,6 +251,7 @@ def reindex(
         settings.indexing_model_server_url,
         timeout=settings.model_timeout_seconds,
         batch_size=settings.embed_batch_size,
+        api_key=settings.model_server_api_key or "",
     )
     try:
         if run.finished:

@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from tandem.commands.common import build_settings, fail
-from tandem.config import ModelServerSettings, StorageSettings
+from tandem.config import ModelServerSettings, StorageSettings, WorkerSettings
 from tandem.logs import configure_logging
 
 LOG_DIR_NAME = "logs"
@@ -61,6 +61,7 @@ def up(
         LocalPorts(api=api_port, web=web_port, postgres=postgres_port, redis=redis_port),
         pin_cpus=pin_cpus,
         require_api_key=require_api_key,
+        worker=build_settings(WorkerSettings),
     )
     code = run_stack(specs, ready_timeout, banner, log_dir=log_dir, verbose=verbose)
     own_log.close()

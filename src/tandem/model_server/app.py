@@ -30,6 +30,7 @@ from tandem.model_schemas import (
     TEIInfo,
     TEIModelType,
 )
+from tandem.model_server.auth import BearerKey, document_key
 from tandem.model_server.metrics import ModelServerMetrics
 from tandem.model_server.routes_embed import names_model
 from tandem.model_server.routes_embed import router as embed_router
@@ -206,5 +207,20 @@ def create_app(settings: ModelServerSettings) -> FastAPI:
         route.path for router in routers for route in router.routes if hasattr(route, "path")
     }
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_request_bytes)
+    if settings.api_key:
+        # Outside the body limit (a caller without the key gets 401 before any body is
+        # read) and inside the metrics (401s are counted).
+        opened = open_paths(app)
+        app.add_middleware(BearerKey, key=settings.api_key, open_paths=opened)
+        app.openapi = document_key(app.openapi, opened)  # type: ignore[method-assign]
     app.add_middleware(RequestMetrics, metrics=state.metrics, endpoints=endpoints)
     return app
+
+
+def open_paths(app: FastAPI) -> set[str]:
+    """What answers without the key: the probes (kubelet and Compose send no key), the
+    Prometheus scrape, and the OpenAPI document with its pages (they describe the API and
+    hold no data)."""
+    probes = {route.path for route in ops_router.routes if hasattr(route, "path")}
+    docs = {app.openapi_url, app.docs_url, app.redoc_url, app.swagger_ui_oauth2_redirect_url}
+    return probes | {path for path in docs if path}

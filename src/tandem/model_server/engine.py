@@ -66,14 +66,18 @@ class EmbeddingEngine:
         self, texts: list[str], max_length: int, *, normalize: bool, truncate: bool = True
     ) -> Embedded:
         limit = min(max_length, self.max_seq_length)
-        items = await _tokenize(self.model, texts, limit)
-        if not truncate:
-            too_long = [i for i, item in enumerate(items) if item.truncated]
-            if too_long:
-                raise InputTooLong(
-                    f"{len(too_long)} input(s) exceed {limit} tokens (first: index {too_long[0]})"
-                )
-        vectors = await self.scheduler.submit(items)
+        # Admitted before tokenizing: a request over the queue bound costs no tokenizer time
+        # or memory, however large it is.
+        with self.scheduler.reserve(len(texts)) as reservation:
+            items = await _tokenize(self.model, texts, limit)
+            if not truncate:
+                too_long = [i for i, item in enumerate(items) if item.truncated]
+                if too_long:
+                    raise InputTooLong(
+                        f"{len(too_long)} input(s) exceed {limit} tokens "
+                        f"(first: index {too_long[0]})"
+                    )
+            vectors = await reservation.submit(items)
         return Embedded(
             vectors=l2_normalize(vectors) if normalize else vectors,
             token_count=sum(len(item) for item in items),
@@ -88,18 +92,20 @@ class RerankEngine:
 
     async def score(self, query: str, documents: list[str], *, truncate: bool = True) -> FloatArray:
         """Raw relevance logits, one per document, in input order."""
-        if len(documents) > 8:
-            items = await asyncio.to_thread(self.model.tokenize_pairs, query, documents)
-        else:
-            items = self.model.tokenize_pairs(query, documents)
-        if not truncate:
-            too_long = [i for i, item in enumerate(items) if item.truncated]
-            if too_long:
-                raise InputTooLong(
-                    f"{len(too_long)} query/document pair(s) exceed "
-                    f"{self.model.manifest.max_seq_length} tokens (first: index {too_long[0]})"
-                )
-        logits = await self.scheduler.submit(items)
+        with self.scheduler.reserve(len(documents)) as reservation:  # before tokenizing
+            if len(documents) > 8:
+                items = await asyncio.to_thread(self.model.tokenize_pairs, query, documents)
+            else:
+                items = self.model.tokenize_pairs(query, documents)
+            if not truncate:
+                too_long = [i for i, item in enumerate(items) if item.truncated]
+                if too_long:
+                    raise InputTooLong(
+                        f"{len(too_long)} query/document pair(s) exceed "
+                        f"{self.model.manifest.max_seq_length} tokens "
+                        f"(first: index {too_long[0]})"
+                    )
+            logits = await reservation.submit(items)
         return np.asarray(logits[:, 0], dtype=np.float32)
 
 

@@ -101,20 +101,43 @@ class BatchScheduler:
             self._cond.notify_all()
         self._thread.join(timeout)
 
-    async def submit(self, items: list[TokenizedItem]) -> FloatArray:
-        loop = asyncio.get_running_loop()
-        job = _Job(items=items, future=loop.create_future(), loop=loop, seq=next(self._seq))
+    def reserve(self, count: int) -> Reservation:
+        """Admit `count` items, or raise QueueFull, before any work is spent on them: the
+        caller tokenizes only what was admitted, so a burst of large requests is refused
+        at the cost of parsing their bodies, and the items being tokenized count against
+        the bound like the queued ones."""
         with self._cond:
             if self._stopping:
                 raise SchedulerStopped("the server is shutting down")
             # An empty queue always admits, so a request larger than the bound still runs.
-            if self._queued and self._queued + len(items) > self._limits.max_queue_items:
+            if self._queued and self._queued + count > self._limits.max_queue_items:
                 raise QueueFull(f"{self._name} queue is full ({self._queued} items waiting)")
+            self._queued += count
+            self._metrics.queue_depth.labels(self._name).set(self._queued)
+        return Reservation(self, count)
+
+    async def submit(self, items: list[TokenizedItem]) -> FloatArray:
+        with self.reserve(len(items)) as reservation:
+            return await reservation.submit(items)
+
+    def _enqueue(self, reservation: Reservation, items: list[TokenizedItem]) -> _Job:
+        loop = asyncio.get_running_loop()
+        job = _Job(items=items, future=loop.create_future(), loop=loop, seq=next(self._seq))
+        with self._cond:
+            if self._stopping:
+                self._queued -= reservation.count
+                self._metrics.queue_depth.labels(self._name).set(self._queued)
+                raise SchedulerStopped("the server is shutting down")
+            self._queued += len(items) - reservation.count  # the reservation becomes the job
             self._jobs.append(job)
-            self._queued += len(items)
             self._metrics.queue_depth.labels(self._name).set(self._queued)
             self._cond.notify()
-        return await job.future
+        return job
+
+    def _release(self, count: int) -> None:
+        with self._cond:
+            self._queued -= count
+            self._metrics.queue_depth.labels(self._name).set(self._queued)
 
     # --- worker thread -------------------------------------------------------------
 
@@ -225,6 +248,34 @@ class BatchScheduler:
             self._jobs = [j for j in self._jobs if j not in jobs]
         for job in jobs:
             job.loop.call_soon_threadsafe(_reject, job.future, exc)
+
+
+class Reservation:
+    """Queue space held for items not yet tokenized: submitted once, else released when
+    the `with` block ends (a refused input, an error, a cancelled request)."""
+
+    def __init__(self, scheduler: BatchScheduler, count: int) -> None:
+        self._scheduler = scheduler
+        self.count = count
+        self._held = True
+
+    def __enter__(self) -> Reservation:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._scheduler._release(self.count)
+
+    async def submit(self, items: list[TokenizedItem]) -> FloatArray:
+        if not self._held:
+            raise RuntimeError("a reservation is submitted once")
+        self._held = False
+        job = self._scheduler._enqueue(self, items)
+        return await job.future
 
 
 def _resolve(future: asyncio.Future[FloatArray], value: FloatArray | None) -> None:

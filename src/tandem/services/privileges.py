@@ -18,6 +18,7 @@ import logging
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -154,6 +155,20 @@ def set_parent_death_signal(signum: int) -> None:
     libc = _libc()
     if libc is not None:
         libc.prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+
+
+def die_with_parent(parent: int) -> None:
+    """preexec_fn of `tandem up`'s children: SIGKILL when the supervisor `parent` ends
+    without stopping them (killed itself, or crashed), so no service outlives it.
+
+    SIGKILL, not SIGTERM: a child frozen with the GIL held, or stopped, never acts on
+    SIGTERM. Orderly stops (Ctrl-C, SIGTERM) still ask each service with its own signal
+    first; only a supervisor that could not leaves its children to the kernel. PostgreSQL
+    then recovers from its WAL at the next start, as after a power cut; Redis loses at
+    most a second of "there is work" hints, which the workers' sweep sends again."""
+    set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:
+        os._exit(1)  # the parent died before the signal was set: it would never come
 
 
 def main(args: Sequence[str]) -> NoReturn:

@@ -99,6 +99,16 @@ def wait_http_ready(
     return answered[-1]
 
 
+def file_age(path: Path, since: float) -> float:
+    """Seconds since `path` was last modified, or since `since` (a wall-clock time) if
+    that is later or the file is missing."""
+    try:
+        modified = path.stat().st_mtime
+    except FileNotFoundError:
+        modified = since
+    return time.time() - max(modified, since)
+
+
 def stop(process: subprocess.Popen[bytes], signum: int, timeout: float) -> int:
     """Ask once with `signum`; SIGKILL only if the server has not exited by `timeout`."""
     if process.poll() is None:

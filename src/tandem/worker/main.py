@@ -23,6 +23,7 @@ from tandem.work_queue import QUEUE, UPLOAD_MESSAGES, make_celery, send_work
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
 from tandem.worker.limits import ParseLimits
+from tandem.worker.liveness import LEASE_HEARTBEAT, Liveness, watch_celery_loop
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.queue import register_index_task, register_sync_task
 from tandem.worker.sandbox import SandboxedParser, SandboxLimits
@@ -49,6 +50,21 @@ def _observers(settings: WorkerSettings) -> Observers:
 
 
 def run_worker(settings: WorkerSettings) -> None:
+    # First: a heartbeat file left by a previous run must not pass for this one's.
+    liveness = Liveness(
+        settings.heartbeat_file,
+        interval=settings.heartbeat_seconds,
+        stale_seconds=settings.stale_seconds,
+        watchdog=settings.watchdog,
+    )
+    liveness.start()
+    try:
+        _run_worker(settings, liveness)
+    finally:
+        liveness.stop()
+
+
+def _run_worker(settings: WorkerSettings, liveness: Liveness) -> None:
     engine = make_engine(settings.require_database_url(), pool_size=settings.concurrency + 2)
     upgrade(engine)
     sessions = make_session_factory(engine)
@@ -72,6 +88,7 @@ def run_worker(settings: WorkerSettings) -> None:
             settings.indexing_model_server_url,
             timeout=settings.model_timeout_seconds,
             batch_size=settings.embed_batch_size,
+            api_key=settings.model_server_api_key or "",
         ),
         chunker=Chunker.from_model_dir(directory, overlap_tokens=settings.chunk_overlap_tokens),
         limits=claims.ClaimLimits(
@@ -119,13 +136,21 @@ def run_worker(settings: WorkerSettings) -> None:
     sweeper = Sweeper(sessions, queue_length, send, threads=settings.concurrency)
     started = sweeper.sweep("startup")
     sweeping = Periodic("sweep", settings.sweep_seconds, sweeper.sweep)
-    leases = heartbeat(sessions, owner, pipeline.held, settings.lease_seconds)
+    leases = heartbeat(
+        sessions,
+        owner,
+        pipeline.held,
+        settings.lease_seconds,
+        on_run=lambda: liveness.beat(LEASE_HEARTBEAT),
+    )
+    liveness.expect(LEASE_HEARTBEAT, settings.lease_seconds / 3)
+    watch_celery_loop(app, liveness)
     polling = Periodic("source-syncs", settings.sweep_seconds, syncs.poll)
     for thread in (probe, sweeping, leases, polling):
         thread.start()
     log.info(
         "worker_starting owner=%s concurrency=%d indexing_server=%s batch_items=%d "
-        "lease=%.0fs due=%d sent=%d",
+        "lease=%.0fs due=%d sent=%d heartbeat_file=%s",
         owner,
         settings.concurrency,
         settings.indexing_model_server_url,
@@ -133,6 +158,7 @@ def run_worker(settings: WorkerSettings) -> None:
         settings.lease_seconds,
         started.due,
         started.sent,
+        settings.heartbeat_file,
     )
     try:
         app.worker_main(

@@ -37,9 +37,17 @@ class Periodic:
     """Runs `action` every `interval` seconds in a daemon thread until stopped. A database
     or broker error is logged and tried again next time (they come back on their own)."""
 
-    def __init__(self, name: str, interval: float, action: Callable[[], object]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        action: Callable[[], object],
+        on_run: Callable[[], None] | None = None,
+    ) -> None:
         self._interval = interval
         self._action = action
+        # Told after every run, failed ones included: the loop goes on (liveness).
+        self._on_run = on_run
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
@@ -56,6 +64,8 @@ class Periodic:
                 self._action()
             except (SQLAlchemyError, RedisError, BrokerError) as exc:
                 log.warning("%s_failed error=%s", self._thread.name, exc)
+            if self._on_run is not None:
+                self._on_run()
 
 
 @dataclass
@@ -77,10 +87,15 @@ class Sweeper:
 
 
 def heartbeat(
-    sessions: sessionmaker[Session], owner: str, held: HeldItems, lease_seconds: float
+    sessions: sessionmaker[Session],
+    owner: str,
+    held: HeldItems,
+    lease_seconds: float,
+    on_run: Callable[[], None] | None = None,
 ) -> Periodic:
     return Periodic(
         "lease-heartbeat",
         lease_seconds / 3,
         lambda: claims.extend_leases(sessions, owner, held.current(), lease_seconds),
+        on_run,
     )
