@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import html
 import re
+import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -151,3 +153,48 @@ def test_too_many_files_is_413_and_queues_none_of_them(
     assert wait_attempt(api, accepted.json()["attempt_id"])["status"] == "succeeded"
     for name in files:
         assert httpx.get(f"{api.url}/api/documents/{name}").status_code == 404
+
+
+def test_a_hostile_corpus_fails_alone_through_the_real_worker(
+    api: ServerProcess, worker: ServerProcess
+) -> None:
+    """Backtracking Markdown, zip and PDF bombs, deep and wide JSON, nested HTML, broken
+    text: each ends (failed with a reason, or indexed) while the normal file of the same
+    upload is indexed, and the worker stays small: the parsing happened in its sandbox."""
+    from benchmarks.hostile_corpus import hostile_corpus
+
+    # Less the wide JSON: cut at 10 M characters it is a legitimate document of some
+    # 10,000 chunks, minutes of embedding here (its bound is tested in test_hostile_files).
+    corpus = [f for f in hostile_corpus() if f.filename != "wide.json"]
+    files = {f.filename: f.data for f in corpus} | {
+        "normal.txt": b"Ospreys dive feet first for fish near the estuary."
+    }
+    started = time.monotonic()
+    names = sorted(files, key=lambda n: n != "normal.txt")  # the normal file among the first
+    attempts = []
+    for at in range(0, len(names), 4):  # this module's API takes 4 files per upload
+        accepted = upload(api, {n: files[n] for n in names[at : at + 4]})
+        assert accepted.status_code == 202, accepted.text
+        attempts.append(accepted.json()["attempt_id"])
+    items = {
+        i["filename"]: i
+        for attempt_id in attempts
+        for i in wait_attempt(api, attempt_id, timeout=300)["items"]
+    }
+    seconds = time.monotonic() - started
+    assert items["normal.txt"]["status"] == "succeeded", items["normal.txt"]
+    for hostile in corpus:
+        item = items[hostile.filename]
+        assert item["status"] in ("succeeded", "failed"), item
+        if item["status"] == "failed":
+            assert item["error"].startswith(f"{hostile.filename}: "), item
+    assert seconds < 60 * len(files), seconds
+    rss_kib = int(
+        next(
+            line.split()[1]
+            for line in Path(f"/proc/{worker.process.pid}/status").read_text().splitlines()
+            if line.startswith("VmRSS:")
+        )
+    )
+    assert rss_kib < 1024 * 1024, rss_kib  # under a GiB: no bomb was unpacked in the worker
+    assert search(api, "ospreys estuary", mode="keyword")["results"][0]["path"] == "normal.txt"
