@@ -40,11 +40,12 @@ def filtered_first_sql(filter_sql: str) -> str:
     query's terms by primary key. Costs the filtered chunks times the terms, whatever the
     terms' document frequencies: what a selective filter (a user reading 1%) needs, where
     walking the common terms' lists and dropping what the filter refuses does not."""
+    # LATERAL, as in chunk_score_join: one probe per chunk and term, never a hash join
+    # over the common terms' whole lists.
     return (
-        f"SELECT p.chunk_id, {SCORE} FROM (SELECT c.id FROM chunks c WHERE {filter_sql}) AS f"
-        f" CROSS JOIN {QUERY_TERMS}"
-        " JOIN bm25_postings p ON p.term_id = q.term_id AND p.chunk_id = f.id"
-        f" GROUP BY p.chunk_id ORDER BY {SCORE} DESC, p.chunk_id LIMIT :k"
+        f"SELECT f.id, bm25.score FROM (SELECT c.id FROM chunks c WHERE {filter_sql}) AS f"
+        f"{chunk_score_join('f.id')}"
+        " WHERE bm25.score IS NOT NULL ORDER BY bm25.score DESC, f.id LIMIT :k"
     )
 
 
