@@ -252,3 +252,39 @@ def test_a_sources_access_changes_without_re_embedding(
         ).scalar_one()
     engine.dispose()
     assert after == before
+
+
+def test_an_upload_carries_its_access_form_field(
+    keyed_api: ServerProcess, keys: dict[str, str], corpus: None
+) -> None:
+    sent = httpx.post(
+        f"{keyed_api.url}/api/documents",
+        files=[("files", ("bob/lentil-notes.txt", b"Bob's lentil stock count."))],
+        data={"access": '{"public": false}'},
+        headers=auth(keys["bob"]),
+        timeout=30,
+    )
+    assert sent.status_code == 202, sent.text
+    done = wait_attempt_as(keyed_api, sent.json()["attempt_id"], keys["bob"])
+    assert done["status"] == "succeeded", done
+    assert "bob/lentil-notes.txt" in _found(keyed_api, keys["bob"])  # its uploader reads it
+    assert "bob/lentil-notes.txt" not in _found(keyed_api, keys["alice"])
+    bad = httpx.post(
+        f"{keyed_api.url}/api/documents",
+        files=[("files", ("x.txt", b"x"))],
+        data={"access": '{"users": ["nobody-here"]}'},
+        headers=auth(keys["bob"]),
+        timeout=30,
+    )
+    assert bad.status_code == 422 and "nobody-here" in bad.text
+
+
+def wait_attempt_as(api: ServerProcess, attempt_id: str, token: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 120
+    while True:
+        body: dict[str, Any] = httpx.get(
+            f"{api.url}/api/index-attempts/{attempt_id}", headers=auth(token), timeout=10
+        ).json()
+        if body["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
+            return body
+        time.sleep(0.3)

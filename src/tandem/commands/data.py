@@ -48,10 +48,10 @@ DEFAULT_API = "http://127.0.0.1:8080"
 
 
 def _engine(settings: StorageSettings) -> Engine:
-    try:
-        return make_engine(settings.require_database_url(), pool_size=1)
-    except ValueError as exc:
-        raise fail(str(exc)) from exc
+    """DATABASE_URL's, or the local `tandem up` stack's (from the data dir) when unset."""
+    from tandem.commands.principals import database_url
+
+    return make_engine(database_url(settings), pool_size=1)
 
 
 @db_app.command("upgrade")
