@@ -33,6 +33,7 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check $(PY_SOURCES)
 	$(BIN)/ruff format --check $(PY_SOURCES)
 	$(BIN)/lint-imports
+	$(BIN)/python -m benchmarks.tables --check
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy

@@ -41,7 +41,7 @@ def source_sync(result: dict[str, Any]) -> str:
         f"| folder of {folder['files']:,} real text files: passages embedded | "
         f"{first['embedded']:,} | **{second['embedded']}** | 0 |",
         f"| folder: time | {_seconds(first['seconds'])} | {_seconds(second['seconds'])} "
-        f"(**{folder['second_over_first_time']:.1%}** of the first) | ≤ 10% |",
+        f"(**{folder['second_over_first_time']:.2%}** of the first) | ≤ 10% |",
         f"| folder: added / updated / unchanged | {first['added']} / {first['updated']} / "
         f"{first['unchanged']} | {second['added']} / {second['updated']} / "
         f"{second['unchanged']} | |",
