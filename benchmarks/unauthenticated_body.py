@@ -203,7 +203,7 @@ def api(log_dir: Path, env: dict[str, str], *, open_access: bool) -> Iterator[Pr
         yield server
 
 
-def run(work: Path) -> dict[str, Any]:
+def run(work: Path, payload: int = BODY_BYTES) -> dict[str, Any]:
     results: dict[str, Any] = {}
     with backends(work, durable=False) as stores:
         for open_access in (False, True):
@@ -211,7 +211,7 @@ def run(work: Path) -> dict[str, Any]:
             with api(work, stores.env(), open_access=open_access) as server:
                 results[mode] = {
                     f"{path} {'chunked' if chunked else 'content-length'}": measure(
-                        server.url, server.popen.pid, path, chunked=chunked
+                        server.url, server.popen.pid, path, chunked=chunked, payload=payload
                     )
                     for path in ROUTES
                     for chunked in (False, True)
@@ -222,11 +222,19 @@ def run(work: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument(
+        "--payload-mib",
+        type=float,
+        default=BODY_BYTES / 2**20,
+        help="MiB of payload per body (another size, e.g. to measure an older version "
+        "under its 100 MiB overall limit)",
+    )
     args = parser.parse_args()
+    payload = int(args.payload_mib * 2**20)
     with tempfile.TemporaryDirectory(prefix="tandem-bench-body-") as work:
-        results = run(Path(work))
+        results = run(Path(work), payload)
     path = write_result(
-        "unauthenticated_body", {"body_bytes": BODY_BYTES, "results": results}, args.output
+        "unauthenticated_body", {"payload_bytes": payload, "results": results}, args.output
     )
     for mode, rows in results.items():
         for name, row in rows.items():
