@@ -232,8 +232,9 @@ def test_two_workers_asked_at_once_run_one_sync(
         "ORDER BY id",
         id=before,
     )
-    # Requests while a sync runs fold into at most one more; no two overlap.
-    assert 1 <= len(runs) <= 2
+    # Three requests run at most three syncs (one made while a sync runs folds into the
+    # next), and no two ever overlap, though two workers poll.
+    assert 1 <= len(runs) <= 3
     for earlier, later in itertools.pairwise(runs):
         assert earlier.finished_at is not None and earlier.finished_at <= later.started_at
 

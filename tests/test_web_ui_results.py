@@ -192,9 +192,9 @@ def test_sources_page_lists_sources_and_syncs_now(
         timeout=120,
     )
     assert again["last_sync"]["unchanged"] == 2
-    card = page.wait_for('#source-docs[data-status="succeeded"][data-syncing="false"]', timeout=10)
+    # The card is rendered anew on each refresh: look it up each time, not once.
     page.wait_until(
-        lambda: card.find_element("css selector", ".count-unchanged dd").text == "2" or None,
+        lambda: page.find("#source-docs .count-unchanged dd").text == "2" or None,
         "the page showing the second sync",
     )
     page.screenshot("25-sources-synced-again")
