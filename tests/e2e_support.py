@@ -148,10 +148,17 @@ def upload(
     )
 
 
-def wait_attempt(api: ServerProcess, attempt_id: str, timeout: float = 120.0) -> dict[str, Any]:
+def wait_attempt(
+    api: ServerProcess,
+    attempt_id: str,
+    timeout: float = 120.0,
+    headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        body: dict[str, Any] = httpx.get(f"{api.url}/api/index-attempts/{attempt_id}").json()
+        body: dict[str, Any] = httpx.get(
+            f"{api.url}/api/index-attempts/{attempt_id}", headers=headers or {}
+        ).json()
         if body["status"] in ("succeeded", "failed"):
             return body
         time.sleep(0.2)

@@ -17,7 +17,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from tandem.db.session import normalize_url
-from tests.e2e_support import Backends, running, start_api
+from tests.e2e_support import Backends, running, start_api, wait_attempt
 from tests.support import ServerProcess
 
 CACHE_SECONDS = 5.5  # the key cache's lifetime, and a little
@@ -87,18 +87,8 @@ def corpus(keyed_api: ServerProcess, worker: ServerProcess, keys: dict[str, str]
         f"{keyed_api.url}/api/documents/batch", json=body, headers=auth(keys["admin"]), timeout=30
     )
     assert response.status_code == 202, response.text
-    attempt = httpx.get(
-        f"{keyed_api.url}/api/index-attempts/{response.json()['attempt_id']}",
-        headers=auth(keys["admin"]),
-        timeout=10,
-    )
-    assert attempt.status_code == 200
-    deadline = time.monotonic() + 120
-    while attempt.json()["status"] not in ("succeeded", "failed"):
-        assert time.monotonic() < deadline
-        time.sleep(0.3)
-        attempt = httpx.get(attempt.url, headers=auth(keys["admin"]), timeout=10)
-    assert attempt.json()["status"] == "succeeded", attempt.json()
+    attempt = wait_attempt(keyed_api, response.json()["attempt_id"], headers=auth(keys["admin"]))
+    assert attempt["status"] == "succeeded", attempt
 
 
 def _found(api: ServerProcess, token: str, mode: str = "keyword") -> set[str]:
@@ -265,7 +255,7 @@ def test_an_upload_carries_its_access_form_field(
         timeout=30,
     )
     assert sent.status_code == 202, sent.text
-    done = wait_attempt_as(keyed_api, sent.json()["attempt_id"], keys["bob"])
+    done = wait_attempt(keyed_api, sent.json()["attempt_id"], headers=auth(keys["bob"]))
     assert done["status"] == "succeeded", done
     assert "bob/lentil-notes.txt" in _found(keyed_api, keys["bob"])  # its uploader reads it
     assert "bob/lentil-notes.txt" not in _found(keyed_api, keys["alice"])
@@ -277,14 +267,3 @@ def test_an_upload_carries_its_access_form_field(
         timeout=30,
     )
     assert bad.status_code == 422 and "nobody-here" in bad.text
-
-
-def wait_attempt_as(api: ServerProcess, attempt_id: str, token: str) -> dict[str, Any]:
-    deadline = time.monotonic() + 120
-    while True:
-        body: dict[str, Any] = httpx.get(
-            f"{api.url}/api/index-attempts/{attempt_id}", headers=auth(token), timeout=10
-        ).json()
-        if body["status"] in ("succeeded", "failed") or time.monotonic() > deadline:
-            return body
-        time.sleep(0.3)

@@ -18,6 +18,11 @@ DocumentId = Annotated[
 Metadata = dict[StoredText, MetadataValue]
 
 
+def iso(value: datetime | None) -> str | None:
+    """A timestamp as the wire carries it (ISO 8601), or None."""
+    return value.isoformat() if value is not None else None
+
+
 PrincipalName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,63}$")]
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Form, UploadFile
@@ -27,6 +26,7 @@ from tandem.api_schemas import (
     BatchRequest,
     IngestResponse,
     QueuedDocument,
+    iso,
 )
 from tandem.db import attempts
 from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemptItem
@@ -37,10 +37,6 @@ from tandem.work_queue import enqueue_items
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["documents"], responses=error_responses(401, 403, 422))
-
-
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
 
 
 def _upload_path(raw: str | None) -> str:
@@ -219,8 +215,8 @@ def get_attempt(attempt_id: uuid.UUID, state: StateDep, caller: Searching) -> At
             status=attempt.status.value,
             error=attempt.error,
             created_at=attempt.created_at.isoformat(),
-            started_at=_iso(attempt.started_at),
-            finished_at=_iso(attempt.finished_at),
+            started_at=iso(attempt.started_at),
+            finished_at=iso(attempt.finished_at),
             total=len(items),
             done=sum(i.status in finished for i in items),
             failed=sum(i.status == AttemptStatus.FAILED.value for i in items),

@@ -21,6 +21,7 @@ from tandem.api_schemas import (
     SyncOut,
     SyncRequested,
     interval_seconds,
+    iso,
 )
 from tandem.db import sources
 from tandem.db.models import Source, SourceKind, SourceSync
@@ -31,10 +32,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["sources"], responses=error_responses(400, 401, 403, 422))
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
-
-
 def _sync_out(sync: SourceSync) -> SyncOut:
     status = sync.status
     if status == "running" and sync.walked_at is not None:
@@ -43,8 +40,8 @@ def _sync_out(sync: SourceSync) -> SyncOut:
         id=sync.id,
         status=status,
         started_at=sync.started_at.isoformat(),
-        walked_at=_iso(sync.walked_at),
-        finished_at=_iso(sync.finished_at),
+        walked_at=iso(sync.walked_at),
+        finished_at=iso(sync.finished_at),
         added=sync.added,
         updated=sync.updated,
         unchanged=sync.unchanged,
@@ -63,7 +60,7 @@ def _source_out(source: Source, last: SourceSync | None, names: dict[str, str]) 
         settings=dict(source.settings),
         access=access_out(source.readers, names),
         interval_seconds=source.interval_seconds,
-        next_sync_at=_iso(source.next_sync_at),
+        next_sync_at=iso(source.next_sync_at),
         syncing=lease is not None and lease > datetime.now(UTC),
         last_sync=_sync_out(last) if last is not None else None,
     )

@@ -195,18 +195,16 @@ def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
     unless one is set, the model server key `tandem up` keeps there."""
     if settings.database_url and settings.redis_url:
         return settings
+    from tandem.commands.principals import database_url
     from tandem.services.model_key import read_key
-    from tandem.services.postgres import LocalPostgres
     from tandem.services.redis import LocalRedis
     from tandem.stack import LocalPorts
 
-    ports = LocalPorts()
     # Their URLs carry the passwords kept in the data dir.
-    database = LocalPostgres(settings.data_dir / "postgres", ports.postgres).url()
-    redis = LocalRedis(settings.data_dir / "redis", ports.redis).url()
+    redis = LocalRedis(settings.data_dir / "redis", LocalPorts().redis).url()
     return settings.model_copy(
         update={
-            "database_url": settings.database_url or database,
+            "database_url": database_url(settings),
             "redis_url": settings.redis_url or redis,
             "model_server_api_key": settings.model_server_api_key or read_key(settings.data_dir),
         }

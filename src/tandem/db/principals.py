@@ -80,15 +80,6 @@ def readers(session: Session, access: Access, owner_id: int | None = None) -> li
     return sorted(tokens)
 
 
-def describe(session: Session, tokens: Sequence[str]) -> Access:
-    """`readers` back into names (for listings)."""
-    user_ids = [int(t[2:]) for t in tokens if t.startswith("u:")]
-    group_ids = [int(t[2:]) for t in tokens if t.startswith("g:")]
-    users = session.execute(select(User.name).where(User.id.in_(user_ids))).scalars()
-    groups = session.execute(select(Group.name).where(Group.id.in_(group_ids))).scalars()
-    return Access(PUBLIC in tokens, tuple(sorted(users)), tuple(sorted(groups)))
-
-
 # --- users and groups -------------------------------------------------------------------
 
 
@@ -108,6 +99,18 @@ def get_user(session: Session, name: str) -> User:
     return user
 
 
+def _memberships(session: Session) -> list[tuple[int, int, str, str]]:
+    """(group id, user id, group name, user name) of every membership, by group then user
+    name: each user's groups and each group's members come out sorted."""
+    rows = session.execute(
+        select(GroupMember.group_id, GroupMember.user_id, Group.name, User.name)
+        .join(Group, Group.id == GroupMember.group_id)
+        .join(User, User.id == GroupMember.user_id)
+        .order_by(Group.name, User.name)
+    ).all()
+    return [(int(g), int(u), str(gn), str(un)) for g, u, gn, un in rows]
+
+
 def remove_user(session: Session, name: str) -> None:
     """Its keys go with it (cascade); documents it uploaded stay, readable as before."""
     session.delete(get_user(session, name))
@@ -115,13 +118,8 @@ def remove_user(session: Session, name: str) -> None:
 
 def list_users(session: Session) -> list[tuple[User, list[str]]]:
     users = list(session.execute(select(User).order_by(User.name)).scalars())
-    rows = session.execute(
-        select(GroupMember.user_id, Group.name)
-        .join(Group, Group.id == GroupMember.group_id)
-        .order_by(Group.name)
-    ).all()
     groups: dict[int, list[str]] = {}
-    for user_id, group in rows:
+    for _, user_id, group, _ in _memberships(session):
         groups.setdefault(user_id, []).append(group)
     return [(u, groups.get(u.id, [])) for u in users]
 
@@ -161,19 +159,10 @@ def remove_member(session: Session, group: str, user: str) -> bool:
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def remove_group(session: Session, name: str) -> None:
-    session.delete(_group(session, name))
-
-
 def list_groups(session: Session) -> list[tuple[Group, list[str]]]:
     groups = list(session.execute(select(Group).order_by(Group.name)).scalars())
-    rows = session.execute(
-        select(GroupMember.group_id, User.name)
-        .join(User, User.id == GroupMember.user_id)
-        .order_by(User.name)
-    ).all()
     members: dict[int, list[str]] = {}
-    for group_id, user in rows:
+    for group_id, _, _, user in _memberships(session):
         members.setdefault(group_id, []).append(user)
     return [(g, members.get(g.id, [])) for g in groups]
 
@@ -282,10 +271,3 @@ def key_holder(session: Session, digest: str) -> KeyHolder | None:
         tokens=() if reads_all else tuple(tokens),
         expires_at=key.expires_at,
     )
-
-
-def touch(session: Session, key_id: int) -> None:
-    """Record a key's use (the caller does this at most once a minute per key)."""
-    key = session.get(ApiKey, key_id)
-    if key is not None:
-        key.last_used_at = datetime.now(UTC)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -20,7 +20,7 @@ import orjson
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from tandem.db.models import PUBLIC, UPLOAD_SOURCE, Document, Source, SourceKind, SourceSync
+from tandem.db.models import PUBLIC, UPLOAD_SOURCE, Source, SourceKind, SourceSync
 
 __all__ = ["UPLOAD_SOURCE"]
 
@@ -339,13 +339,4 @@ def finish_walk(session: Session, sync_id: int, *, failed: str | None = None) ->
             "status = 'failed', errors = errors || CAST(:error AS jsonb) WHERE id = :id"
         ),
         {"id": sync_id, "error": orjson.dumps([failed]).decode()},
-    )
-
-
-def document_ids(session: Session, source: str, ids: Iterable[str]) -> set[str]:
-    """Which of `ids` are documents of `source` today."""
-    return set(
-        session.execute(
-            select(Document.id).where(Document.source == source, Document.id.in_(list(ids)))
-        ).scalars()
     )
