@@ -18,7 +18,7 @@ import pytest
 from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, make_url, text
 
-from tandem.db.migrate import alembic_config, current_revision
+from tandem.db.migrate import MIGRATION_LOCK_ID, alembic_config, current_revision
 from tandem.db.session import normalize_url
 from tandem.services.redis import running_redis
 from tests.e2e_support import (
@@ -122,20 +122,47 @@ def fresh_database(postgres_url: str) -> Iterator[str]:
         admin.dispose()
 
 
+def _wait_for_lock_waiters(connection: Any, count: int, timeout: float = 60.0) -> None:
+    """Until `count` other sessions wait on an advisory lock of this database."""
+    deadline = time.monotonic() + timeout
+    waiting = 0
+    while time.monotonic() < deadline:
+        waiting = connection.execute(
+            text(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
+        ).scalar_one()
+        if waiting >= count:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"{waiting} of {count} servers waited on the migration lock")
+
+
 def test_two_api_servers_migrate_a_fresh_database_at_once(
     backends: Backends, fresh_database: str
 ) -> None:
     fresh = Backends(fresh_database, backends.redis_url, backends.log_dir)
     env = os.environ | fresh.env(MODEL_SERVER_HOST="127.0.0.1", MODEL_SERVER_PORT=str(free_port()))
     servers = []
-    for _ in range(2):  # both start before either is ready: they race for the migrations
-        port = free_port()
-        log_path = backends.log_dir / f"api-fresh-{port}.log"
-        argv = [sys.executable, "-m", "tandem.cli", "api", "--port", str(port), "--open-access"]
-        servers.append(
-            ServerProcess(spawn(argv, env, log_path), f"http://127.0.0.1:{port}", log_path)
-        )
+    # The test holds the migration lock until both servers wait on it, so their
+    # migrations really start together: without the lock, the second would meet a
+    # half-made schema (or both would create the same tables) and fail to start.
+    holder = create_engine(normalize_url(fresh_database))
+    held = holder.connect()
+    transaction = held.begin()
+    held.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": MIGRATION_LOCK_ID})
     try:
+        for _ in range(2):
+            port = free_port()
+            log_path = backends.log_dir / f"api-fresh-{port}.log"
+            argv = [sys.executable, "-m", "tandem.cli", "api", "--port", str(port)]
+            argv.append("--open-access")
+            servers.append(
+                ServerProcess(spawn(argv, env, log_path), f"http://127.0.0.1:{port}", log_path)
+            )
+        _wait_for_lock_waiters(held, 2)
+        transaction.rollback()  # both go at once
         for server in servers:
             wait_ready(server)
         for server in servers:
@@ -144,6 +171,8 @@ def test_two_api_servers_migrate_a_fresh_database_at_once(
             assert listed.json()["total"] == 0
             assert "Traceback" not in server.log()
     finally:
+        held.close()
+        holder.dispose()
         for server in servers:
             server.stop()
     engine = create_engine(normalize_url(fresh_database))

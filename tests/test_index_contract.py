@@ -117,21 +117,37 @@ def test_replace_swaps_all_chunks(index: DocumentIndex, add_document: AddDocumen
 def test_concurrent_replaces_leave_one_copy(
     index: DocumentIndex, add_document: AddDocument
 ) -> None:
+    """Each racer writes its own version (its own texts, its own length): afterwards the
+    document holds exactly one racer's chunks, none mixed in from another and no doubles,
+    and its keyword postings are that racer's alone."""
     add_document("raced")
-    chunks = [chunk(i, f"body {i}", i) for i in range(20)]
     racers = 4
+    versions = [
+        [chunk(i, f"racer{r} body {i}", 100 * r + i) for i in range(12 + 3 * r)]
+        for r in range(racers)
+    ]
     start = threading.Barrier(racers)
 
-    def replace() -> None:
+    def replace(r: int) -> None:
         start.wait(10)  # all replaces begin together
-        index.replace_document("raced", chunks)
+        index.replace_document("raced", versions[r])
 
     with ThreadPoolExecutor(racers) as pool:
         # .result() re-raises a replace that failed: every one must succeed, not just one.
-        for future in [pool.submit(replace) for _ in range(racers)]:
+        for future in [pool.submit(replace, r) for r in range(racers)]:
             future.result(timeout=60)
-    assert index.chunk_count("raced") == 20
-    assert [c.ordinal for c in index.chunks("raced")] == list(range(20))
+    stored = index.chunks("raced")
+    winners = {c.text.split()[0] for c in stored}
+    assert len(winners) == 1, winners
+    winner = int(winners.pop().removeprefix("racer"))
+    assert [c.text for c in stored] == [c.text for c in versions[winner]]
+    assert [c.ordinal for c in stored] == list(range(len(versions[winner])))
+    assert index.chunk_count() == len(versions[winner])
+    for r in range(racers):
+        hits = index.search(
+            IndexQuery(f"racer{r}", None, SearchMode.KEYWORD, 50, group_by_document=False)
+        )
+        assert len(hits) == (len(versions[r]) if r == winner else 0), r
 
 
 def test_delete(index: DocumentIndex, add_document: AddDocument) -> None:
