@@ -76,6 +76,7 @@ def up_model_servers(
         stack.stop()
 
 
+@pytest.mark.slow  # starts both model servers
 def test_indexing_server_runs_every_thread_at_the_lowest_priority(
     up_model_servers: dict[str, RunningService],
 ) -> None:
@@ -91,6 +92,7 @@ def test_indexing_server_runs_every_thread_at_the_lowest_priority(
         assert {t.policy for t in threads} == {SCHED_IDLE}
 
 
+@pytest.mark.slow  # starts both model servers
 def test_inference_server_runs_at_normal_priority(
     up_model_servers: dict[str, RunningService],
 ) -> None:
@@ -102,6 +104,7 @@ def test_inference_server_runs_at_normal_priority(
         assert (thread.nice, thread.policy) == (ours, SCHED_OTHER), thread
 
 
+@pytest.mark.slow  # starts both model servers
 def test_indexing_server_uses_every_cpu_unpinned(
     up_model_servers: dict[str, RunningService],
 ) -> None:
@@ -148,7 +151,10 @@ def test_nice_priority_reaches_threads_that_already_exist() -> None:
 def test_idle_priority_is_sched_idle_with_nice_19_underneath() -> None:
     applied, nice, policy = _priority_in_child(CpuPriority.IDLE)
     assert nice == 19
-    if applied == "SCHED_IDLE":
+    if os.geteuid() == 0:
+        # Root may always choose SCHED_IDLE: the fallback here would be a bug.
+        assert (applied, policy) == ("SCHED_IDLE", os.SCHED_IDLE)
+    elif applied == "SCHED_IDLE":
         assert policy == os.SCHED_IDLE
     else:
         assert (applied, policy) == ("nice 19", os.SCHED_OTHER)

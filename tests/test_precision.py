@@ -134,6 +134,7 @@ def test_int8_ranks_the_same_top_10_as_fp32(
 
 
 @pytest.mark.parametrize("precision", list(Precision))
+@pytest.mark.slow  # starts a model server
 def test_server_serves_the_precision_it_is_told(
     precision: Precision,
     server_logs: Path,
@@ -179,6 +180,7 @@ def _fp32_only_cache(model_cache: Path, target: Path) -> Path:
     return directory
 
 
+@pytest.mark.slow  # starts a model server
 def test_int8_server_on_an_fp32_only_cache_names_the_fix(model_cache: Path, tmp_path: Path) -> None:
     _fp32_only_cache(model_cache, tmp_path / "cache")
     server: ServerProcess = start_model_server(
@@ -190,6 +192,7 @@ def test_int8_server_on_an_fp32_only_cache_names_the_fix(model_cache: Path, tmp_
     assert "tandem models prepare" in server.log()
 
 
+@pytest.mark.slow  # runs `tandem models prepare`
 def test_prepare_adds_int8_to_an_fp32_only_cache_in_place(
     model_cache: Path, tmp_path: Path
 ) -> None:
