@@ -1,11 +1,14 @@
 """A stand-in model server on 127.0.0.1 for tests about how callers handle its answers: it
 refuses the first N POSTs with 429 + Retry-After (or all of them), and forwards everything
-else to a real model server. Only the overload is fake; the embeddings are real."""
+else to a real model server, each POST after an optional delay (a server slower than this
+machine's, whatever the hardware). Only the overload and the pace are fake; the embeddings
+are real."""
 
 from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,10 +20,17 @@ OVERLOADED = json.dumps({"error": {"message": "queue is full", "type": "overload
 
 
 class OverloadedModelServer:
-    def __init__(self, upstream: str | None, refuse: int | None, retry_after: int = 1) -> None:
+    def __init__(
+        self,
+        upstream: str | None,
+        refuse: int | None,
+        retry_after: int = 1,
+        post_delay: float = 0.0,
+    ) -> None:
         """`refuse`: how many POSTs get 429 (None: every one); `upstream`: where the rest go
-        (None: nowhere, they get 503)."""
+        (None: nowhere, they get 503); `post_delay`: seconds each passed-on POST waits."""
         self.upstream = upstream
+        self.post_delay = post_delay
         self.refuse = refuse
         self.retry_after = retry_after
         self.refused: Counter[str] = Counter()  # path -> POSTs answered 429
@@ -81,6 +91,7 @@ class OverloadedModelServer:
                     }
                     self._answer(429, OVERLOADED, headers)
                     return
+                time.sleep(fake.post_delay)
                 self._pass_on("POST", body)
 
         return Handler
@@ -96,9 +107,9 @@ class OverloadedModelServer:
 
 @contextmanager
 def overloaded_model_server(
-    upstream: str | None, refuse: int | None, retry_after: int = 1
+    upstream: str | None, refuse: int | None, retry_after: int = 1, post_delay: float = 0.0
 ) -> Iterator[OverloadedModelServer]:
-    server = OverloadedModelServer(upstream, refuse, retry_after)
+    server = OverloadedModelServer(upstream, refuse, retry_after, post_delay)
     server.start()
     try:
         yield server

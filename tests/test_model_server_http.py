@@ -230,7 +230,14 @@ def test_limits_queue_bound_and_recovery(model_cache: Path, server_logs: Path) -
 def test_shutdown_drains_in_flight_requests(model_cache: Path, server_logs: Path) -> None:
     server = start_model_server("indexing", server_logs)
     try:
-        passages = [f"passage number {i} about draining requests " * 25 for i in range(160)]
+        # Sized by this machine's speed: the request must still be in flight when SIGTERM
+        # comes, however fast the hardware (about 4 s of work, at least 160 passages).
+        sample = [f"passage number {i} about draining requests " * 25 for i in range(64)]
+        started = time.monotonic()
+        assert embed(server, sample).status_code == 200
+        per_passage = (time.monotonic() - started) / len(sample)
+        count = min(2048, max(160, int(4.0 / per_passage)))
+        passages = [f"passage number {i} about draining requests " * 25 for i in range(count)]
         result: dict[str, httpx.Response] = {}
         answered: dict[str, float] = {}
 

@@ -111,8 +111,14 @@ def test_query_latency_quantiles_from_a_real_inference_server(
 def test_passages_and_queue_depth_from_a_real_indexing_server(
     indexing_server: ServerProcess,
 ) -> None:
-    embedder = ModelClient(indexing_server.url, timeout=120, batch_size=512)
-    passages = [f"passage {n} about herons, tides and lighthouses" for n in range(512)]
+    # Sized by this machine's speed, so the queue is still full when the metrics are read
+    # on fast hardware too: about two seconds of work, in one request.
+    sample = [f"passage {n} about herons, tides and lighthouses" for n in range(64)]
+    started = time.monotonic()
+    ModelClient(indexing_server.url, timeout=120).embed(sample, TextType.PASSAGE)
+    count = min(2048, max(512, int(2.0 * len(sample) / (time.monotonic() - started))))
+    embedder = ModelClient(indexing_server.url, timeout=120, batch_size=count)
+    passages = [f"passage {n} about herons, tides and lighthouses" for n in range(count)]
     before = parse_metrics(_metrics(indexing_server))
     assert before.queued == 0.0
     seen_queued: list[float] = []

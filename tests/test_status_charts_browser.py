@@ -10,12 +10,15 @@ from __future__ import annotations
 import random
 import re
 import threading
+from collections.abc import Iterator
 
 import httpx
 import pytest
 from selenium.webdriver import Chrome
 
 from tests.browser import Page, require_chromium
+from tests.e2e_support import Backends, running, start_worker
+from tests.fake_model_server import overloaded_model_server
 from tests.support import ServerProcess
 
 pytestmark = pytest.mark.slow
@@ -73,6 +76,17 @@ def _documents(count: int, words: int) -> dict[str, bytes]:
 @pytest.fixture(scope="module", autouse=True)
 def _chromium() -> None:
     require_chromium()
+
+
+@pytest.fixture(scope="module")
+def worker(backends: Backends, indexing_server: ServerProcess) -> Iterator[ServerProcess]:
+    """A worker whose indexing server answers each batch a second late: the ingest outlasts
+    the charts' samples on any hardware (the embeddings and metrics are the real server's)."""
+    with (
+        overloaded_model_server(indexing_server.url, refuse=0, post_delay=1.0) as paced,
+        running(start_worker(backends, paced.url)) as process,
+    ):
+        yield process
 
 
 def _points(page: Page, chart: str) -> int:
