@@ -161,6 +161,40 @@ def test_delete(index: DocumentIndex, add_document: AddDocument) -> None:
     assert [h.document_id for h in hits] == ["kept"]
 
 
+
+@pytest.mark.parametrize("mode", [SearchMode.KEYWORD, SearchMode.SEMANTIC, SearchMode.HYBRID])
+def test_a_deleted_document_is_found_by_no_mode(
+    index: DocumentIndex, add_document: AddDocument, mode: SearchMode
+) -> None:
+    """The vector of a deleted chunk is gone with its postings: semantic search given that
+    very vector finds only what is left."""
+    add_document("gone")
+    add_document("kept")
+    index.replace_document("gone", [chunk(0, "zebra stripes", 1)])
+    index.replace_document("kept", [chunk(0, "zebra crossing", 2)])
+    assert index.delete_document("gone") == 1
+    vector = None if mode is SearchMode.KEYWORD else unit(1)
+    hits = index.search(IndexQuery("zebra stripes", vector, mode, 10))
+    assert [h.document_id for h in hits] == ["kept"]
+
+
+@pytest.mark.parametrize("mode", [SearchMode.KEYWORD, SearchMode.SEMANTIC, SearchMode.HYBRID])
+def test_a_shorter_version_leaves_nothing_of_the_longer_one(
+    index: DocumentIndex, add_document: AddDocument, mode: SearchMode
+) -> None:
+    """A re-upload with fewer chunks: the tail of the old version is found by no mode, by
+    its words or by its vectors, and the new version's chunks are all that is counted."""
+    add_document("doc")
+    index.replace_document("doc", [chunk(i, f"version one part{i}", 10 + i) for i in range(6)])
+    index.replace_document("doc", [chunk(0, "version two part0", 30)])
+    assert index.chunk_count("doc") == 1
+    for old in range(1, 6):
+        vector = None if mode is SearchMode.KEYWORD else unit(10 + old)
+        query = IndexQuery(f"part{old}", vector, mode, 10, group_by_document=False)
+        assert [h.text for h in index.search(query)] in ([], ["version two part0"]), old
+    keyword = IndexQuery("part1", None, SearchMode.KEYWORD, 10, group_by_document=False)
+    assert index.search(keyword) == []
+
 UPDATED = {
     "passwords": datetime(2020, 1, 1, tzinfo=UTC),
     "revenue": datetime(2023, 6, 1, 12, tzinfo=UTC),
