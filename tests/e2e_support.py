@@ -16,6 +16,7 @@ import httpx
 from sqlalchemy import create_engine, text
 
 from tandem.db.session import normalize_url
+from tests.held_worker import HOLD_AT
 from tests.support import ServerProcess, free_port, spawn, wait_ready
 
 
@@ -49,10 +50,10 @@ def reset_database(database_url: str, redis_url: str) -> None:
     redis.Redis.from_url(redis_url).flushdb()
 
 
-def _spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
-    return spawn(
-        [sys.executable, "-m", "tandem.cli", *argv], os.environ | env, log_path, append=True
-    )
+def _spawn(
+    argv: list[str], env: dict[str, str], log_path: Path, module: str = "tandem.cli"
+) -> subprocess.Popen[bytes]:
+    return spawn([sys.executable, "-m", module, *argv], os.environ | env, log_path, append=True)
 
 
 def start_api(
@@ -116,9 +117,11 @@ def start_worker(
     host, _, port = indexing_url.removeprefix("http://").partition(":")
     log_path = backends.log_dir / f"worker-{time.monotonic_ns()}.log"
     settings = backends.env(INDEXING_MODEL_SERVER_HOST=host, INDEXING_MODEL_SERVER_PORT=port)
-    process = _spawn(
-        ["worker", "--concurrency", str(concurrency)], settings | (env or {}), log_path
-    )
+    env = settings | (env or {})
+    if HOLD_AT in env:  # a worker with a fault injected: a test-only entry point
+        process = _spawn(["--concurrency", str(concurrency)], env, log_path, "tests.held_worker")
+    else:
+        process = _spawn(["worker", "--concurrency", str(concurrency)], env, log_path)
     server = ServerProcess(process, indexing_url, log_path)
     deadline = time.monotonic() + 90
     while "ready." not in log_path.read_text(errors="replace"):

@@ -18,6 +18,7 @@ from tandem.db.session import normalize_url
 from tandem.model_client import ModelClient
 from tandem.model_schemas import TextType
 from tandem.worker.stages import Stage
+from tests.held_worker import HOLD_AFTER, HOLD_AT, HOLD_FILE
 from tests.support import ServerProcess
 
 # Leases that run out 3 s after a worker dies, swept every second; and a broker that would
@@ -32,11 +33,8 @@ CLAIM_LINE = re.compile(r"batch_claimed origin=(\w+) redelivered=(\w+) items=([\
 
 
 def hold_env(stage: Stage, hold_file: Path, after: int = 0) -> dict[str, str]:
-    return {
-        "TANDEM_WORKER_HOLD_AT": str(stage),
-        "TANDEM_WORKER_HOLD_FILE": str(hold_file),
-        "TANDEM_WORKER_HOLD_AFTER": str(after),
-    }
+    """What makes `start_worker` run tests/held_worker.py, stopping at `stage`."""
+    return {HOLD_AT: str(stage), HOLD_FILE: str(hold_file), HOLD_AFTER: str(after)}
 
 
 def wait_for_hold(worker: ServerProcess, hold_file: Path, timeout: float = 120.0) -> str:

@@ -161,7 +161,6 @@ def test_delete(index: DocumentIndex, add_document: AddDocument) -> None:
     assert [h.document_id for h in hits] == ["kept"]
 
 
-
 @pytest.mark.parametrize("mode", [SearchMode.KEYWORD, SearchMode.SEMANTIC, SearchMode.HYBRID])
 def test_a_deleted_document_is_found_by_no_mode(
     index: DocumentIndex, add_document: AddDocument, mode: SearchMode
@@ -194,6 +193,7 @@ def test_a_shorter_version_leaves_nothing_of_the_longer_one(
         assert [h.text for h in index.search(query)] in ([], ["version two part0"]), old
     keyword = IndexQuery("part1", None, SearchMode.KEYWORD, 10, group_by_document=False)
     assert index.search(keyword) == []
+
 
 UPDATED = {
     "passwords": datetime(2020, 1, 1, tzinfo=UTC),

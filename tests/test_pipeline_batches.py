@@ -20,7 +20,8 @@ from tandem.model_client import ModelClient
 from tandem.worker.chunking import Chunker, TextChunk
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
-from tandem.worker.stages import BatchTimings, HoldAt, Stage
+from tandem.worker.stages import BatchTimings, Stage
+from tests.held_worker import HoldAt
 from tests.support import ServerProcess, free_port
 
 DIMENSIONS = 384

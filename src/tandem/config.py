@@ -268,11 +268,6 @@ class WorkerSettings(StorageSettings):
     sync_lease_seconds: Annotated[float, _env("TANDEM_SYNC_LEASE_SECONDS", ge=3.0)] = 60.0
     # Per claimed batch, one JSON line of stage timings (benchmarks/ingest_worker.py).
     timings_file: Annotated[Path | None, _env("TANDEM_WORKER_TIMINGS_FILE")] = None
-    # Fault injection for tests: a thread reaching this pipeline stage (after it was passed
-    # hold_after times) appends a line to hold_file and stops there, to be killed.
-    hold_at: Annotated[str | None, _env("TANDEM_WORKER_HOLD_AT")] = None
-    hold_file: Annotated[Path | None, _env("TANDEM_WORKER_HOLD_FILE")] = None
-    hold_after: Annotated[NonNegativeInt, _env("TANDEM_WORKER_HOLD_AFTER")] = 0
     # Each document is parsed in a child process (worker/sandbox.py) that is killed past
     # the timeout or its memory allowance, failing that file alone. One child by default:
     # parsing and chunking take 1-5 % of a batch's time, embedding 94-97 %
@@ -285,12 +280,6 @@ class WorkerSettings(StorageSettings):
     parse_workers: Annotated[int, _env("TANDEM_PARSE_WORKERS", gt=0, le=64)] = 1
     # Text kept per document; the rest is cut (the document's metadata says so).
     max_extracted_chars: Annotated[PositiveInt, _env("TANDEM_MAX_EXTRACTED_CHARS")] = 10_000_000
-
-    @model_validator(mode="after")
-    def _hold_needs_file(self) -> WorkerSettings:
-        if self.hold_at and self.hold_file is None:
-            raise ValueError("TANDEM_WORKER_HOLD_AT needs TANDEM_WORKER_HOLD_FILE")
-        return self
 
     @property
     def indexing_model_server_url(self) -> str:

@@ -16,8 +16,6 @@ from tandem.config import StorageSettings
 INDEX_TASK = "tandem.index_items"
 # "A source's sync was asked for": any worker polls for due sources (tandem.db.sources).
 SYNC_TASK = "tandem.sync_sources"
-# Messages of the version that sent one task per item (still queued after an upgrade).
-LEGACY_INDEX_TASK = "tandem.index_item"
 QUEUE = "indexing"
 # Messages an upload sends: enough to start that many threads on it; chains do the rest.
 UPLOAD_MESSAGES = 4

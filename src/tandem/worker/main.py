@@ -6,6 +6,7 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Sequence
 
 from redis import Redis
 from redis.exceptions import RedisError
@@ -27,29 +28,23 @@ from tandem.worker.liveness import LEASE_HEARTBEAT, Liveness, watch_celery_loop
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.queue import register_index_task, register_sync_task
 from tandem.worker.sandbox import SandboxedParser, SandboxLimits
-from tandem.worker.stages import HoldAt, Observers, Stage, StageObserver, TimingsFile
+from tandem.worker.stages import Observers, StageObserver, TimingsFile
 from tandem.worker.sweep import Periodic, Sweeper, heartbeat
 from tandem.worker.syncing import SyncRunner
 
 log = logging.getLogger(__name__)
 
 
-def _observers(settings: WorkerSettings) -> Observers:
-    observers: list[StageObserver] = []
+def _observers(settings: WorkerSettings, extra: Sequence[StageObserver]) -> Observers:
+    observers: list[StageObserver] = list(extra)
     if settings.timings_file is not None:
         observers.append(TimingsFile(settings.timings_file))
-    if settings.hold_at and settings.hold_file is not None:
-        try:
-            stage = Stage(settings.hold_at)
-        except ValueError as exc:
-            known = ", ".join(s.value for s in Stage)
-            raise ValueError(f"TANDEM_WORKER_HOLD_AT must be one of {known}") from exc
-        log.warning("fault_injection hold_at=%s (a test is driving this worker)", stage)
-        observers.append(HoldAt(stage, settings.hold_file, settings.hold_after))
     return Observers(observers)
 
 
-def run_worker(settings: WorkerSettings) -> None:
+def run_worker(settings: WorkerSettings, observers: Sequence[StageObserver] = ()) -> None:
+    """`observers`: told of each batch's stages, beside the timings file if one is set (a
+    test's worker passes one that stops at a stage; see tests/held_worker.py)."""
     # First: a heartbeat file left by a previous run must not pass for this one's.
     liveness = Liveness(
         settings.heartbeat_file,
@@ -59,12 +54,14 @@ def run_worker(settings: WorkerSettings) -> None:
     )
     liveness.start()
     try:
-        _run_worker(settings, liveness)
+        _run_worker(settings, liveness, observers)
     finally:
         liveness.stop()
 
 
-def _run_worker(settings: WorkerSettings, liveness: Liveness) -> None:
+def _run_worker(
+    settings: WorkerSettings, liveness: Liveness, observers: Sequence[StageObserver]
+) -> None:
     engine = make_engine(settings.require_database_url(), pool_size=settings.concurrency + 2)
     upgrade(engine)
     sessions = make_session_factory(engine)
@@ -100,7 +97,7 @@ def _run_worker(settings: WorkerSettings, liveness: Liveness) -> None:
         ),
         dimensions=dimensions,
         retry_base_seconds=settings.retry_base_seconds,
-        observer=_observers(settings),
+        observer=_observers(settings, observers),
         held=HeldItems(settings.max_batch_seconds),
         parser=parser,
     )

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from celery import Celery, Task
 from kombu.exceptions import OperationalError as BrokerError
 
-from tandem.work_queue import INDEX_TASK, LEGACY_INDEX_TASK, SYNC_TASK, send_work
+from tandem.work_queue import INDEX_TASK, SYNC_TASK, send_work
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.syncing import SyncRunner
 
@@ -38,7 +38,7 @@ def register_index_task(
             # This batch goes on; the sweep sends messages for what is left.
             log.warning("chain_send_failed error=%s", exc)
 
-    def index_items(self: Task, origin: str = "upload", *_legacy: object) -> str:
+    def index_items(self: Task, origin: str = "upload") -> str:
         redelivered = bool((self.request.delivery_info or {}).get("redelivered"))
         if redelivered:
             # The broker gave back an unacknowledged message (its worker died, or it ran
@@ -47,10 +47,6 @@ def register_index_task(
         timings = pipeline.run_batch(origin, redelivered, chain)
         return f"claimed={timings.items} indexed={timings.indexed} failed={timings.failed}"
 
-    def legacy_index_item(self: Task, item_id: int) -> str:
-        return index_items(self, "legacy")
-
-    app.task(name=LEGACY_INDEX_TASK, bind=True, acks_late=True)(legacy_index_item)
     return app.task(name=INDEX_TASK, bind=True, acks_late=True)(index_items)
 
 

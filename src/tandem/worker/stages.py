@@ -90,35 +90,3 @@ class TimingsFile:
         line = orjson.dumps(asdict(timings)) + b"\n"
         with self._lock, self._path.open("ab") as out:
             out.write(line)
-
-
-class HoldAt:
-    """Stops every thread that reaches `stage` after it was passed `after` times, after
-    appending `<stage> <item ids>` to `path` (flushed) and setting `arrived`, until
-    `release()` (a test in this process) or forever (a worker a test is about to kill)."""
-
-    def __init__(self, stage: Stage, path: Path, after: int = 0) -> None:
-        self.stage = stage
-        self.arrived = threading.Event()
-        self._path = path
-        self._passes_left = after
-        self._lock = threading.Lock()
-        self._released = threading.Event()
-
-    def reached(self, stage: Stage, item_ids: Sequence[int]) -> None:
-        if stage is not self.stage or self._released.is_set():
-            return
-        with self._lock:
-            self._passes_left -= 1
-            if self._passes_left >= 0:
-                return
-        with self._path.open("a") as out:
-            out.write(f"{stage} {','.join(map(str, item_ids))}\n")
-        self.arrived.set()
-        self._released.wait()
-
-    def release(self) -> None:
-        self._released.set()
-
-    def batch_done(self, timings: BatchTimings) -> None:
-        return None
