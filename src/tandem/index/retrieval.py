@@ -33,6 +33,7 @@ from tandem.index.filters import ChunkFilter
 from tandem.index.fusion import Candidate, Fusion, fuse
 from tandem.index.pages import read_page
 from tandem.index.protocol import IndexHit, IndexQuery, PendingVector, SearchMode
+from tandem.index.stage_timings import Stage
 from tandem.model_files import FloatArray
 
 MAX_EF_SEARCH = 1000
@@ -87,18 +88,22 @@ class PostgresRetrieval:
         on connections of its own, none held in between (see `_hybrid`)."""
         chunk_filter = ChunkFilter.build(query.filters)
         candidates = query.candidates
+        timings = query.timings
         while True:
             with sessions() as session:
+                with timings.stage(Stage.CONNECT):
+                    session.connection()
                 pool = self._pool(
                     sessions, session, replace(query, candidates=candidates), chunk_filter
                 )
-                hits = read_page(
-                    session,
-                    pool.ranked,
-                    offset=query.offset,
-                    limit=query.limit,
-                    grouped=query.group_by_document,
-                )
+                with timings.stage(Stage.PAGE):
+                    hits = read_page(
+                        session,
+                        pool.ranked,
+                        offset=query.offset,
+                        limit=query.limit,
+                        grouped=query.group_by_document,
+                    )
             if len(hits) >= query.limit or not pool.full or candidates >= MAX_CANDIDATES:
                 return hits
             candidates = min(MAX_CANDIDATES, candidates * GROWTH)
@@ -114,11 +119,18 @@ class PostgresRetrieval:
         if query.mode is SearchMode.HYBRID and query.vector is not None:
             return self._hybrid(sessions, session, query, chunk_filter)
         vector = None if query.mode is SearchMode.KEYWORD else resolve(query.vector)
+        timings = query.timings
         if vector is None:  # keyword mode, or no query vector: keyword only
-            scores = self._keyword(session, query, chunk_filter)
-            return Pool(_by_score(scores, keyword=True), len(scores) >= query.candidates, None)
-        scores = self._nearest(session, query, vector, chunk_filter)[0]
-        return Pool(_by_score(scores), len(scores) >= query.candidates, vector)
+            with timings.stage(Stage.BM25):
+                scores = self._keyword(session, query, chunk_filter)
+            with timings.stage(Stage.FUSION):
+                ranked = _by_score(scores, keyword=True)
+            return Pool(ranked, len(scores) >= query.candidates, None)
+        with timings.stage(Stage.HNSW):
+            scores = self._nearest(session, query, vector, chunk_filter)[0]
+        with timings.stage(Stage.FUSION):
+            ranked = _by_score(scores)
+        return Pool(ranked, len(scores) >= query.candidates, vector)
 
     def _hybrid(
         self,
@@ -144,21 +156,24 @@ class PostgresRetrieval:
                 scorer = bm25.Bm25Scorer(
                     session, analysed.result(), chunk_filter.sql, chunk_filter.params
                 )
-                vector_scores, vector_bm25 = self._nearest(
-                    session, query, vector, chunk_filter, scorer
-                )
+                with query.timings.stage(Stage.HNSW):
+                    vector_scores, vector_bm25 = self._nearest(
+                        session, query, vector, chunk_filter, scorer
+                    )
             keyword_scores, keyword_semantic = keyword.result()
         # Either list as long as asked for: that retriever may have more.
         full = max(len(keyword_scores), len(vector_scores)) >= query.candidates
-        if vector is None:  # the inference server could not embed the query
-            return Pool(_by_score(keyword_scores, keyword=True), full, None)
-        keyword_scores = vector_bm25 | keyword_scores
-        vector_scores = keyword_semantic | vector_scores
-        candidates = [
-            Candidate(c, vector_scores.get(c), keyword_scores.get(c))
-            for c in {**vector_scores, **keyword_scores}
-        ]
-        return Pool(fuse(candidates, alpha=query.alpha, method=self._fusion), full, vector)
+        with query.timings.stage(Stage.FUSION):
+            if vector is None:  # the inference server could not embed the query
+                return Pool(_by_score(keyword_scores, keyword=True), full, None)
+            keyword_scores = vector_bm25 | keyword_scores
+            vector_scores = keyword_semantic | vector_scores
+            candidates = [
+                Candidate(c, vector_scores.get(c), keyword_scores.get(c))
+                for c in {**vector_scores, **keyword_scores}
+            ]
+            ranked = fuse(candidates, alpha=query.alpha, method=self._fusion)
+        return Pool(ranked, full, vector)
 
     def _keyword_side(
         self,
@@ -170,10 +185,13 @@ class PostgresRetrieval:
         """On a connection of its own: (BM25 top k, their semantic scores: empty without
         a vector)."""
         with sessions() as session:
-            scores = self._keyword(session, query, chunk_filter, analysed)
+            with query.timings.stage(Stage.BM25):
+                scores = self._keyword(session, query, chunk_filter, analysed)
             vector = resolve(query.vector)
-            semantic = {} if vector is None else self._semantic_scores(session, vector, [*scores])
-            return scores, semantic
+            if vector is None:
+                return scores, {}
+            with query.timings.stage(Stage.COSINES):
+                return scores, self._semantic_scores(session, vector, [*scores])
 
     def _keyword(
         self,
