@@ -6,16 +6,16 @@ time goes out in a `Server-Timing` header and into the search histograms (GET /m
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
 
+import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
 from tandem.api.search_metrics import server_timing
 from tandem.api.state import Searching, StateDep
-from tandem.api_schemas import SearchHitOut, SearchRequest, SearchResponse
+from tandem.api_schemas import SearchRequest, SearchResponse
 from tandem.http_errors import ApiError
 from tandem.index.highlight import snippet
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, SearchFilters
@@ -84,30 +84,32 @@ def search(body: SearchRequest, state: StateDep, caller: Searching) -> Response:
 
 
 def _response(body: SearchRequest, result: SearchResult, snippets: list[str]) -> bytes:
-    response = SearchResponse(
-        query=result.query,
-        mode=result.mode,
-        degraded=result.degraded,
-        notice=result.notice,
-        reranked=result.reranked,
-        took_ms=result.took_ms,
-        offset=body.offset,
-        grouped=body.group_by_document,
-        next_offset=body.offset + len(result.hits) if result.more else None,
-        results=[
-            SearchHitOut(
-                document_id=h.document_id,
-                chunk=h.ordinal,
-                title=h.title,
-                source=h.source,
-                path=h.path,
-                snippet=text,
-                score=round(h.score, 6),
-            )
-            for h, text in zip(result.hits, snippets, strict=True)
-        ],
+    """The `SearchResponse` body, its fields in order. Written with orjson from plain
+    dicts: building the pydantic models and dumping them took 20x as long (0.5 ms against
+    25 us for a page of 10, in-process), and the models would only check values the route
+    has just made (the tests check the body against the model)."""
+    return orjson.dumps(
+        {
+            "query": result.query,
+            "mode": result.mode.value,
+            "degraded": result.degraded,
+            "notice": result.notice,
+            "reranked": result.reranked,
+            "took_ms": result.took_ms,
+            "offset": body.offset,
+            "grouped": body.group_by_document,
+            "next_offset": body.offset + len(result.hits) if result.more else None,
+            "results": [
+                {
+                    "document_id": h.document_id,
+                    "chunk": h.ordinal,
+                    "title": h.title,
+                    "source": h.source,
+                    "path": h.path,
+                    "snippet": text,
+                    "score": round(h.score, 6),
+                }
+                for h, text in zip(result.hits, snippets, strict=True)
+            ],
+        }
     )
-    # As FastAPI's response_model and JSONResponse would write it.
-    return json.dumps(
-        response.model_dump(mode="json"), ensure_ascii=False, separators=(",", ":")
-    ).encode()

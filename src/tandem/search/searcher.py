@@ -159,15 +159,12 @@ class Searcher:
         )
         if query.mode is SearchMode.KEYWORD:
             return SearchResult(query.text, query.mode, self._index.search(index_query))
-        if query.mode is SearchMode.HYBRID:
-            # The query is embedded while the index starts on its keywords.
-            with ThreadPoolExecutor(1, thread_name_prefix="query-embedding") as embedding:
-                pending = embedding.submit(self._embed, query.text, timings)
-                hits = self._index.search(replace(index_query, vector=pending))
-                vector = pending.result()
-        else:
-            vector = self._embed(query.text, timings)
-            hits = self._index.search(replace(index_query, vector=vector))
+        # The query is embedded while the index connects (and with hybrid, starts on the
+        # keywords): the vector is needed only for the HNSW scan.
+        with ThreadPoolExecutor(1, thread_name_prefix="query-embedding") as embedding:
+            pending = embedding.submit(self._embed, query.text, timings)
+            hits = self._index.search(replace(index_query, vector=pending))
+            vector = pending.result()
         if vector is not None:
             return SearchResult(query.text, query.mode, hits)
         # Degraded: the index answered from keywords alone.
