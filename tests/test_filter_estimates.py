@@ -19,7 +19,7 @@ def test_an_estimate_is_reused_until_it_is_old_then_asked_again() -> None:
     now = [0.0]
     estimates = FilterEstimates(seconds=60.0, clock=lambda: now[0])
     planner = Planner()
-    readers = {"filter_readers": ["u:1"]}
+    readers: dict[str, object] = {"filter_readers": ["u:1"]}
     assert estimates.rows("c.readers && x", readers, planner.estimate) == 100.0
     now[0] = 59.0
     assert estimates.rows("c.readers && x", readers, planner.estimate) == 100.0
