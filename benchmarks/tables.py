@@ -81,9 +81,70 @@ def access_latency(result: dict[str, Any]) -> str:
     )
 
 
+def search_breakdown(result: dict[str, Any]) -> str:
+    variants = result["variants"]
+    rows = [
+        f"| {result['chunks']:,} chunks, through the API | before p50 / p99 | after p50 / p99 "
+        "| after / before (p50) |",
+        "|---|---|---|---|",
+    ]
+    for name, m in variants.items():
+        before, after = m["before"]["client_ms"], m["after"]["client_ms"]
+        rows.append(
+            f"| {name} | {before['p50']:.1f} / {before['p99']:.1f} ms | "
+            f"{after['p50']:.1f} / {after['p99']:.1f} ms | **{m['p50_after_over_before']:.2f}x** |"
+        )
+    rates = {
+        side: sum(r["queries_per_second"] for r in rounds) / len(rounds)
+        for side, rounds in result["hybrid_concurrent"].items()
+    }
+    rows.append(
+        f"| hybrid, {result['concurrent_clients']} clients at once | "
+        f"{rates['before']:.1f} queries/s | {rates['after']:.1f} queries/s | "
+        f"**{rates['after'] / rates['before']:.2f}x** |"
+    )
+    stages = [
+        s
+        for s in STAGE_ORDER
+        if any(s in m[side]["stages_ms"] for m in variants.values() for side in ("before", "after"))
+    ]
+    rows += ["", "| mean ms per query, before → after | " + " | ".join(variants) + " |"]
+    rows.append("|---|" + "---|" * len(variants))
+    for stage in stages:
+        cells = []
+        for m in variants.values():
+            pair = [m[side]["stages_ms"].get(stage, {}).get("mean") for side in ("before", "after")]
+            cells.append(" → ".join("-" if v is None else f"{v:.2f}" for v in pair))
+        rows.append(f"| {stage} | " + " | ".join(cells) + " |")
+    load = result["machine"]["load_average_1_5_15"][0]
+    return (
+        "\n".join(rows) + f"\n\nOne run, each query on both servers in turn (order alternating), "
+        f"{result['queries_per_variant']} queries per row; stages from the Server-Timing "
+        "header (hybrid's run at once on two threads, so they add up to more than the "
+        f"total); load average {load:.1f} at the end.\n"
+    )
+
+
+# Server-Timing's order (tandem.index.stage_timings.Stage), then the route's total.
+STAGE_ORDER = (
+    "embed",
+    "connect",
+    "bm25",
+    "hnsw",
+    "cosines",
+    "fusion",
+    "page",
+    "rerank",
+    "snippets",
+    "serialize",
+    "total",
+)
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "source_sync": source_sync,
     "access_latency": access_latency,
+    "search_breakdown": search_breakdown,
 }
 
 

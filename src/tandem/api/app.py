@@ -24,6 +24,7 @@ from tandem.api.routes_search import router as search_router
 from tandem.api.routes_sources import router as sources_router
 from tandem.api.routes_status import record_samples
 from tandem.api.routes_status import router as status_router
+from tandem.api.search_metrics import SearchMetrics
 from tandem.api.state import ApiState, Authorized, StateDep
 from tandem.config import ApiSettings, ModelCacheSettings
 from tandem.db import attempts, catalog
@@ -84,6 +85,15 @@ def stats(state: StateDep) -> dict[str, object]:
     }
 
 
+# Outside /api/: Prometheus scrapes without a key, as it does the model servers.
+metrics_router = APIRouter(tags=["operations"])
+
+
+@metrics_router.get("/metrics", include_in_schema=False)
+def metrics(state: StateDep) -> Response:
+    return Response(state.search_metrics.render(), media_type="text/plain; version=0.0.4")
+
+
 async def _on_database_unavailable(_: Request, exc: Exception) -> Response:
     # A restarted or unreachable PostgreSQL is a passing state, not a server bug: the
     # pool's pre-ping reconnects on the next request once it is back.
@@ -116,6 +126,7 @@ def build_state(settings: ApiSettings) -> ApiState:
             valid_seconds=settings.api_key_cache_seconds,
             failures=FailureLimiter(settings.key_failures_per_minute),
         ),
+        search_metrics=SearchMetrics(),
     )
 
 
@@ -148,6 +159,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(OperationalError, _on_database_unavailable)
     app.include_router(ops_router)
+    app.include_router(metrics_router)
     # Every route that reads the database answers 503 while it is unreachable.
     app.include_router(ingest_router, responses=error_responses(503))
     app.include_router(documents_router, responses=error_responses(503))

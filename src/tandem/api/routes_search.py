@@ -1,17 +1,26 @@
-"""POST /api/search: a thin adapter over tandem.search.Searcher."""
+"""POST /api/search: a thin adapter over tandem.search.Searcher.
+
+The route serialises its own body so that the time it takes is measured too: each stage's
+time goes out in a `Server-Timing` header and into the search histograms (GET /metrics).
+"""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime
 
+import orjson
 from fastapi import APIRouter
+from starlette.responses import Response
 
+from tandem.api.search_metrics import server_timing
 from tandem.api.state import Searching, StateDep
-from tandem.api_schemas import SearchHitOut, SearchRequest, SearchResponse
+from tandem.api_schemas import SearchRequest, SearchResponse
 from tandem.http_errors import ApiError
 from tandem.index.highlight import snippet
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, SearchFilters
-from tandem.search import InvalidQuery, Searcher, SearchQuery
+from tandem.index.stage_timings import Stage, StageTimings
+from tandem.search import InvalidQuery, Searcher, SearchQuery, SearchResult
 
 router = APIRouter(prefix="/api", tags=["search"])
 
@@ -40,7 +49,9 @@ def _filters(body: SearchRequest, readers: tuple[str, ...] | None) -> SearchFilt
 
 
 @router.post("/search", response_model=SearchResponse)
-def search(body: SearchRequest, state: StateDep, caller: Searching) -> SearchResponse:
+def search(body: SearchRequest, state: StateDep, caller: Searching) -> Response:
+    started = time.perf_counter()
+    timings = StageTimings()
     searcher = Searcher(
         state.index, state.inference, max_query_chars=state.settings.max_query_chars
     )
@@ -55,29 +66,50 @@ def search(body: SearchRequest, state: StateDep, caller: Searching) -> SearchRes
         offset=body.offset,
     )
     try:
-        result = searcher.search(query)
+        result = searcher.search(query, timings)
     except InvalidQuery as exc:
         raise ApiError(422, str(exc), exc.code) from exc
-    return SearchResponse(
-        query=result.query,
-        mode=result.mode,
-        degraded=result.degraded,
-        notice=result.notice,
-        reranked=result.reranked,
-        took_ms=result.took_ms,
-        offset=body.offset,
-        grouped=body.group_by_document,
-        next_offset=body.offset + len(result.hits) if result.more else None,
-        results=[
-            SearchHitOut(
-                document_id=h.document_id,
-                chunk=h.ordinal,
-                title=h.title,
-                source=h.source,
-                path=h.path,
-                snippet=snippet(h.text, result.query),
-                score=round(h.score, 6),
-            )
-            for h in result.hits
-        ],
+    with timings.stage(Stage.SNIPPETS):
+        snippets = [snippet(h.text, result.query) for h in result.hits]
+    with timings.stage(Stage.SERIALIZE):
+        content = _response(body, result, snippets)
+    total = time.perf_counter() - started
+    stages = timings.seconds()
+    state.search_metrics.observe(body.mode.value, stages, total)
+    return Response(
+        content,
+        media_type="application/json",
+        headers={"Server-Timing": server_timing(stages, total)},
+    )
+
+
+def _response(body: SearchRequest, result: SearchResult, snippets: list[str]) -> bytes:
+    """The `SearchResponse` body, its fields in order. Written with orjson from plain
+    dicts: building the pydantic models and dumping them took 20x as long (0.5 ms against
+    25 us for a page of 10, in-process), and the models would only check values the route
+    has just made (the tests check the body against the model)."""
+    return orjson.dumps(
+        {
+            "query": result.query,
+            "mode": result.mode.value,
+            "degraded": result.degraded,
+            "notice": result.notice,
+            "reranked": result.reranked,
+            "took_ms": result.took_ms,
+            "offset": body.offset,
+            "grouped": body.group_by_document,
+            "next_offset": body.offset + len(result.hits) if result.more else None,
+            "results": [
+                {
+                    "document_id": h.document_id,
+                    "chunk": h.ordinal,
+                    "title": h.title,
+                    "source": h.source,
+                    "path": h.path,
+                    "snippet": text,
+                    "score": round(h.score, 6),
+                }
+                for h, text in zip(result.hits, snippets, strict=True)
+            ],
+        }
     )

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.api.auth import Authenticator, Caller
 from tandem.api.auth_middleware import BAD_KEY, CALLER_STATE
+from tandem.api.search_metrics import SearchMetrics
 from tandem.config import ApiSettings
 from tandem.db.principals import Scope
 from tandem.http_errors import ApiError
@@ -33,6 +34,7 @@ class ApiState:
     queue: Celery
     redis: Redis
     authenticator: Authenticator  # API key -> Caller, for auth_middleware
+    search_metrics: SearchMetrics  # GET /metrics
     inference_status: ModelServerStatus | None = None
 
     def record_inference_status(self, status: ModelServerStatus) -> None:

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from tandem.db.models import TEXT_SEARCH_CONFIG
 from tandem.index.bm25_sql import filtered_first_sql, list_scores_sql, top_sql
+from tandem.index.filters import FilterEstimates
 
 # The rarest terms' lists are read in full up to this many postings per query; beyond,
 # each remaining (common) term contributes only its SAMPLED_POSTINGS best postings by
@@ -135,16 +136,25 @@ class Bm25Scorer:
         filter_sql: str = "",
         filter_params: dict[str, object] | None = None,
         budget: ReadBudget = ReadBudget(),
+        estimates: FilterEstimates | None = None,
     ) -> None:
         self._budget = budget
+        self._estimates = estimates
         self._session = session
         self._query = query
         self._filter_sql = filter_sql
         self._filter_params = filter_params or {}
 
     def _filtered_rows(self) -> float:
-        """How many chunks the filter leaves, as the planner estimates it (no scan)."""
-        return _estimated_rows(self._session, self._filter_sql, self._filter_params)
+        """How many chunks the filter leaves, as the planner estimates it (no scan; with
+        `estimates`, as it estimated it lately)."""
+
+        def estimate() -> float:
+            return _estimated_rows(self._session, self._filter_sql, self._filter_params)
+
+        if self._estimates is None:
+            return estimate()
+        return self._estimates.rows(self._filter_sql, self._filter_params, estimate)
 
     def _constants(self) -> dict[str, object]:
         p = self._query.parameters
@@ -183,7 +193,8 @@ class Bm25Scorer:
 
     def ranked(self, k: int) -> Ranked:
         """The top k, and whether it is exact (module docstring): in one round trip (two
-        with a filter: the planner's estimate of what it leaves chooses the statement)."""
+        with a filter whose estimate is not kept: the planner's estimate of what it leaves
+        chooses the statement)."""
         terms = self._query.terms
         if not terms or k <= 0:
             return Ranked([], exact=True)

@@ -11,6 +11,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
+from tandem.index.stage_timings import StageTimings
 from tandem.model_files import FloatArray
 
 # Weight of the vector side in a hybrid blend. Onyx uses 0.5; on Tandem's labelled set
@@ -83,6 +84,8 @@ class IndexQuery:
     # Hits skipped before the first one returned: the ranking's next page is at
     # offset + limit.
     offset: int = 0
+    # Where this search's time goes (the caller reads it; not part of the query).
+    timings: StageTimings = field(default_factory=StageTimings, compare=False, repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,10 +29,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db.models import vector_literal
 from tandem.index import bm25
 from tandem.index.bm25_sql import chunk_score_join
-from tandem.index.filters import ChunkFilter
+from tandem.index.filters import ChunkFilter, FilterEstimates
 from tandem.index.fusion import Candidate, Fusion, fuse
 from tandem.index.pages import read_page
 from tandem.index.protocol import IndexHit, IndexQuery, PendingVector, SearchMode
+from tandem.index.stage_timings import Stage
 from tandem.model_files import FloatArray
 
 MAX_EF_SEARCH = 1000
@@ -46,6 +47,14 @@ MAX_CANDIDATES = 5000
 # The cosine of a chunk's document's opening chunk, `o`, joined by the unique
 # (document_id, ordinal) key; NULL only if the opening chunk is gone.
 OPENING_COSINE = "1 - (o.embedding <=> CAST(:v AS vector))"
+
+
+HNSW_SETTINGS = (
+    "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
+    " set_config('hnsw.ef_search', :ef, true),"
+    " set_config('enable_seqscan', 'off', true)"
+)
+RESET_HNSW_SETTINGS = "SELECT set_config('enable_seqscan', 'on', true)"
 
 
 def opening_join(chunk_alias: str) -> str:
@@ -78,6 +87,7 @@ class PostgresRetrieval:
         self._fusion = fusion
         self._parameters = parameters
         self._opening_weight = opening_weight
+        self._estimates = FilterEstimates()  # lives as long as the index: the lifespan's
 
     def search(self, sessions: sessionmaker[Session], query: IndexQuery) -> list[IndexHit]:
         """The page of the ranking at `query.offset`. Grouped by document, a pool of
@@ -87,18 +97,20 @@ class PostgresRetrieval:
         on connections of its own, none held in between (see `_hybrid`)."""
         chunk_filter = ChunkFilter.build(query.filters)
         candidates = query.candidates
+        timings = query.timings
         while True:
             with sessions() as session:
                 pool = self._pool(
                     sessions, session, replace(query, candidates=candidates), chunk_filter
                 )
-                hits = read_page(
-                    session,
-                    pool.ranked,
-                    offset=query.offset,
-                    limit=query.limit,
-                    grouped=query.group_by_document,
-                )
+                with timings.stage(Stage.PAGE):
+                    hits = read_page(
+                        session,
+                        pool.ranked,
+                        offset=query.offset,
+                        limit=query.limit,
+                        grouped=query.group_by_document,
+                    )
             if len(hits) >= query.limit or not pool.full or candidates >= MAX_CANDIDATES:
                 return hits
             candidates = min(MAX_CANDIDATES, candidates * GROWTH)
@@ -113,12 +125,27 @@ class PostgresRetrieval:
     ) -> Pool:
         if query.mode is SearchMode.HYBRID and query.vector is not None:
             return self._hybrid(sessions, session, query, chunk_filter)
-        vector = None if query.mode is SearchMode.KEYWORD else resolve(query.vector)
+        timings = query.timings
+        vector = None
+        if query.mode is not SearchMode.KEYWORD and query.vector is not None:
+            # Connected and set for HNSW while the query is still being embedded.
+            self._connect(session, query, hnsw=True)
+            vector = resolve(query.vector)
+            if vector is None:  # embedding failed: BM25's plans, not the HNSW settings
+                session.execute(text(RESET_HNSW_SETTINGS))
+        else:
+            self._connect(session, query, hnsw=False)
         if vector is None:  # keyword mode, or no query vector: keyword only
-            scores = self._keyword(session, query, chunk_filter)
-            return Pool(_by_score(scores, keyword=True), len(scores) >= query.candidates, None)
-        scores = self._nearest(session, query, vector, chunk_filter)[0]
-        return Pool(_by_score(scores), len(scores) >= query.candidates, vector)
+            with timings.stage(Stage.BM25):
+                scores = self._keyword(session, query, chunk_filter)
+            with timings.stage(Stage.FUSION):
+                ranked = _by_score(scores, keyword=True)
+            return Pool(ranked, len(scores) >= query.candidates, None)
+        with timings.stage(Stage.HNSW):
+            scores = self._nearest(session, query, vector, chunk_filter)[0]
+        with timings.stage(Stage.FUSION):
+            ranked = _by_score(scores)
+        return Pool(ranked, len(scores) >= query.candidates, vector)
 
     def _hybrid(
         self,
@@ -139,26 +166,32 @@ class PostgresRetrieval:
             keyword = keyword_thread.submit(
                 self._keyword_side, sessions, query, chunk_filter, analysed
             )
+            # The terms first: then the keyword side holds its connection (see above).
+            terms = analysed.result()
+            self._connect(session, query, hnsw=True)
             vector = resolve(query.vector)
             if vector is not None:
-                scorer = bm25.Bm25Scorer(
-                    session, analysed.result(), chunk_filter.sql, chunk_filter.params
-                )
-                vector_scores, vector_bm25 = self._nearest(
-                    session, query, vector, chunk_filter, scorer
-                )
+                scorer = bm25.Bm25Scorer(session, terms, chunk_filter.sql, chunk_filter.params)
+                with query.timings.stage(Stage.HNSW):
+                    vector_scores, vector_bm25 = self._nearest(
+                        session, query, vector, chunk_filter, scorer
+                    )
+            else:  # the page is read here, with the planner's usual choices
+                session.execute(text(RESET_HNSW_SETTINGS))
             keyword_scores, keyword_semantic = keyword.result()
         # Either list as long as asked for: that retriever may have more.
         full = max(len(keyword_scores), len(vector_scores)) >= query.candidates
-        if vector is None:  # the inference server could not embed the query
-            return Pool(_by_score(keyword_scores, keyword=True), full, None)
-        keyword_scores = vector_bm25 | keyword_scores
-        vector_scores = keyword_semantic | vector_scores
-        candidates = [
-            Candidate(c, vector_scores.get(c), keyword_scores.get(c))
-            for c in {**vector_scores, **keyword_scores}
-        ]
-        return Pool(fuse(candidates, alpha=query.alpha, method=self._fusion), full, vector)
+        with query.timings.stage(Stage.FUSION):
+            if vector is None:  # the inference server could not embed the query
+                return Pool(_by_score(keyword_scores, keyword=True), full, None)
+            keyword_scores = vector_bm25 | keyword_scores
+            vector_scores = keyword_semantic | vector_scores
+            candidates = [
+                Candidate(c, vector_scores.get(c), keyword_scores.get(c))
+                for c in {**vector_scores, **keyword_scores}
+            ]
+            ranked = fuse(candidates, alpha=query.alpha, method=self._fusion)
+        return Pool(ranked, full, vector)
 
     def _keyword_side(
         self,
@@ -170,10 +203,13 @@ class PostgresRetrieval:
         """On a connection of its own: (BM25 top k, their semantic scores: empty without
         a vector)."""
         with sessions() as session:
-            scores = self._keyword(session, query, chunk_filter, analysed)
+            with query.timings.stage(Stage.BM25):
+                scores = self._keyword(session, query, chunk_filter, analysed)
             vector = resolve(query.vector)
-            semantic = {} if vector is None else self._semantic_scores(session, vector, [*scores])
-            return scores, semantic
+            if vector is None:
+                return scores, {}
+            with query.timings.stage(Stage.COSINES):
+                return scores, self._semantic_scores(session, vector, [*scores])
 
     def _keyword(
         self,
@@ -192,8 +228,27 @@ class PostgresRetrieval:
             raise
         if analysed is not None:
             analysed.set_result(prepared)
-        scorer = bm25.Bm25Scorer(session, prepared, chunk_filter.sql, chunk_filter.params)
+        scorer = bm25.Bm25Scorer(
+            session, prepared, chunk_filter.sql, chunk_filter.params, estimates=self._estimates
+        )
         return dict(scorer.top(query.candidates))
+
+    def _connect(self, session: Session, query: IndexQuery, *, hnsw: bool) -> None:
+        """This transaction's connection from the pool and, for an HNSW scan, its settings
+        (`_nearest` runs with them): both before the query vector is needed, so that they
+        overlap the query's embedding."""
+        with query.timings.stage(Stage.CONNECT):
+            if not hnsw:
+                session.connection()
+                return
+            # Filtered HNSW scans keep looking until enough rows pass the filter. On small
+            # tables the planner prefers a sequential scan that reads every vector out of
+            # line (TOAST): several times slower than the index. All three for this
+            # transaction only, set in one round trip.
+            # Twice the candidates asked for: on the labelled sets ef_search = candidates
+            # lost about 2% of exact search's MRR@10.
+            ef_search = max(40, min(MAX_EF_SEARCH, 2 * query.candidates))
+            session.execute(text(HNSW_SETTINGS), {"ef": str(ef_search)})
 
     def _nearest(
         self,
@@ -205,21 +260,6 @@ class PostgresRetrieval:
     ) -> tuple[dict[int, float], dict[int, float]]:
         """The HNSW top k by each chunk's own cosine, with their semantic scores (module
         docstring), and with a `scorer` their exact BM25 too: all in one statement."""
-        # Filtered HNSW scans keep looking until enough rows pass the filter. On small
-        # tables the planner prefers a sequential scan that reads every vector out of line
-        # (TOAST): several times slower than the index. All three for this transaction
-        # only, set in one round trip.
-        # Twice the candidates asked for: on the labelled sets ef_search = candidates lost
-        # about 2% of exact search's MRR@10.
-        ef_search = max(40, min(MAX_EF_SEARCH, 2 * query.candidates))
-        session.execute(
-            text(
-                "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
-                " set_config('hnsw.ef_search', :ef, true),"
-                " set_config('enable_seqscan', 'off', true)"
-            ),
-            {"ef": str(ef_search)},
-        )
         keyword_column, keyword_join, keyword_params = ", NULL", "", {}
         if scorer is not None:
             keyword_column = ", COALESCE(bm25.score, 0)"

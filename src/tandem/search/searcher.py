@@ -31,6 +31,7 @@ from tandem.index.protocol import (
     SearchFilters,
     SearchMode,
 )
+from tandem.index.stage_timings import Stage, StageTimings
 from tandem.model_client import ModelServerError, ModelServerUnavailable, RerankNotAvailable
 from tandem.model_files import FloatArray
 from tandem.model_schemas import TextType
@@ -104,8 +105,10 @@ class Searcher:
         self._inference = inference
         self._max_query_chars = max_query_chars
 
-    def search(self, query: SearchQuery) -> SearchResult:
+    def search(self, query: SearchQuery, timings: StageTimings | None = None) -> SearchResult:
+        """The page of hits; `timings` (the caller's) gets each stage's time."""
         started = time.perf_counter()
+        timings = timings or StageTimings()
         query = replace(query, text=self.prepare(query.text))
         if not 0 <= query.offset <= MAX_OFFSET:
             raise InvalidQuery(f"offset must be 0 to {MAX_OFFSET}", "validation_error")
@@ -114,12 +117,13 @@ class Searcher:
         if query.rerank and query.offset < reranked_hits:
             # The page lies in the reranked head: rank all of it, whatever the page.
             shown = max(reranked_hits, query.offset + query.limit) + 1
-            result = self.retrieve(query, 0, shown)
+            result = self.retrieve(query, 0, shown, timings)
             if result.hits and not result.degraded:
-                result = self.rerank(result, reranked_hits)
+                with timings.stage(Stage.RERANK):
+                    result = self.rerank(result, reranked_hits)
             hits = result.hits[query.offset : query.offset + query.limit + 1]
         else:
-            result = self.retrieve(query, query.offset, query.limit + 1)
+            result = self.retrieve(query, query.offset, query.limit + 1, timings)
             hits = result.hits
         took = round((time.perf_counter() - started) * 1000, 2)
         more = len(hits) > query.limit
@@ -136,8 +140,11 @@ class Searcher:
             )
         return text
 
-    def retrieve(self, query: SearchQuery, offset: int, limit: int) -> SearchResult:
+    def retrieve(
+        self, query: SearchQuery, offset: int, limit: int, timings: StageTimings | None = None
+    ) -> SearchResult:
         """The index's hits from `offset`, at most `limit`."""
+        timings = timings or StageTimings()
         index_query = IndexQuery(
             text=query.text,
             vector=None,
@@ -148,18 +155,16 @@ class Searcher:
             candidates=candidates(query.mode, offset + limit),
             group_by_document=query.group_by_document,
             offset=offset,
+            timings=timings,
         )
         if query.mode is SearchMode.KEYWORD:
             return SearchResult(query.text, query.mode, self._index.search(index_query))
-        if query.mode is SearchMode.HYBRID:
-            # The query is embedded while the index starts on its keywords.
-            with ThreadPoolExecutor(1, thread_name_prefix="query-embedding") as embedding:
-                pending = embedding.submit(self._embed, query.text)
-                hits = self._index.search(replace(index_query, vector=pending))
-                vector = pending.result()
-        else:
-            vector = self._embed(query.text)
-            hits = self._index.search(replace(index_query, vector=vector))
+        # The query is embedded while the index connects (and with hybrid, starts on the
+        # keywords): the vector is needed only for the HNSW scan.
+        with ThreadPoolExecutor(1, thread_name_prefix="query-embedding") as embedding:
+            pending = embedding.submit(self._embed, query.text, timings)
+            hits = self._index.search(replace(index_query, vector=pending))
+            vector = pending.result()
         if vector is not None:
             return SearchResult(query.text, query.mode, hits)
         # Degraded: the index answered from keywords alone.
@@ -179,9 +184,10 @@ class Searcher:
         reordered = [replace(hits[i], score=scores[i]) for i in order]
         return replace(result, hits=reordered + result.hits[head:], reranked=True)
 
-    def _embed(self, text: str) -> FloatArray | None:
+    def _embed(self, text: str, timings: StageTimings) -> FloatArray | None:
         try:
-            vectors = self._inference.embed([text], TextType.QUERY)
+            with timings.stage(Stage.EMBED):
+                vectors = self._inference.embed([text], TextType.QUERY)
         except (ModelServerUnavailable, ModelServerError) as exc:
             log.warning("query_embedding_unavailable error=%s", exc)
             return None
