@@ -23,15 +23,20 @@ class GeneratedDocument:
 
 
 def generate_documents(
-    count: int, seed: int, profile: str = "short", model: ProseModel | None = None
+    count: int,
+    seed: int,
+    profile: str = "short",
+    model: ProseModel | None = None,
+    name_prefix: str = "",
 ) -> list[GeneratedDocument]:
+    """`name_prefix` keeps the files (document ids) of separate rounds apart."""
     prose = model or ProseModel.from_installed()
     low, high = PROFILES[profile]
     rng = random.Random(seed)
     documents = []
     for number in range(count):
         title, text = prose.document(rng, rng.randint(low, high))
-        filename = f"{profile}-{number:05d}.md"
+        filename = f"{name_prefix}{profile}-{number:05d}.md"
         documents.append(GeneratedDocument(filename, f"# {title}\n\n{text}\n".encode()))
     return documents
 

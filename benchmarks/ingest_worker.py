@@ -1,8 +1,9 @@
 """The worker's own stage timings, as the ingest benchmark asks for and reads them.
 
 `tandem worker` with TANDEM_WORKER_TIMINGS_FILE set appends one JSON line per claimed
-batch (tandem.worker.stages.BatchTimings): its wall interval, items, passages, seconds per
-stage (claim, parse_chunk, embed, store, finish_attempts) and the interval of each
+batch (tandem.worker.stages.BatchTimings): its wall interval, items, passages, wall and
+thread CPU seconds per stage (claim, hash, lookup, parse, chunk, embed, store,
+finish_attempts) and the interval of each
 embedding request (when the indexing server had this worker's work). No patching: the
 benchmark runs the worker exactly as deployed, with one more environment variable.
 """
@@ -17,7 +18,7 @@ import orjson
 from benchmarks.ingest_analysis import covered_seconds
 
 TIMINGS_FILE_VARIABLE = "TANDEM_WORKER_TIMINGS_FILE"
-STAGES = ("claim", "parse_chunk", "embed", "store", "finish_attempts")
+STAGES = ("claim", "hash", "lookup", "parse", "chunk", "embed", "store", "finish_attempts")
 
 
 def read_batches(path: Path, start: float, end: float) -> list[dict[str, Any]]:

@@ -139,12 +139,89 @@ STAGE_ORDER = (
     "serialize",
     "total",
 )
+_PROCESSES = {
+    "api": "API (uploads, and the benchmark's progress polls)",
+    "api_upload_cpu": "API, the uploads alone",
+    "worker": "worker, its own threads",
+    "worker_parser_children": "worker's parser children (sandbox)",
+    "postgres_backends": "PostgreSQL client backends (statements, BM25 triggers, HNSW)",
+    "bm25_trigger": "PostgreSQL: of that, in the BM25 trigger (wall ms)",
+    "postgres_background": "PostgreSQL background (WAL writer, checkpointer, vacuum)",
+    "indexing_server": "indexing model server (HTTP, tokenize, forward)",
+    "inference_server": "inference model server (idle)",
+}
+
+
+def _cpu_rows(before: dict[str, float] | None, after: dict[str, float], names: Any) -> list[str]:
+    rows = []
+    for key, label in names:
+        if key not in after:
+            continue
+        new = after[key]
+        if before is None:
+            rows.append(f"| {label} | {new:.2f} |")
+            continue
+        old = before.get(key, 0.0)
+        ratio = f"{new / old:.2f}x" if old > 0.005 else "—"
+        rows.append(f"| {label} | {old:.2f} | {new:.2f} | {ratio} |")
+    return rows
+
+
+def ingest_throughput(result: dict[str, Any]) -> str:
+    """Ratios to the floor per profile and variant, then each profile's CPU per document by
+    process and by worker stage, before and after."""
+    rows = [
+        "| profile | code | documents/s | in-process floor, documents/s | ratio | target |",
+        "|---|---|---:|---:|---:|---|",
+    ]
+    for profile, outcome in result["profiles"].items():
+        target = outcome["rounds"][0]["target_ratio"]
+        for variant, summary in sorted(outcome["summary"].items(), reverse=True):
+            met = "met" if summary["ratio"] >= target else "missed"
+            rows.append(
+                f"| {profile} | {variant} | {summary['documents_per_second']:.1f} | "
+                f"{summary['floor_documents_per_second']:.1f} | **{summary['ratio']:.2f}** | "
+                f"≥ {target} ({met}) |"
+            )
+    loads = [r["load_average_1"] for o in result["profiles"].values() for r in o["rounds"]]
+    text = "\n".join(rows) + (
+        f"\n\n({len(loads)} rounds, before and after alternating; load average "
+        f"{min(loads):.1f} to {max(loads):.1f})\n"
+    )
+    for profile, outcome in result["profiles"].items():
+        summary = outcome["summary"]
+        before, after = summary.get("before"), summary["after"]
+        header = "| CPU ms per document | before | after | after / before |"
+        rule = "|---|---:|---:|---:|"
+        if before is None:
+            header, rule = "| CPU ms per document | ms |", "|---|---:|"
+        stages = after["worker_stage_cpu_ms_per_document"]
+        text += "\n".join(
+            [
+                f"\n**{profile}** documents: CPU per document by process and by worker stage\n",
+                header,
+                rule,
+                *_cpu_rows(
+                    before and before["process_cpu_ms_per_document"],
+                    after["process_cpu_ms_per_document"],
+                    _PROCESSES.items(),
+                ),
+                *_cpu_rows(
+                    before and before["worker_stage_cpu_ms_per_document"],
+                    stages,
+                    [(s, f"worker stage: {s}") for s in stages],
+                ),
+            ]
+        )
+        text += "\n"
+    return text
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "source_sync": source_sync,
     "access_latency": access_latency,
     "search_breakdown": search_breakdown,
+    "ingest_throughput": ingest_throughput,
 }
 
 

@@ -120,15 +120,20 @@ def _up_env() -> dict[str, dict[str, str]]:
 
 
 @contextmanager
-def model_servers(log_dir: Path, roles: tuple[str, ...]) -> Iterator[dict[str, Process]]:
-    """The model servers of `roles`, as `tandem up` starts them, ready on return."""
+def model_servers(
+    log_dir: Path,
+    roles: tuple[str, ...],
+    overrides: Mapping[str, Mapping[str, str]] | None = None,
+) -> Iterator[dict[str, Process]]:
+    """The model servers of `roles`, as `tandem up` starts them (plus `overrides[role]`,
+    e.g. another CPU priority), ready on return."""
     up_env = _up_env()
     with ExitStack() as stack:
         servers: dict[str, Process] = {}
         for role in roles:
             port = free_port()
             argv = tandem_argv("model-server", "--role", role, "--port", str(port))
-            env = up_env[role]
+            env = up_env[role] | dict((overrides or {}).get(role, {}))
             url = f"http://{HOST}:{port}"
             servers[role] = stack.enter_context(process(f"{role}-server", argv, log_dir, env, url))
         for server in servers.values():

@@ -201,3 +201,41 @@ def test_rejects_bad_settings(tokenizer: Tokenizer, chunk_tokens: int, overlap: 
 
 def test_from_model_dir_uses_the_manifest_window(chunker: Chunker) -> None:
     assert (chunker.chunk_tokens, chunker.overlap_tokens) == (WINDOW, 32)
+
+
+ONE_ENCODING_CASES = [
+    ("Design Notes", "A short note about the index."),
+    ("", "No title, one sentence."),
+    ("  Spaced\ttitle\n with  breaks ", "Héllo wörld, naïve café — accents and punctuation!"),
+    ("Runbook", prose(1)),  # one chunk
+    ("Runbook", prose(2)),  # about the window: either side of the capacity
+    ("Runbook", prose(12)),  # many chunks
+    ("word " * 200, "A title far over its quarter of the window."),
+    ("x" * 3000, "A title that is one huge token run."),
+    ("日本語のタイトル", "中文文本和日本語の文章が混ざった本文です。" * 30),
+    ("Tabs", "col1\tcol2\tcol3\n" * 60),
+]
+
+
+@pytest.mark.parametrize(("title", "text"), ONE_ENCODING_CASES)
+@pytest.mark.parametrize("content_type", ["text/plain", ContentType.MARKDOWN])
+def test_one_encoding_gives_the_reference_chunks(
+    tokenizer: Tokenizer, title: str, text: str, content_type: str
+) -> None:
+    """Counting title and body from one encoding changes no chunk: the same texts, spans
+    and token counts as encoding each part alone."""
+    fast = Chunker(tokenizer)
+    reference = Chunker(tokenizer, one_encoding=False)
+    assert fast._one_encoding and not reference._one_encoding
+    document = doc(text, title=title, content_type=content_type)
+    assert fast.chunk(document) == reference.chunk(document)
+
+
+def test_one_encoding_only_where_counts_add_up(model_cache: Path) -> None:
+    """A byte-level BPE tokenizer (tokens may carry the space before them) keeps the
+    reference path even when asked."""
+    from tokenizers import models, pre_tokenizers
+
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel()
+    assert not Chunker(bpe, one_encoding=True)._one_encoding

@@ -8,6 +8,13 @@ chunk is then its core plus the whole-word tail (at most ``overlap_tokens`` toke
 previous core. Finally each embed text is re-tokenized and, should a tokenizer not be
 additive across those joins, bisected on token boundaries until it fits. So the model never
 truncates a chunk, and every chunk body is an exact span of the document text.
+
+Counting is most of the chunker's cost (a short document is one chunk, so its counts are
+all the work). With a tokenizer whose tokens never span whitespace (BERT's pre-tokenizer,
+char-wise normalizer), counts add up across the title's "\n" join: one encoding of the
+whole embed text gives the title's count (tokens ending inside it), the prefix's and the
+body's, exactly what encoding each of them alone gives. A document that fits in one chunk
+then costs one encoding instead of four.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from semantic_text_splitter import MarkdownSplitter, TextSplitter
-from tokenizers import Tokenizer
+from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
 from tandem.documents import ContentType, ParsedDocument
 from tandem.model_files import TOKENIZER_FILE, ModelManifest
@@ -41,6 +48,25 @@ class TextChunk:
     end: int
 
 
+@dataclass(frozen=True, slots=True)
+class _Counted:
+    """One encoding of ``title + "\n" + body``, read apart (additive tokenizers only)."""
+
+    title: str
+    prefix_tokens: int  # special tokens included, as count_tokens(prefix) answers
+    body_tokens: int
+    total_tokens: int
+
+
+def counts_add_up(tokenizer: Tokenizer) -> bool:
+    """Whether a token never spans whitespace and each character normalizes on its own:
+    then the tokens of ``a + "\n" + b`` are a's then b's (plus the special tokens)."""
+    normalizer = tokenizer.normalizer
+    return isinstance(tokenizer.pre_tokenizer, pre_tokenizers.BertPreTokenizer) and (
+        normalizer is None or isinstance(normalizer, normalizers.BertNormalizer)
+    )
+
+
 class Chunker:
     """Token-aware chunking with the embedding model's own tokenizer. Deterministic."""
 
@@ -49,7 +75,10 @@ class Chunker:
         tokenizer: Tokenizer,
         chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        one_encoding: bool | None = None,
     ) -> None:
+        """`one_encoding`: count a document's title and body from one encoding (None: when
+        the tokenizer's counts add up; False: encode each part alone, the reference)."""
         if chunk_tokens < 4 * _MIN_BODY_TOKENS:
             raise ValueError(f"chunk_tokens must be at least {4 * _MIN_BODY_TOKENS}")
         if not 0 <= overlap_tokens < chunk_tokens // 2:
@@ -63,6 +92,9 @@ class Chunker:
         self.overlap_tokens = overlap_tokens
         # The title may take at most a quarter of the window; the rest is for the body.
         self.max_title_tokens = chunk_tokens // 4
+        self._specials = len(self._tokenizer.encode("").ids)
+        additive = counts_add_up(self._tokenizer)
+        self._one_encoding = additive if one_encoding is None else one_encoding and additive
         self._splitters: dict[tuple[bool, int], TextSplitter | MarkdownSplitter] = {}
         vocabulary = hashlib.sha256(self._tokenizer.to_str().encode()).hexdigest()[:16]
         # What decides the chunks besides the text: part of a document's content hash, so
@@ -85,17 +117,28 @@ class Chunker:
     def chunk(self, doc: ParsedDocument) -> list[TextChunk]:
         if not doc.text.strip():
             return []
-        title = self._fit_title(doc.title)
-        prefix = f"{title}\n" if title else ""
-        # Measured, not assumed: specials plus whatever the prefix costs with this tokenizer.
-        budget = self.chunk_tokens - self.count_tokens(prefix)
+        whole = doc.text.strip()
+        lead = len(doc.text) - len(doc.text.lstrip())
+        counted = self._count_at_once(doc.title, whole) if self._one_encoding else None
+        if counted is None:
+            title = self._fit_title(doc.title)
+            prefix = f"{title}\n" if title else ""
+            # Measured, not assumed: specials plus whatever the prefix costs here.
+            prefix_tokens = self.count_tokens(prefix)
+        else:
+            title, prefix_tokens = counted.title, counted.prefix_tokens
+            prefix = f"{title}\n" if title else ""
+        budget = self.chunk_tokens - prefix_tokens
         markdown = doc.content_type == ContentType.MARKDOWN
         capacity = budget - self.overlap_tokens
-        whole = doc.text.strip()
-        if self._count_body(whole) <= capacity:
+        body_tokens = self._count_body(whole) if counted is None else counted.body_tokens
+        if counted is not None and body_tokens <= capacity:
+            # The one encoding counted the embed text too: nothing more to tokenize.
+            return [self._only_chunk(doc, title, prefix, lead, whole, counted.total_tokens)]
+        if body_tokens <= capacity:
             # What the splitter answers for a text that fits, without building a splitter
             # (tens of ms each) or tokenizing twice more: most documents are short.
-            cores = [(len(doc.text) - len(doc.text.lstrip()), whole)]
+            cores = [(lead, whole)]
         else:
             cores = self._splitter(markdown, capacity).chunk_indices(doc.text)
             cores = self._merge_fragments(doc.text, cores, capacity)
@@ -120,6 +163,45 @@ class Chunker:
             )
             for ordinal, (start, body, count) in enumerate(pieces)
         ]
+
+    def _count_at_once(self, raw_title: str, body: str) -> _Counted | None:
+        """Title, prefix and body counts from one encoding of the embed text; None when
+        the title is over its share (it is cut by _fit_title's own encoding)."""
+        title = " ".join(raw_title.split())
+        prefix = f"{title}\n" if title else ""
+        encoding = self._tokenizer.encode(prefix + body)
+        total = len(encoding.ids)
+        # Offsets are spans of the input: the title's tokens end within it.
+        title_tokens = (
+            sum(
+                1
+                for (_, end), special in zip(
+                    encoding.offsets, encoding.special_tokens_mask, strict=True
+                )
+                if not special and end <= len(title)
+            )
+            if title
+            else 0
+        )
+        if title_tokens > self.max_title_tokens:
+            return None
+        prefix_tokens = title_tokens + self._specials
+        return _Counted(title, prefix_tokens, total - prefix_tokens, total)
+
+    @staticmethod
+    def _only_chunk(
+        doc: ParsedDocument, title: str, prefix: str, start: int, body: str, tokens: int
+    ) -> TextChunk:
+        return TextChunk(
+            ordinal=0,
+            text=body,
+            title=title,
+            path=doc.path,
+            token_count=tokens,
+            embed_text=prefix + body,
+            start=start,
+            end=start + len(body),
+        )
 
     def _splitter(self, markdown: bool, budget: int) -> TextSplitter | MarkdownSplitter:
         # Budgets vary only with title length (bounded), so this cache stays small.

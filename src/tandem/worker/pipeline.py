@@ -21,8 +21,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Literal
@@ -34,6 +33,7 @@ from tandem.db import attempts, catalog, claims
 from tandem.documents import EmptyDocument, ParseError
 from tandem.index.postgres import stored_vectors
 from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
+from tandem.model_files import FloatArray
 from tandem.model_schemas import TextType
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
@@ -101,7 +101,7 @@ class IndexingPipeline:
         """Claim and index one batch. `on_claimed(n)` runs right after a claim of n items
         (the queue uses it to let another thread claim the next batch meanwhile)."""
         timings = BatchTimings(origin=origin, redelivered=redelivered, started=time.time())
-        with self._timed(timings, "claim"):
+        with timings.timed("claim"):
             items = claims.claim_items(self.sessions, self.limits)
         timings.items = len(items)
         if items:
@@ -129,8 +129,7 @@ class IndexingPipeline:
     def _index(
         self, items: list[claims.WorkItem], progress: _Progress, timings: BatchTimings
     ) -> None:
-        with self._timed(timings, "parse_chunk"):
-            documents, failures = self._prepare(items, progress)
+        documents, failures = self._prepare(items, progress, timings)
         self.observer.reached(Stage.PREPARED, [d.item.id for d in documents])
         passages = [
             (d, i, c.embed_text)
@@ -171,66 +170,63 @@ class IndexingPipeline:
         self._write(timings, progress, [], failures)
         progress.suspects = []
         attempt_ids = {i.attempt_id for i in items}
-        with self._timed(timings, "finish_attempts"):
+        with timings.timed("finish_attempts"):
             attempts.finish_attempts(self.sessions, attempt_ids)
         self.observer.reached(Stage.FINISHED, [i.id for i in items])
 
     def _prepare(
-        self, items: list[claims.WorkItem], progress: _Progress
+        self, items: list[claims.WorkItem], progress: _Progress, timings: BatchTimings
     ) -> tuple[list[PreparedDocument], list[claims.Outcome]]:
         """Parse and chunk what changed; (the documents to embed, the items that end here:
         failed, or unchanged)."""
-        documents: list[PreparedDocument] = []
         failures: list[claims.Outcome] = []
-        with self.sessions() as session:
+        with timings.timed("hash"):
+            digests = [content_hash(item, self.chunker.fingerprint) for item in items]
+        changed: list[tuple[claims.WorkItem, str, bool]] = []
+        # One session, closed before any parse: what is indexed, and the stored vectors of
+        # the documents that changed (their chunks whose text stays keep them).
+        with timings.timed("lookup"), self.sessions() as session:
             known = catalog.indexed(session, [i.document_id for i in items])
-        for item in items:
-            progress.suspects = [item]
-            digest = content_hash(item, self.chunker.fingerprint)
-            before = known.get(item.document_id)
-            if before is not None and before.content_hash == digest:
+            for item, digest in zip(items, digests, strict=True):
+                before = known.get(item.document_id)
+                if before is None or before.content_hash != digest:
+                    changed.append((item, digest, before is not None))
+                    continue
                 readers = item.readers if item.readers != before.readers else None
                 failures.append(
                     claims.Outcome(
                         item, chunk_count=before.chunk_count, outcome="unchanged", readers=readers
                     )
                 )
-                continue
+            updated = [item.document_id for item, _, existed in changed if existed]
+            stored = stored_vectors(session, updated)
+        documents: list[PreparedDocument] = []
+        for item, digest, existed in changed:
+            progress.suspects = [item]
             try:
-                parsed = self.parser.parse(item.filename, item.payload, item.content_type)
+                with timings.timed("parse"):
+                    parsed = self.parser.parse(item.filename, item.payload, item.content_type)
                 if item.title:
                     parsed = replace(parsed, title=item.title)
-                chunks = self.chunker.chunk(parsed)
+                with timings.timed("chunk"):
+                    chunks = self.chunker.chunk(parsed)
                 if not chunks:
                     raise EmptyDocument(item.filename)
             except ParseError as exc:
                 failures.append(claims.Outcome(item, error=str(exc)))
                 continue
-            documents.append(PreparedDocument(item, parsed, chunks, digest, before is not None))
-        self._reuse_vectors([d for d in documents if d.existed])
+            document = PreparedDocument(item, parsed, chunks, digest, existed)
+            _reuse_vectors(document, stored.get(item.document_id, {}))
+            documents.append(document)
         return documents, failures
-
-    def _reuse_vectors(self, documents: list[PreparedDocument]) -> None:
-        """Chunks whose title and text a document had before keep their stored vectors."""
-        if not documents:
-            return
-        with self.sessions() as session:
-            stored = stored_vectors(session, [d.item.document_id for d in documents])
-        for document in documents:
-            vectors = stored.get(document.item.document_id, {})
-            for i, chunk in enumerate(document.chunks):
-                vector = vectors.get((chunk.title, chunk.text))
-                if vector is not None:
-                    document.vectors[i] = vector
-                    document.reused += 1
 
     def _embed(self, part: list[tuple[PreparedDocument, int, str]], timings: BatchTimings) -> None:
         if not part:
             return
-        started = time.time()
+        started, cpu = time.time(), time.thread_time()
         vectors = self.embedder.embed([text for _, _, text in part], TextType.PASSAGE)
         ended = time.time()
-        timings.add("embed", ended - started)
+        timings.add("embed", ended - started, time.thread_time() - cpu)
         timings.embed_intervals.append((started, ended))
         if vectors.ndim != 2 or vectors.shape[1] != self.dimensions:
             raise EmbeddingMismatch(
@@ -250,12 +246,13 @@ class IndexingPipeline:
     ) -> None:
         if not documents and not failures:
             return
-        with self._timed(timings, "store"):
+        with timings.timed("store"):
             written = write_documents(
                 self.sessions,
                 documents,
                 failures,
                 lambda ids: self.observer.reached(Stage.WRITTEN, ids),
+                lambda part: timings.timed(f"store_{part}"),
             )
         lost = {d.item.id for d in documents} | {f.item.id for f in failures}
         lost -= written
@@ -290,14 +287,14 @@ class IndexingPipeline:
     def _release_on_error(self, progress: _Progress) -> _ReleaseOnError:
         return _ReleaseOnError(self, progress)
 
-    @staticmethod
-    @contextmanager
-    def _timed(timings: BatchTimings, stage: str) -> Iterator[None]:
-        started = time.perf_counter()
-        try:
-            yield
-        finally:
-            timings.add(stage, time.perf_counter() - started)
+
+def _reuse_vectors(document: PreparedDocument, stored: dict[tuple[str, str], FloatArray]) -> None:
+    """Chunks whose title and text the document had before keep their stored vectors."""
+    for i, chunk in enumerate(document.chunks):
+        vector = stored.get((chunk.title, chunk.text))
+        if vector is not None:
+            document.vectors[i] = vector
+            document.reused += 1
 
 
 class _ReleaseOnError:

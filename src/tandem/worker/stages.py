@@ -9,7 +9,9 @@ the process at exactly that point.
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -29,7 +31,8 @@ class Stage(StrEnum):
 
 @dataclass
 class BatchTimings:
-    """Where one batch's time went (seconds, wall clock of this thread)."""
+    """Where one batch's time went: `stages` in seconds of wall clock, `cpu` in CPU
+    seconds of this thread (time.thread_time; a parser child's CPU is its own)."""
 
     origin: str
     redelivered: bool
@@ -42,11 +45,22 @@ class BatchTimings:
     unchanged: int = 0  # content as indexed already: nothing parsed or embedded
     released: int = 0
     stages: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
     # (start, end) of each embedding request: when the indexing server had our work.
     embed_intervals: list[tuple[float, float]] = field(default_factory=list)
 
-    def add(self, stage: str, seconds: float) -> None:
+    def add(self, stage: str, seconds: float, cpu_seconds: float = 0.0) -> None:
         self.stages[stage] = self.stages.get(stage, 0.0) + seconds
+        self.cpu[stage] = self.cpu.get(stage, 0.0) + cpu_seconds
+
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        """Adds the block's wall and thread CPU time to `stage`."""
+        started, cpu = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self.add(stage, time.perf_counter() - started, time.thread_time() - cpu)
 
 
 class StageObserver(Protocol):

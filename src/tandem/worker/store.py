@@ -8,6 +8,7 @@ was killed or delivered twice.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -93,12 +94,14 @@ def write_documents(
     documents: Sequence[PreparedDocument],
     outcomes: Sequence[claims.Outcome],
     before_commit: Callable[[Sequence[int]], None],
+    timed: Callable[[str], AbstractContextManager[None]] = lambda _: nullcontext(),
 ) -> set[int]:
     """Store `documents` (fully embedded) and record `outcomes` (failed or unchanged
     items), in one transaction. Returns the ids of the items written; the others were no
-    longer this claim's."""
+    longer this claim's. `timed(part)` times the chunk statements ("chunks": COPY, BM25
+    triggers, HNSW inserts) and the commit ("commit") apart from the rest."""
     items = [d.item for d in documents] + [o.item for o in outcomes]
-    with sessions.begin() as session:
+    with sessions() as session:
         owned = claims.lock_owned(session, items)
         mine = sorted(
             (d for d in documents if d.item.id in owned), key=lambda d: d.item.document_id
@@ -121,9 +124,10 @@ def write_documents(
         )
         # Last before the commit: the chunk statements take the BM25 statistics lock,
         # which every writer shares until its commit.
-        replace_chunks(
-            session, {d.item.document_id: d.indexed_chunks() for d in stored}, upserted.existed
-        )
+        with timed("chunks"):
+            replace_chunks(
+                session, {d.item.document_id: d.indexed_chunks() for d in stored}, upserted.existed
+            )
         readers = {
             o.item.document_id: o.readers
             for o in outcomes
@@ -132,4 +136,7 @@ def write_documents(
         catalog.set_readers(session, readers)
         set_readers(session, readers)
         before_commit(sorted(owned))
+        # An error above leaves the block uncommitted: closing the session rolls it back.
+        with timed("commit"):
+            session.commit()
     return owned
