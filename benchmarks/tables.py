@@ -94,7 +94,10 @@ def _target_cell(found: dict[str, Any], half: str, ratio: bool) -> str:
         text = f"{figure['value']:+.3f} [{figure['ci95_low']:+.3f}, {figure['ci95_high']:+.3f}]"
     if half == "tuning":
         return text
-    return f"**{text}** {'met' if found['met_on_held_out'] else 'missed'}"
+    if not found["met_on_held_out"]:
+        return f"**{text}** missed"
+    sure = found["ci95_above_goal_on_held_out"]
+    return f"**{text}** met{'' if sure else ', interval reaches below'}"
 
 
 def ranking_quality(result: dict[str, Any]) -> str:
@@ -146,7 +149,7 @@ def ranking_quality(result: dict[str, Any]) -> str:
         "hybrid chosen on tuning - best reference fusion",
         "tuned hybrid - best reference fusion",
         False,
-        "",
+        "(comparison)",
     )
     details = []
     for name, found in sets.items():
