@@ -17,13 +17,12 @@ import numpy as np
 import numpy.typing as npt
 
 from tandem.config import ModelCacheSettings
-from tandem.model_files import TOKENIZER_FILE, ModelKind, locate_prepared
+from tandem.model_files import TOKENIZER_FILE, ModelKind, Precision, locate_prepared, model_file
 from tandem.model_server.onnx_model import OnnxModel, load_model
 
 Matrix = npt.NDArray[np.float32]
 EMBED_BATCH = 32
 SEGMENT_SIZE = 2048
-MODEL_FILE = "model.onnx"  # fp32: the reference weights
 
 
 def _file_digest(path: Path) -> bytes:
@@ -35,17 +34,22 @@ def _file_digest(path: Path) -> bytes:
 
 
 class CachedEmbedder:
-    def __init__(self, cache_dir: Path, threads: int = 2) -> None:
+    def __init__(
+        self, cache_dir: Path, threads: int = 2, precision: Precision = Precision.FP32
+    ) -> None:
+        """fp32 by default (the reference weights); int8 embeds about twice as fast."""
         settings = ModelCacheSettings()
         self.directory, self.manifest = locate_prepared(
             settings.model_cache, settings.embedding_model, ModelKind.BI_ENCODER
         )
+        self.precision = precision
         key = hashlib.sha256(
-            _file_digest(self.directory / MODEL_FILE)
+            _file_digest(self.directory / model_file(precision))
             + _file_digest(self.directory / TOKENIZER_FILE)
             + str(self.manifest.max_seq_length).encode()
         ).hexdigest()[:16]
-        self.model_key = f"{self.manifest.name}-{key}"
+        suffix = "" if precision is Precision.FP32 else f"-{precision.value}"
+        self.model_key = f"{self.manifest.name}{suffix}-{key}"
         self._store = cache_dir / "embeddings" / self.model_key
         self._threads = threads
         self._model: OnnxModel | None = None
@@ -66,7 +70,13 @@ class CachedEmbedder:
 
     def _load(self) -> OnnxModel:
         if self._model is None:
-            self._model = load_model(self.directory, self.manifest, self._threads, spinning=False)
+            self._model = load_model(
+                self.directory,
+                self.manifest,
+                self._threads,
+                spinning=False,
+                precision=self.precision,
+            )
         return self._model
 
     def embed(self, texts: list[str], progress: str = "") -> Matrix:

@@ -8,11 +8,16 @@ worker's Chunker, embeds the chunks in this process with the prepared model (cac
 disk: benchmarks/embedding_cache.py) and writes them through the worker's write path (the
 documents catalogue, then `PostgresIndex.replace_document`, so the database's own triggers
 run). Every query then runs through `tandem.search.Searcher` (the library the API route
-calls) in keyword and semantic mode and in hybrid mode with both fusions at several
-alphas; a document's rank is its best chunk's. The references
-(benchmarks/ranking_references.py) are computed in the same run from the same chunks and
-vectors. MRR@10, recall@10 and Tandem's ratios to the references
-go to benchmarks/results/ranking_quality.json.
+calls), a page of 10 as the API asks by default, in keyword and semantic mode and in
+hybrid mode with both fusions at several alphas; a document's rank is its best chunk's.
+The references (benchmarks/ranking_references.py: BM25, exact dense, and a grid of their
+fusions) are computed in the same run from the same chunks and vectors.
+
+Each set's queries are split into a tuning and a held-out half (benchmarks/ranking_split.py);
+the best reference fusion and Tandem's best hybrid are chosen on the tuning half and the
+targets reported on the held-out half, with paired bootstrap intervals
+(benchmarks/ranking_report.py). MRR@10 and recall@10 of every configuration on both
+halves, the choices and the targets go to benchmarks/results/ranking_quality.json.
 
     python -m benchmarks.ranking_quality [--quick] [--set man-perl|stdlib|both]
 """
@@ -28,10 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from benchmarks import labelled_corpus, quality_set, ranking_references
 from benchmarks.embedding_cache import CachedEmbedder
+from benchmarks.ranking_report import from_ranks, ranks_in, row, summarize
 from benchmarks.ranking_runs import (
     Configuration,
     chunk_documents,
@@ -40,144 +44,142 @@ from benchmarks.ranking_runs import (
     tandem_rankings,
     throwaway_database,
 )
+from benchmarks.ranking_split import HELD_OUT, RULE, TUNING, PerQuery, Split
 from benchmarks.results_io import write_result
-from benchmarks.retrieval_quality import score
+from tandem.index.fusion import Fusion
+from tandem.index.protocol import DEFAULT_HYBRID_ALPHA
+from tandem.model_files import Precision
 from tandem.worker.chunking import Chunker
 
-CUTOFF = 10
-DEPTH = 100  # chunks asked of Tandem, documents kept of a reference
-ALPHAS = (0.5, 0.7, 0.8)
+DEPTH = 100  # documents a reference ranks in first_relevant_rank
+LINEAR_ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9)
+RRF_ALPHAS = (0.5, 0.7)
 QUICK_QUERIES = 150
 QUICK_DOCUMENTS = 1500
 SEED = 8
 
 
-def load_set(name: str, cache_dir: Path, quick: bool) -> tuple[Any, Any]:
+def load_set(
+    name: str, cache_dir: Path, quick: bool, max_documents: int | None = None
+) -> tuple[Any, Any]:
+    """The set's documents and queries; man-perl with `quick` a seeded sample of queries,
+    and with `quick` or `max_documents` every remaining query's relevant document plus
+    seeded distractors up to that many documents."""
     if name == "stdlib":
         documents, queries = quality_set.load()
         return documents, (queries[::4] if quick else queries)
     documents, queries = labelled_corpus.load(labelled_corpus.ensure(cache_dir))
-    if not quick:
-        return documents, queries
+    limit = QUICK_DOCUMENTS if quick else max_documents
     rng = random.Random(SEED)
-    queries = sorted(rng.sample(queries, QUICK_QUERIES), key=lambda q: q.id)
+    if quick:
+        queries = sorted(rng.sample(queries, QUICK_QUERIES), key=lambda q: q.id)
+    if limit is None or limit >= len(documents):
+        return documents, queries
     relevant = {d for q in queries for d in q.relevant}
     others = [d for d in documents if d.id not in relevant]
-    keep = relevant | {d.id for d in rng.sample(others, QUICK_DOCUMENTS - len(relevant))}
+    room = max(0, limit - len(relevant))
+    keep = relevant | {d.id for d in rng.sample(others, min(room, len(others)))}
     return [d for d in documents if d.id in keep], queries
 
 
-def evaluate(rankings: list[list[str]], queries: list[Any]) -> dict[str, Any]:
-    """MRR@10 and recall@10, and each query's rank of its first relevant document."""
-    reciprocal: list[float] = []
-    recall: list[float] = []
-    first: list[int | None] = []
-    for ranking, query in zip(rankings, queries, strict=True):
-        rr, found = score(ranking[:CUTOFF], query.relevant)
-        reciprocal.append(rr)
-        recall.append(found)
-        first.append(next((r for r, d in enumerate(ranking, 1) if d in query.relevant), None))
-    return {
-        "mrr_at_10": float(np.mean(reciprocal)),
-        "recall_at_10": float(np.mean(recall)),
-        "first_relevant_rank": first,
+def _print(name: str, found: dict[str, Any]) -> None:
+    print(
+        f"  {name:30} MRR@10 {found['mrr_at_10']:.3f} (tuning {found[TUNING]['mrr_at_10']:.3f},"
+        f" held-out {found[HELD_OUT]['mrr_at_10']:.3f})  recall@10 {found['recall_at_10']:.3f}",
+        flush=True,
+    )
+
+
+def _first(ranks: list[list[int | None]]) -> list[int | None]:
+    return [min((r for r in per_query if r is not None), default=None) for per_query in ranks]
+
+
+def tandem_side(
+    sessions: Any, prepared: Any, configs: list[Configuration], split: Split
+) -> tuple[dict[str, PerQuery], dict[str, dict[str, Any]]]:
+    scores: dict[str, PerQuery] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for config, ranked in tandem_rankings(sessions, prepared, configs):
+        ranks = ranks_in(ranked, prepared.queries)
+        scores[config.name] = from_ranks(ranks)
+        results[config.name] = row(split, scores[config.name], _first(ranks)) | config.describe()
+        _print(config.name, results[config.name])
+    return scores, results
+
+
+def reference_side(
+    prepared: Any, split: Split
+) -> tuple[dict[str, PerQuery], dict[str, PerQuery], dict[str, dict[str, Any]]]:
+    """(plain references, fusion grid, result rows of the plain ones)."""
+    ids = {d.id: i for i, d in enumerate(prepared.documents)}
+    relevant = [[ids[d] for d in q.relevant] for q in prepared.queries]
+    scores = ranking_references.compute(
+        [f"{d.title}\n{d.text}" for d in prepared.documents],
+        prepared.chunk_texts,
+        prepared.chunk_document,
+        prepared.chunk_vectors,
+        [q.text for q in prepared.queries],
+        prepared.query_vectors,
+    )
+    plain: dict[str, PerQuery] = {}
+    results: dict[str, dict[str, Any]] = {}
+    for name, matrix, positive in (
+        ("reference-bm25", scores.bm25, True),
+        ("reference-bm25-chunks", scores.bm25_chunks, True),
+        ("reference-dense", scores.dense, False),
+    ):
+        ranks = ranking_references.ranks_of(matrix, relevant, require_positive=positive)
+        plain[name] = from_ranks(ranks)
+        results[name] = row(split, plain[name], _first(ranks))
+        _print(name, results[name])
+    fuser = ranking_references.Fuser(scores)
+    fusions = {
+        fusion.name: from_ranks(ranking_references.ranks_of(fuser.fused(fusion), relevant))
+        for fusion in ranking_references.fusion_grid()
     }
-
-
-def ratios(results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Tandem against the references, as the issue's targets state them."""
-
-    def mrr(name: str) -> float:
-        return float(results[name]["mrr_at_10"])
-
-    def recall(name: str) -> float:
-        return float(results[name]["recall_at_10"])
-
-    linear_default = f"reference-linear-{ranking_references.DEFAULT_LINEAR_ALPHA}"
-    best_fusion = max(mrr("reference-rrf"), mrr(linear_default))
-    best_grid = max(mrr(n) for n in results if n.startswith(("reference-rrf", "reference-lin")))
-    # Comparison runs at other opening weights are not candidates for "best".
-    hybrids = {n: mrr(n) for n in results if n.startswith("hybrid-") and "-opening-" not in n}
-    best_hybrid = max(hybrids, key=lambda n: hybrids[n])
-    return {
-        "keyword_over_reference_bm25": mrr("keyword") / mrr("reference-bm25"),
-        "keyword_recall_over_reference_bm25": recall("keyword") / recall("reference-bm25"),
-        "semantic_over_reference_dense": mrr("semantic") / mrr("reference-dense"),
-        "semantic_recall_over_reference_dense": recall("semantic") / recall("reference-dense"),
-        "best_reference_fusion": best_fusion,
-        "best_reference_fusion_over_alpha_grid": best_grid,
-        "best_hybrid": best_hybrid,
-        "best_hybrid_minus_best_reference_fusion": hybrids[best_hybrid] - best_fusion,
-        "hybrid_minus_best_reference_fusion": {n: v - best_fusion for n, v in hybrids.items()},
-        "targets_met": {
-            "keyword >= 0.97 x reference BM25": mrr("keyword") >= 0.97 * mrr("reference-bm25"),
-            "semantic >= 0.99 x reference dense": mrr("semantic") >= 0.99 * mrr("reference-dense"),
-            "best hybrid >= best reference fusion + 0.01": hybrids[best_hybrid]
-            >= best_fusion + 0.01,
-        },
-    }
+    return plain, fusions, results
 
 
 def run_set(
     name: str, args: argparse.Namespace, embedder: CachedEmbedder, work: Path
 ) -> dict[str, Any]:
-    documents, queries = load_set(name, args.cache_dir, args.quick)
-    print(f"[{name}] {len(documents)} documents, {len(queries)} queries", flush=True)
+    documents, queries = load_set(name, args.cache_dir, args.quick, args.max_documents)
+    split = Split.of(queries)
+    print(f"[{name}] {len(documents)} documents, {len(queries)} queries {split.describe()}")
     started = time.perf_counter()
     chunker = Chunker.from_model_dir(embedder.directory)
     prepared = chunk_documents(name, documents, queries, chunker, embedder)
     seconds: dict[str, float] = {"prepare": time.perf_counter() - started}
-    ids = [d.id for d in documents]
-    results: dict[str, dict[str, Any]] = {}
-    configs: list[Configuration] = configurations(
-        (0.7,) if args.quick else ALPHAS, tuple(args.opening_weights)
-    )
+    alphas = {Fusion.LINEAR: LINEAR_ALPHAS, Fusion.RRF: RRF_ALPHAS}
+    if args.quick:
+        alphas = {fusion: (DEFAULT_HYBRID_ALPHA,) for fusion in Fusion}
+    configs = configurations(alphas, tuple(args.opening_weights), tuple(args.limits))
     with throwaway_database(work / name) as sessions:
         seconds["ingest"] = ingest(sessions, prepared)
         started = time.perf_counter()
-        for config, ranked in tandem_rankings(sessions, prepared, configs, DEPTH):
-            results[config.name] = evaluate(ranked, queries) | config.describe()
-            row = results[config.name]
-            print(
-                f"  {config.name:22} MRR@10 {row['mrr_at_10']:.3f}  "
-                f"recall@10 {row['recall_at_10']:.3f}",
-                flush=True,
-            )
+        tandem, results = tandem_side(sessions, prepared, configs, split)
         seconds["tandem_queries"] = time.perf_counter() - started
     started = time.perf_counter()
-    scores = ranking_references.compute(
-        [f"{d.title}\n{d.text}" for d in documents],
-        prepared.chunk_texts,
-        prepared.chunk_document,
-        prepared.chunk_vectors,
-        [q.text for q in queries],
-        prepared.query_vectors,
-    )
-    for reference, ranked_indexes in ranking_references.rankings(scores, DEPTH).items():
-        ranked_ids = [[ids[i] for i in ranking] for ranking in ranked_indexes]
-        results[reference] = evaluate(ranked_ids, queries)
-        row = results[reference]
+    references, fusions, reference_rows = reference_side(prepared, split)
+    seconds["references"] = time.perf_counter() - started
+    candidates = [c.name for c in configs if c.candidate]
+    summary = summarize(split, tandem, candidates, references, fusions)
+    for target, found in summary["targets"].items():
+        held = found[HELD_OUT]
         print(
-            f"  {reference:22} MRR@10 {row['mrr_at_10']:.3f}  recall@10 {row['recall_at_10']:.3f}",
+            f"  {target}: held-out {held['value']:.3f} [{held['ci95_low']:.3f},"
+            f" {held['ci95_high']:.3f}], tuning {found[TUNING]['value']:.3f}",
             flush=True,
         )
-    seconds["references"] = time.perf_counter() - started
-    summary = ratios(results)
-    print(
-        f"  keyword/BM25 {summary['keyword_over_reference_bm25']:.3f}  "
-        f"semantic/dense {summary['semantic_over_reference_dense']:.3f}  "
-        f"best hybrid ({summary['best_hybrid']}) - best reference fusion "
-        f"{summary['best_hybrid_minus_best_reference_fusion']:+.3f}",
-        flush=True,
-    )
     return {
         "documents": len(documents),
         "chunks": len(prepared.chunk_texts),
         "queries": len(queries),
         "query_ids": [q.id for q in queries],
+        "split": split.describe(),
         "seconds": seconds,
-        "ratios": summary,
-        "results": results,
+        "summary": summary,
+        "results": results | reference_rows,
     }
 
 
@@ -187,14 +189,35 @@ def main() -> None:
         "--quick",
         action="store_true",
         help=f"{QUICK_QUERIES} man/perl queries over {QUICK_DOCUMENTS} documents, "
-        "every fourth stdlib query, alpha 0.7 only",
+        f"every fourth stdlib query, alpha {DEFAULT_HYBRID_ALPHA} only",
     )
     parser.add_argument(
         "--opening-weights",
         type=float,
         nargs="*",
-        default=[0.0],
+        default=[],
         help="semantic and hybrid also at these opening-chunk weights (0: each chunk alone)",
+    )
+    parser.add_argument(
+        "--limits",
+        type=int,
+        nargs="*",
+        default=[100],
+        help="default hybrid also asking for this many hits (its retrievers' pools grow)",
+    )
+    parser.add_argument(
+        "--max-documents",
+        type=int,
+        default=None,
+        help="man-perl: every query's relevant page plus seeded distractors up to this many "
+        "documents (default: all 5,584)",
+    )
+    parser.add_argument(
+        "--precision",
+        type=Precision,
+        choices=list(Precision),
+        default=Precision.FP32,
+        help="the model's weights the vectors come from (both sides use the same vectors)",
     )
     parser.add_argument("--set", choices=("man-perl", "stdlib", "both"), default="both")
     parser.add_argument("--cache-dir", type=Path, default=labelled_corpus.default_cache_dir())
@@ -203,7 +226,7 @@ def main() -> None:
     # SIGTERM unwinds like an error: PostgreSQL is stopped and the temporary directory removed.
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
     names = ("man-perl", "stdlib") if args.set == "both" else (args.set,)
-    embedder = CachedEmbedder(args.cache_dir)
+    embedder = CachedEmbedder(args.cache_dir, precision=args.precision)
     started = time.perf_counter()
     sets: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="tandem-ranking-bench-") as tmp:
@@ -212,10 +235,13 @@ def main() -> None:
     result = {
         "benchmark": "ranking_quality",
         "quick": args.quick,
+        "max_documents": args.max_documents,
+        "precision": args.precision.value,
         "model": embedder.model_key,
         "texts_embedded_this_run": embedder.embedded,
         "embed_seconds": embedder.embed_seconds,
         "seconds": time.perf_counter() - started,
+        "split_rule": RULE,
         "sets": sets,
     }
     name = "ranking_quality_quick" if args.quick else "ranking_quality"

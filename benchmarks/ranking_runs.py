@@ -4,8 +4,9 @@ Documents are chunked by the worker's Chunker and written the way the worker wri
 (catalogue row, then `PostgresIndex.replace_document`; the chunk count is left at 0), into a
 throwaway PostgreSQL with the project's migrations, so whatever the schema maintains on
 write (statistics, triggers) is maintained here too. Queries go through
-`tandem.search.Searcher` over `PostgresIndex`, as the API route sends them (100
-candidates per retriever before fusion), with query vectors computed beforehand.
+`tandem.search.Searcher` over `PostgresIndex`, as the API route sends them (a page of 10
+hits unless a configuration asks for more; the searcher sizes the retrievers' pools from
+it), with query vectors computed beforehand.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class Configuration:
     fusion: Fusion = Fusion.LINEAR  # only hybrid mode fuses
     alpha: float | None = None
     opening_weight: float = OPENING_WEIGHT  # keyword mode ignores it
+    # Hits asked for: the API's default page (10) unless a comparison asks for more;
+    # the pool each retriever fills grows with it (tandem.search.searcher.candidates).
+    limit: int = 10
+    # Whether this configuration competes for a default: the others differ by a
+    # constant outside the settings (opening weight, page size), shown for comparison.
+    candidate: bool = True
 
     def describe(self) -> dict[str, Any]:
         hybrid = self.mode is SearchMode.HYBRID
@@ -53,34 +60,56 @@ class Configuration:
             "fusion": self.fusion.value if hybrid else None,
             "alpha": self.alpha,
             "opening_weight": None if self.mode is SearchMode.KEYWORD else self.opening_weight,
+            "limit": self.limit,
+            "candidate": self.candidate,
         }
 
 
 def configurations(
-    alphas: tuple[float, ...], opening_weights: tuple[float, ...] = ()
+    alphas: dict[Fusion, tuple[float, ...]],
+    opening_weights: tuple[float, ...] = (),
+    limits: tuple[int, ...] = (),
 ) -> list[Configuration]:
-    """Every mode at today's defaults, hybrid over `alphas`; then semantic and default-alpha
-    linear hybrid at each of the other `opening_weights`, to show what the blend brings."""
+    """Every mode at today's defaults, hybrid over `alphas` per fusion; then, for
+    comparison, semantic and default-alpha linear hybrid at each of the other
+    `opening_weights`, and default hybrid asking for each of `limits` hits."""
     found = [
         Configuration("keyword", SearchMode.KEYWORD),
         Configuration("semantic", SearchMode.SEMANTIC),
     ]
-    for fusion in Fusion:
+    for fusion, fusion_alphas in alphas.items():
         found += [
             Configuration(f"hybrid-{fusion.value}-{a}", SearchMode.HYBRID, fusion, a)
-            for a in alphas
+            for a in fusion_alphas
         ]
+    found += [
+        Configuration(
+            f"hybrid-linear-{DEFAULT_HYBRID_ALPHA}-limit-{limit}",
+            SearchMode.HYBRID,
+            Fusion.LINEAR,
+            DEFAULT_HYBRID_ALPHA,
+            limit=limit,
+            candidate=False,
+        )
+        for limit in limits
+    ]
     for weight in opening_weights:
         if weight == OPENING_WEIGHT:
             continue
         found += [
-            Configuration(f"semantic-opening-{weight}", SearchMode.SEMANTIC, opening_weight=weight),
+            Configuration(
+                f"semantic-opening-{weight}",
+                SearchMode.SEMANTIC,
+                opening_weight=weight,
+                candidate=False,
+            ),
             Configuration(
                 f"hybrid-linear-{DEFAULT_HYBRID_ALPHA}-opening-{weight}",
                 SearchMode.HYBRID,
                 Fusion.LINEAR,
                 DEFAULT_HYBRID_ALPHA,
                 weight,
+                candidate=False,
             ),
         ]
     return found
@@ -197,10 +226,10 @@ def tandem_rankings(
     sessions: sessionmaker[Session],
     prepared: PreparedSet,
     configs: list[Configuration],
-    depth: int,
 ) -> Iterator[tuple[Configuration, list[list[str]]]]:
-    """Each configuration's document rankings, one per query (a document at its best
-    chunk's rank), from `tandem.search.Searcher`, the library the API route calls."""
+    """Each configuration's document rankings (its `limit` hits, one per document at its
+    best chunk's rank), one per query, from `tandem.search.Searcher`, the library the API
+    route calls."""
     texts = [q.text for q in prepared.queries]
     inference = PrecomputedQueryVectors(texts, prepared.query_vectors)
     longest = max(len(t) for t in texts)
@@ -217,7 +246,7 @@ def tandem_rankings(
         for text in texts:
             alpha = DEFAULT_HYBRID_ALPHA if config.alpha is None else config.alpha
             result = searchers[config.fusion, config.opening_weight].search(
-                SearchQuery(text=text, mode=config.mode, limit=depth, alpha=alpha)
+                SearchQuery(text=text, mode=config.mode, limit=config.limit, alpha=alpha)
             )
             if result.degraded:
                 raise RuntimeError(f"search was degraded: {text!r}")

@@ -7,7 +7,12 @@ server); every query then runs through POST /api/search in keyword and semantic 
 in hybrid mode with both fusion methods (an API server per TANDEM_FUSION value) at
 several alphas. Hits are chunks: a document's rank is that of its best chunk.
 
-    python -m benchmarks.retrieval_quality [--quick]
+The queries are split into a tuning and a held-out half (benchmarks/ranking_split.py):
+every configuration is reported on both, and the best hybrid is chosen on the tuning half
+only. `--resplit FILE` recomputes the halves of an earlier run from its per-query
+figures, without running anything.
+
+    python -m benchmarks.retrieval_quality [--quick] [--resplit FILE]
 """
 
 from __future__ import annotations
@@ -20,9 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
+import orjson
 
 from benchmarks import tandem_stack as stack
 from benchmarks.quality_set import LabelledDocument, LabelledQuery, load
+from benchmarks.ranking_split import HALVES, Split, choose, halves
+from benchmarks.ranking_split import PerQuery as SplitScores
 from benchmarks.results_io import write_result
 
 CUTOFF = 10
@@ -119,6 +128,34 @@ def evaluate(
     }
 
 
+def split_halves(result: dict[str, Any], queries: list[LabelledQuery]) -> dict[str, Any]:
+    """`result` with each configuration's MRR@10 and recall@10 on both halves, the split,
+    and the hybrid chosen on the tuning half."""
+    asked = [q for q in queries if q.id in next(iter(result["results"].values()))["per_query"]]
+    split = Split.of(asked)
+    scores: dict[str, SplitScores] = {}
+    for name, row in result["results"].items():
+        per_query = [row["per_query"][q.id] for q in asked]
+        scores[name] = SplitScores(
+            np.array([p["rr"] for p in per_query]), np.array([p["recall"] for p in per_query])
+        )
+        row.update(halves(split, scores[name]))
+    hybrids = [n for n in scores if n.startswith("hybrid-")]
+    chosen, _ = choose(hybrids, scores.__getitem__, split)
+    return result | {
+        "split": split.describe(),
+        "hybrid_chosen_on_tuning": {"name": chosen}
+        | {h: halves(split, scores[chosen])[h] for h in HALVES},
+    }
+
+
+def resplit(path: Path) -> None:
+    """Add the halves to an earlier run's result file in place (its machine facts kept)."""
+    result = orjson.loads(path.read_bytes())
+    updated = split_halves(result, load()[1])
+    path.write_bytes(orjson.dumps(updated, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
+
+
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     documents, queries = load()
     if args.quick:
@@ -142,7 +179,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             row = results[config.name]
             mrr, recall = row["mrr_at_10"], row["recall_at_10"]
             print(f"{config.name:18} MRR@10 {mrr:.3f}  recall@10 {recall:.3f}", flush=True)
-    return {
+    result = {
         "benchmark": "retrieval_quality",
         "quick": args.quick,
         "documents": len(documents),
@@ -154,13 +191,18 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "ingest": ingested,
         "results": results,
     }
+    return split_halves(result, queries)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="every fourth query, alpha 0.5 only")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--resplit", type=Path, default=None, help="an earlier run's JSON")
     args = parser.parse_args()
+    if args.resplit:
+        resplit(args.resplit)
+        return
     with tempfile.TemporaryDirectory(prefix="tandem-quality-bench-") as tmp:
         result = run(args, Path(tmp))
     print(f"-> {write_result('retrieval_quality', result, args.output)}")

@@ -215,6 +215,105 @@ def ingest_throughput(result: dict[str, Any]) -> str:
         )
         text += "\n"
     return text
+def _short(name: str) -> str:
+    """A configuration's name without its side's prefix: "linear-max-0.7", "rrf-k60-w0.5"."""
+    return name.removeprefix("reference-").removeprefix("hybrid-")
+
+
+def _target_cell(found: dict[str, Any], half: str, ratio: bool) -> str:
+    figure = found[half]
+    if ratio:
+        text = f"{figure['value']:.3f}x [{figure['ci95_low']:.2f}, {figure['ci95_high']:.2f}]"
+    else:
+        text = f"{figure['value']:+.3f} [{figure['ci95_low']:+.3f}, {figure['ci95_high']:+.3f}]"
+    if half == "tuning":
+        return text
+    if not found["met_on_held_out"]:
+        return f"**{text}** missed"
+    sure = found["ci95_above_goal_on_held_out"]
+    return f"**{text}** met{'' if sure else ', interval reaches below'}"
+
+
+def ranking_quality(result: dict[str, Any]) -> str:
+    sets = result["sets"]
+    halves = ("tuning", "held_out")
+    header = ["MRR@10 (recall@10)"]
+    for name, found in sets.items():
+        header += [f"{name} {h.replace('_', '-')} ({found['split'][h]})" for h in halves]
+    rows = ["| " + " | ".join([*header, "target, on held-out"]) + " |"]
+    rows.append("|---" + "|---:" * (len(header) - 1) + "|---|")
+
+    def figures(label: str, pick: Callable[[dict[str, Any]], str], target: str = "") -> None:
+        cells = []
+        for found in sets.values():
+            name = pick(found)
+            for half in halves:
+                row = found["results"].get(name) or found["summary"]["reference_fusion"]["halves"]
+                cell = f"{row[half]['mrr_at_10']:.3f} ({row[half]['recall_at_10']:.3f})"
+                cells.append(cell if "{" not in label else f"{cell} {_short(name)}")
+        rows.append(f"| {label.replace('{}', '')} | " + " | ".join([*cells, target]) + " |")
+
+    def target(label: str, key: str, ratio: bool, goal: str) -> None:
+        cells = [
+            _target_cell(found["summary"]["targets"][key], half, ratio)
+            for found in sets.values()
+            for half in halves
+        ]
+        rows.append(f"| {label} | " + " | ".join([*cells, goal]) + " |")
+
+    def chosen(side: str) -> Callable[[dict[str, Any]], str]:
+        return lambda found: str(found["summary"][side]["chosen_on_tuning"])
+
+    figures("Tandem keyword (BM25 in PostgreSQL)", lambda _: "keyword")
+    figures("reference BM25 (bm25s, whole documents)", lambda _: "reference-bm25")
+    target("keyword / reference BM25", "keyword / reference BM25", True, "≥ 0.97x")
+    figures("Tandem semantic", lambda _: "semantic")
+    figures("reference dense (exact cosine)", lambda _: "reference-dense")
+    target("semantic / reference dense", "semantic / reference dense", True, "≥ 0.99x")
+    figures("Tandem hybrid, defaults (linear, alpha 0.7)", lambda f: "hybrid-linear-0.7")
+    figures("Tandem hybrid chosen on tuning{}", chosen("tandem_hybrid"))
+    figures("best reference fusion chosen on tuning{}", chosen("reference_fusion"))
+    target(
+        "hybrid (defaults) - best reference fusion",
+        "default hybrid - best reference fusion",
+        False,
+        "≥ +0.01",
+    )
+    target(
+        "hybrid chosen on tuning - best reference fusion",
+        "tuned hybrid - best reference fusion",
+        False,
+        "(comparison)",
+    )
+    details = []
+    for name, found in sets.items():
+        sample = f"{found['documents']:,} documents, {found['chunks']:,} chunks"
+        details.append(f"{name}: {sample}, {found['queries']:,} queries")
+    load = result["machine"]["load_average_1_5_15"][0]
+    return (
+        "\n".join(rows)
+        + f"\n\n{'; '.join(details)}; vectors from the {result['precision']} model. "
+        f"Split: {result['split_rule']}. In brackets: 95% paired bootstrap interval over "
+        f"the half's queries. One run, load average {load:.1f}.\n"
+    )
+
+
+def ranking_configurations(result: dict[str, Any]) -> str:
+    """Every configuration's MRR@10 on both halves: where a choice overfits, the tuning
+    figure runs ahead of the held-out one."""
+    sets = result["sets"]
+    header = ["MRR@10"] + [f"{n} {h}" for n in sets for h in ("tuning", "held-out")]
+    rows = ["| " + " | ".join(header) + " |", "|---" + "|---:" * (len(header) - 1) + "|"]
+    names = list(next(iter(sets.values()))["results"])
+    for name in names:
+        cells = []
+        for found in sets.values():
+            row = found["results"].get(name)
+            cells += (
+                [f"{row[h]['mrr_at_10']:.3f}" for h in ("tuning", "held_out")] if row else ["", ""]
+            )
+        rows.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(rows) + "\n"
 
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
@@ -222,6 +321,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "access_latency": access_latency,
     "search_breakdown": search_breakdown,
     "ingest_throughput": ingest_throughput,
+    "ranking_quality": lambda r: ranking_quality(r) + "\n" + ranking_configurations(r),
 }
 
 

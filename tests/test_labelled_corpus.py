@@ -1,13 +1,16 @@
-"""The man-page / POD labelled set (text extraction, query selection) and the reference
-rankings of benchmarks/ranking_references.py."""
+"""The man-page / POD labelled set (text extraction, query selection), the reference
+rankings of benchmarks/ranking_references.py, and the tuning / held-out split of
+benchmarks/ranking_split.py."""
 
 from __future__ import annotations
 
 import math
+import random
+from dataclasses import dataclass
 
 import numpy as np
 import pytest
-from benchmarks import ranking_references
+from benchmarks import ranking_references, ranking_report, ranking_split
 from benchmarks.doc_text import parse_man, parse_pod, pod_inline, roff_inline
 from benchmarks.labelled_corpus import MAX_WORDS, Page, cap_words, select
 
@@ -201,3 +204,89 @@ def test_reference_fusions_rank_by_their_formulas() -> None:
     assert ranking_references.best_per_document(chunk_scores, owners).tolist() == [
         pytest.approx([0.9, 0.4, 0.1])
     ]
+
+
+@dataclass(frozen=True)
+class _Query:
+    id: str
+    kind: str
+
+
+def test_split_is_deterministic_disjoint_and_balanced_per_kind() -> None:
+    queries = [_Query(f"q-{i:04d}", "known-item") for i in range(1000)]
+    queries += [_Query(f"s{i:02d}", "keyword" if i % 3 else "semantic") for i in range(67)]
+    halves = ranking_split.assign(queries)
+    # Deterministic: the same halves whatever the order the queries come in.
+    assert ranking_split.assign(list(reversed(queries))) == halves
+    assert ranking_split.assign(random.Random(3).sample(queries, len(queries))) == halves
+    # Disjoint and complete: every query in exactly one of the two halves.
+    assert set(halves) == {q.id for q in queries}
+    assert set(halves.values()) == {ranking_split.TUNING, ranking_split.HELD_OUT}
+    for kind in ("known-item", "keyword", "semantic"):
+        members = [halves[q.id] for q in queries if q.kind == kind]
+        tuning = members.count(ranking_split.TUNING)
+        # Balanced within each kind: the halves differ by at most one query.
+        assert tuning - (len(members) - tuning) in (0, 1)
+    # The hash decides, not the ids' order: both halves reach across the whole range.
+    first = [halves[f"q-{i:04d}"] for i in range(500)]
+    assert 200 < first.count(ranking_split.TUNING) < 300
+    assert first != [ranking_split.HALVES[i % 2] for i in range(500)]
+    split = ranking_split.Split.of(queries)
+    assert split.describe()["tuning"] + split.describe()["held_out"] == len(queries)
+    with pytest.raises(ValueError, match="unique"):
+        ranking_split.assign([*queries, queries[0]])
+
+
+def test_paired_bootstrap_interval_holds_the_difference() -> None:
+    rng = np.random.default_rng(1)
+    b = rng.random(400)
+    shifted = ranking_split.paired_bootstrap(b + 0.05, b)
+    # Paired: a constant shift has no spread at all, however noisy the queries are.
+    assert shifted["value"] == pytest.approx(0.05)
+    assert shifted["ci95_low"] == pytest.approx(0.05)
+    assert shifted["ci95_high"] == pytest.approx(0.05)
+    assert shifted["share_at_or_below_null"] == 0.0
+    noisy = ranking_split.paired_bootstrap(rng.random(400), b)
+    assert noisy["ci95_low"] < noisy["value"] < noisy["ci95_high"]
+    assert noisy["ci95_high"] - noisy["ci95_low"] > 0.02
+    ratio = ranking_split.paired_bootstrap(2 * b, b, ratio=True)
+    assert ratio["value"] == pytest.approx(2.0)
+    assert ratio["ci95_low"] == pytest.approx(2.0)
+
+
+def test_reference_ranks_agree_with_the_rankings_and_fusions() -> None:
+    rng = np.random.default_rng(2)
+    scores = np.round(rng.random((5, 40)), 1).astype(np.float32)  # many ties
+    scores[:, 7] = 0.0
+    relevant = [[3, 7], [0], [39], [7], [12, 13]]
+    ranks = ranking_references.ranks_of(scores, relevant, require_positive=True)
+    for row, documents, found in zip(
+        ranking_references.top(scores, 40), relevant, ranks, strict=True
+    ):
+        expected = [row.index(d) + 1 if d != 7 else None for d in documents]
+        assert found == expected
+    bm25 = np.array([[4.0, 0.0, 0.0]], dtype=np.float32)
+    dense = np.array([[0.1, 0.5, 0.6]], dtype=np.float32)
+    unweighted = ranking_references.ReferenceFusion("rrf", "rrf", 0.5, k=60)
+    fused = ranking_references.Fuser(ranking_references.ReferenceScores(bm25, bm25, dense))
+    assert fused.fused(unweighted).tolist()[0] == pytest.approx([1 / 61 + 1 / 63, 1 / 62, 1 / 61])
+    # Min-max over the documents: BM25 4, 0, 0 -> 1, 0, 0; cosine 0.1..0.6 -> 0, 0.8, 1.
+    minmax = ranking_references.ReferenceFusion("m", "linear", 0.5, normalisation="minmax")
+    assert fused.fused(minmax).tolist()[0] == pytest.approx([0.5, 0.4, 0.5])
+    per_query = ranking_report.from_ranks([[3, None], [11], [None]])
+    assert per_query.reciprocal.tolist() == pytest.approx([1 / 3, 0.0, 0.0])
+    assert per_query.recall.tolist() == pytest.approx([0.5, 0.0, 0.0])
+
+
+def test_choice_is_made_on_the_tuning_half_only() -> None:
+    queries = [_Query(f"q-{i:04d}", "known-item") for i in range(20)]
+    split = ranking_split.Split.of(queries)
+    tuning = split.mask(ranking_split.TUNING).astype(float)
+    # "a" wins on the tuning half, "b" (by more) on the held-out half.
+    scores = {
+        "a": ranking_split.PerQuery(0.6 * tuning, tuning),
+        "b": ranking_split.PerQuery(1.0 - tuning, 1.0 - tuning),
+    }
+    chosen, order = ranking_split.choose(["b", "a"], scores.__getitem__, split)
+    assert (chosen, order) == ("a", ["a", "b"])
+    assert ranking_split.halves(split, scores["a"])["held_out"]["mrr_at_10"] == 0.0
