@@ -215,6 +215,8 @@ def ingest_throughput(result: dict[str, Any]) -> str:
         )
         text += "\n"
     return text
+
+
 def _short(name: str) -> str:
     """A configuration's name without its side's prefix: "linear-max-0.7", "rrf-k60-w0.5"."""
     return name.removeprefix("reference-").removeprefix("hybrid-")
