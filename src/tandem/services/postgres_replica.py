@@ -43,9 +43,12 @@ log = logging.getLogger(__name__)
 STANDBY_SETTINGS: Mapping[str, str] = {"hot_standby": "on", "hot_standby_feedback": "on"}
 
 
+REPLICA_PREFIX = "postgres-replica-"
+
+
 def replica_name(number: int) -> str:
     """The service's and data directory's name, e.g. `postgres-replica-1`."""
-    return f"postgres-replica-{number}"
+    return f"{REPLICA_PREFIX}{number}"
 
 
 def slot_name(data_dir: Path) -> str:
