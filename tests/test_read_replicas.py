@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
@@ -76,7 +77,7 @@ def test_a_standby_is_copied_streams_and_stops(pair: Replication) -> None:
         pair.primary_sql("INSERT INTO copied VALUES (1)")
         _wait_rows(second, 1)
         assert second.password() == pair.primary.password()
-        with pytest.raises(Exception, match="read-only"):  # noqa: PT011 - psycopg's own error
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
             _ = _sql_on(second, "INSERT INTO copied VALUES (2)")
     slots = pair.primary_sql(
         "SELECT active FROM pg_replication_slots WHERE slot_name = %s", slot_name(data_dir)
