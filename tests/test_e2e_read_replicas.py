@@ -168,7 +168,7 @@ def test_a_document_is_found_as_soon_as_its_attempt_succeeds(
         hits = search(replica_api, word, mode="keyword")["results"]
         return name in [h["document_id"] for h in hits]
 
-    stop, pauses = threading.Event(), []
+    stop, pauses = threading.Event(), list[int]()
     toggler = threading.Thread(target=_toggle_replay, args=(pair, stop, pauses))
     standby_before = _count(pair, True, SCANS)
     toggler.start()
@@ -184,7 +184,7 @@ def test_a_document_is_found_as_soon_as_its_attempt_succeeds(
 
 
 def test_a_killed_standby_fails_no_search(pair: Replication, replica_api: ServerProcess) -> None:
-    stop, outcomes = threading.Event(), []
+    stop, outcomes = threading.Event(), list[int]()
 
     def keep_searching() -> None:
         with httpx.Client(base_url=replica_api.url, timeout=30) as client:
