@@ -83,9 +83,10 @@ def _idle_latency(primary_api: str, replica_api: str, rounds: int) -> dict[str, 
     return out
 
 
-def _documents(limit: int) -> list[tuple[str, bytes]]:
+def _documents(limit: int, chars: int = 1500) -> list[tuple[str, bytes]]:
+    """Real text: installed packages' descriptions, each cut to `chars` (a few chunks)."""
     found = [
-        (f"{name}.txt", text.encode())
+        (f"{name}.txt", text[:chars].encode())
         for name, text in package_descriptions(site_packages())
         if len(text) > 400
     ]
@@ -220,6 +221,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tries", type=int, default=1000)
     parser.add_argument("--bulk-documents", type=int, default=2000)
+    parser.add_argument("--seed-documents", type=int, default=100)
     parser.add_argument("--idle-rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
@@ -244,7 +246,7 @@ def main() -> None:
                 ) as api,
                 worker(scratch / "logs", backends, indexing),
             ):
-                seed = _documents(200)
+                seed = _documents(args.seed_documents)
                 with httpx.Client(base_url=api.url, timeout=300) as client:
                     for n in range(0, len(seed), BATCH):
                         files = [("files", d) for d in seed[n : n + BATCH]]

@@ -169,7 +169,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     install_error_handlers(app)
     app.add_exception_handler(OperationalError, _on_database_unavailable)
     app.include_router(ops_router)
-    app.add_api_route("/metrics", _metrics, methods=["GET"], tags=["operations"])
+    app.add_api_route("/metrics", _metrics, methods=["GET"], include_in_schema=False)
     # Every route that reads the database answers 503 while it is unreachable.
     app.include_router(ingest_router, responses=error_responses(503))
     app.include_router(documents_router, responses=error_responses(503))
