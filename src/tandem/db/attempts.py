@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.models import PUBLIC, UPLOAD_SOURCE, AttemptStatus, IndexAttempt, IndexAttemptItem
@@ -172,7 +172,7 @@ def waiting_items(session: Session) -> int:
     )
 
 
-def newest_succeeded_lsn(session: Session) -> str | None:
+def newest_succeeded_lsn(session: Session | Connection) -> str | None:
     """The WAL position of the latest success (an index probe), None before any."""
     value = session.execute(
         text("SELECT max(succeeded_lsn)::text FROM index_attempts WHERE succeeded_lsn IS NOT NULL")
