@@ -169,3 +169,27 @@ def test_a_killed_standby_fails_no_read_and_serves_again_once_restarted(
     router.refresh()
     assert router.statuses()[0].healthy
     assert router.run(_served_by) == "replica-1"
+
+
+def test_tandem_up_runs_a_standby_as_a_service_that_stops_on_sigint(pair: Replication) -> None:
+    """The command `tandem up` supervises (`tandem services postgres-replica`)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tandem.services.postgres_replica import service_spec, standby_of
+
+    standby = standby_of(
+        pair.primary, pair.standby.data_dir.with_name("postgres-replica-3"), free_port()
+    )
+    spec = service_spec(standby)
+    assert spec.name == "postgres-replica-3"
+    assert spec.argv[:3] == [sys.executable, "-m", "tandem.cli"]
+    process = subprocess.Popen(spec.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        standby.wait_ready(60.0, process)
+        assert _sql_on(standby, "SELECT pg_is_in_recovery()") == [(True,)]
+    finally:
+        process.send_signal(spec.stop_signal)
+        assert process.wait(30) == 0
+    assert spec.stop_signal == signal.SIGINT
