@@ -318,7 +318,44 @@ def ranking_configurations(result: dict[str, Any]) -> str:
     return "\n".join(rows) + "\n"
 
 
+def replica_lag(result: dict[str, Any]) -> str:
+    ingest, failover, idle = result["ingest"], result["failover"], result["idle"]
+    lag = ingest["replay_lag_ms"]
+    ryw = ingest["read_your_writes"]
+    rows = [
+        "| one primary + one standby on one machine | measured | target |",
+        "|---|---|---|",
+        f"| replay lag during bulk ingest ({ingest['bulk_documents']:,} documents, "
+        f"`pg_stat_replication.replay_lag`) p50 / p99 | {lag['p50']:.0f} / "
+        f"**{lag['p99']:.0f} ms** | p99 ≤ 1 s |",
+    ]
+    for mode, ratio in result["ratios"].items():
+        primary, replica = idle[mode]["primary_ms"], idle[mode]["replica_ms"]
+        during = ingest["search_ms"][mode]
+        rows.append(
+            f"| {mode} search p50: idle primary / idle standby / standby during ingest | "
+            f"{primary['p50']:.1f} / {replica['p50']:.1f} / {during['p50']:.1f} ms "
+            f"(**{ratio['idle_replica_over_idle_primary_p50']:.2f}x** idle, "
+            f"**{ratio['ingest_replica_over_idle_primary_p50']:.2f}x** during ingest) | ≤ 1.2x |"
+        )
+    rows += [
+        f"| searches failed during ingest | {ingest['failed_searches']} | 0 |",
+        f"| documents missed by a search right after their attempt succeeded | "
+        f"**{ryw['missed']} of {ryw['tries']:,}** | 0 of 1,000 |",
+        f"| standby SIGKILLed and restarted: failed searches | **{failover['failed_searches']} "
+        f"of {failover['searches']:,}** | 0 |",
+        f"| standby healthy again after its restart | "
+        f"{_seconds(failover['healthy_after_restart_seconds'])} | |",
+    ]
+    load = result["machine"]["load_average_1_5_15"][0]
+    return (
+        "\n".join(rows) + f"\n\n(benchmarks/replica_lag.py; one run, load average {load:.1f}; "
+        "the standby shares the machine's two cores with everything else)\n"
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
+    "replica_lag": replica_lag,
     "source_sync": source_sync,
     "access_latency": access_latency,
     "search_breakdown": search_breakdown,

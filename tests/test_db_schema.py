@@ -37,7 +37,7 @@ def test_models_match_migrations(scratch_engine: Engine) -> None:
     assert current_revision(scratch_engine) is None
     upgrade(scratch_engine)
     upgrade(scratch_engine)  # idempotent: start-up runs it every time
-    assert current_revision(scratch_engine) == "0005"
+    assert current_revision(scratch_engine) == "0006"
     with scratch_engine.connect() as connection:
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
         indexes = {i["name"] for i in inspect(connection).get_indexes("chunks")}

@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from tandem.cpu import CpuPriority
 from tandem.model_files import Precision
@@ -196,8 +196,28 @@ class StorageSettings(BaseSettings):
         return self.redis_url
 
 
+def _url_list(value: object) -> object:
+    # One variable, comma-separated (an env var holds no list); blanks are dropped.
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
 class ApiSettings(StorageSettings):
     """The API server: talks to the inference model server only."""
+
+    # Hot standbys of DATABASE_URL's server: search, document listing and reads go to a
+    # healthy one that has replayed every succeeded attempt (tandem.db.replicas); writes,
+    # migrations and the work queue stay on the primary. Comma-separated.
+    database_read_urls: Annotated[
+        list[str], NoDecode, BeforeValidator(_url_list), _env("DATABASE_READ_URLS")
+    ] = Field(default_factory=list)
+    # A replica further behind the primary than this is skipped until it catches up.
+    database_read_max_lag_seconds: Annotated[
+        PositiveFloat, _env("DATABASE_READ_MAX_LAG_SECONDS")
+    ] = 5.0
+    # How often each replica's health and lag are measured (in the background).
+    database_read_check_seconds: Annotated[PositiveFloat, _env("DATABASE_READ_CHECK_SECONDS")] = 1.0
 
     model_server_host: Annotated[str, _env("MODEL_SERVER_HOST")] = "127.0.0.1"
     model_server_port: InferencePort = INFERENCE_PORT

@@ -31,6 +31,16 @@ class LocalPorts:
     web: int = 3000
     postgres: int = 5433  # not 5432: leave a system PostgreSQL alone
     redis: int = 6380
+    # Read replica N (`--read-replicas`) listens on replicas_from + N - 1.
+    replicas_from: int = 5434
+
+
+def replica_service_names(log_dir: Path) -> list[str]:
+    """The read replicas' services that have written logs (`tandem logs` knows them)."""
+    from tandem.services.postgres_replica import REPLICA_PREFIX
+
+    found = (path.name.split(".", 1)[0] for path in log_dir.glob(f"{REPLICA_PREFIX}*.log*"))
+    return sorted(set(found))
 
 
 def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
@@ -48,6 +58,26 @@ def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
     spec.ready_check = ready
     spec.address = f"{server.host}:{port}"
     return spec, server.url()
+
+
+def _replicas(data_dir: Path, ports: LocalPorts, count: int) -> tuple[list[ServiceSpec], list[str]]:
+    """`count` hot standbys of the local primary, each copied from it on first start;
+    their specs (started after the primary) and URLs (the API's DATABASE_READ_URLS)."""
+    from tandem.services.postgres import LocalPostgres
+    from tandem.services.postgres_replica import replica_name, service_spec, standby_of
+
+    primary = LocalPostgres(data_dir / "postgres", ports.postgres)
+    specs, urls = [], []
+    for number in range(1, count + 1):
+        standby = standby_of(
+            primary, data_dir / replica_name(number), ports.replicas_from + number - 1
+        )
+        spec = service_spec(standby)
+        spec.ready_check = standby.is_ready
+        spec.address = f"{standby.host}:{standby.port}"
+        specs.append(spec)
+        urls.append(standby.url())
+    return specs, urls
 
 
 def _redis(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
@@ -102,6 +132,12 @@ def model_server_specs(
     return specs, sharing
 
 
+def _replica(spec: ServiceSpec) -> bool:
+    from tandem.services.postgres_replica import REPLICA_PREFIX
+
+    return spec.name.startswith(REPLICA_PREFIX)
+
+
 def _access_note(require_api_key: bool) -> str:
     if not require_api_key:
         return "Open access: the API accepts requests without an API key (local use only)."
@@ -119,6 +155,7 @@ def local_stack_specs(
     pin_cpus: bool = False,
     require_api_key: bool = False,
     worker: WorkerSettings | None = None,
+    read_replicas: int = 0,
 ) -> tuple[list[ServiceSpec], str]:
     """Postgres and Redis (unless URLs are given), both model servers sharing the CPUs by
     priority (or pinned), the API server (talks to the inference server), the web server
@@ -127,7 +164,10 @@ def local_stack_specs(
 
     The model servers take a key (TANDEM_MODEL_SERVER_API_KEY: the one set, else one made
     once and kept in the data dir, mode 0600), and the API server and the worker send it:
-    on a shared machine, other users' processes cannot use them."""
+    on a shared machine, other users' processes cannot use them.
+
+    `read_replicas` hot standbys of the local PostgreSQL serve the API's reads (none
+    without a local PostgreSQL: a given DATABASE_URL's replicas are DATABASE_READ_URLS)."""
     from tandem.services.model_key import ensure_key
 
     specs: list[ServiceSpec] = []
@@ -137,9 +177,14 @@ def local_stack_specs(
     worker = worker or WorkerSettings()
     heartbeat = storage.data_dir / "run" / "background-worker.heartbeat"
     database_url, redis_url = storage.database_url, storage.redis_url
+    read_urls: list[str] = []
     if not database_url:
         spec, database_url = _postgres(storage.data_dir, ports.postgres)
         specs.append(spec)
+        replicas, read_urls = _replicas(storage.data_dir, ports, read_replicas)
+        specs += replicas
+    elif read_replicas:
+        raise ValueError("--read-replicas needs the local PostgreSQL (DATABASE_URL unset)")
     if not redis_url:
         spec, redis_url = _redis(storage.data_dir, ports.redis)
         specs.append(spec)
@@ -159,7 +204,8 @@ def local_stack_specs(
                 "api", *(() if require_api_key else ("--open-access",)), "--port", str(ports.api)
             ),
             env=shared
-            | {"MODEL_SERVER_HOST": host, "MODEL_SERVER_PORT": str(models.inference_port)},
+            | {"MODEL_SERVER_HOST": host, "MODEL_SERVER_PORT": str(models.inference_port)}
+            | ({"DATABASE_READ_URLS": ",".join(read_urls)} if read_urls else {}),
             ready_url=f"{api_url}/api/ready",
             address=api_url,
         ),
@@ -190,7 +236,8 @@ def local_stack_specs(
         f"  API server              {api_url}  (docs: {api_url}/docs)\n"
         f"  inference model server  {inference_url}  ({sharing['inference']})\n"
         f"  indexing model server   {indexing_url}  ({sharing['indexing']})\n"
-        f"  data                    {display_path(storage.data_dir)}\n"
+        + "".join(f"  {s.name:<22}  {s.address}  (read replica)\n" for s in specs if _replica(s))
+        + f"  data                    {display_path(storage.data_dir)}\n"
         f"{_access_note(require_api_key)}\n"
         "Try: tandem ingest README.md && tandem search 'model server'\n"
         "Press Ctrl-C to stop."

@@ -17,6 +17,8 @@ from starlette.responses import JSONResponse, Response
 from tandem.api.auth import Authenticator, FailureLimiter, database_lookup
 from tandem.api.auth_middleware import ApiKeyMiddleware
 from tandem.api.body_limits import RouteBodyLimits, api_limits
+from tandem.api.read_routing import RoutedIndex
+from tandem.api.replica_metrics import ReplicaCollector, status_out
 from tandem.api.routes_documents import router as documents_router
 from tandem.api.routes_ingest import router as ingest_router
 from tandem.api.routes_principals import router as principals_router
@@ -29,11 +31,11 @@ from tandem.api.state import ApiState, Authorized, StateDep
 from tandem.config import ApiSettings, ModelCacheSettings
 from tandem.db import attempts, catalog
 from tandem.db.migrate import upgrade
+from tandem.db.replicas import ReadRouter, ReplicaMonitor, replica_names
 from tandem.db.session import make_engine, make_session_factory
 from tandem.embedding_dimensions import check_dimensions, configured_model_dimensions
 from tandem.http_errors import error_response, error_responses, install_error_handlers
 from tandem.index.fusion import Fusion
-from tandem.index.postgres import PostgresIndex
 from tandem.metrics_history import MetricsHistory
 from tandem.model_client import ModelClient
 from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
@@ -78,6 +80,8 @@ def stats(state: StateDep) -> dict[str, object]:
         "documents": documents,
         "chunks": chunks,
         "queue_length": queued,
+        # Each read replica as last measured; [] when reads go to the primary alone.
+        "read_replicas": [status_out(s) for s in state.reads.statuses()],
         "model_servers": {
             "inference": asdict(inference) if inference else None,
             "indexing": read_published(state.redis, INDEXING_STATUS_KEY),
@@ -107,6 +111,16 @@ def build_state(settings: ApiSettings) -> ApiState:
     engine = make_engine(settings.require_database_url())
     upgrade(engine)
     sessions = make_session_factory(engine)
+    urls = settings.database_read_urls
+    reads = ReadRouter(
+        engine,
+        {
+            n: make_engine(u, connect_timeout=2)
+            for n, u in zip(replica_names(urls), urls, strict=True)
+        },
+        max_lag_seconds=settings.database_read_max_lag_seconds,
+        primary_sessions=sessions,
+    )
     # Queries are embedded by the inference server's model: refuse to serve an index of
     # another vector size (raises IncompatibleModel, naming both sizes).
     check_dimensions(sessions, *configured_model_dimensions(ModelCacheSettings()))
@@ -114,7 +128,8 @@ def build_state(settings: ApiSettings) -> ApiState:
         settings=settings,
         engine=engine,
         sessions=sessions,
-        index=PostgresIndex(sessions, Fusion(settings.fusion)),
+        reads=reads,
+        index=RoutedIndex(reads, Fusion(settings.fusion)),
         # Queries must not wait long for an overloaded server: fall back to keywords.
         inference=ModelClient(
             settings.model_server_url, timeout=settings.model_timeout_seconds, overload_wait=0.5
@@ -141,15 +156,22 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.state.metrics_history = history
         probe = StatusProbe(settings.model_server_url, record_samples(state, history))
         probe.start()
+        monitor = ReplicaMonitor(state.reads, settings.database_read_check_seconds)
+        monitor.start()
+        # One /metrics: the searches' stages and each read replica's lag.
+        state.search_metrics.registry.register(ReplicaCollector(state.reads))
         log.info(
-            "api_ready inference_server=%s open_access=%s",
+            "api_ready inference_server=%s open_access=%s read_replicas=%d",
             settings.model_server_url,
             settings.open_access,
+            len(settings.database_read_urls),
         )
         try:
             yield
         finally:
             probe.stop()
+            monitor.stop()
+            state.reads.dispose()
             state.inference.close()
             state.queue.close()
             state.redis.close()

@@ -11,6 +11,7 @@ from tandem.api.state import Ingesting, Searching, StateDep
 from tandem.api_schemas import ChunkOut, DocumentDetail, DocumentOut, DocumentPage
 from tandem.db import catalog
 from tandem.db.models import Document
+from tandem.db.replicas import ReadTarget
 from tandem.http_errors import ApiError, error_responses
 
 router = APIRouter(prefix="/api", tags=["documents"], responses=error_responses(401, 403, 422))
@@ -51,17 +52,20 @@ def list_documents(
     offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
 ) -> DocumentPage:
-    with state.sessions() as session:
-        documents, total = catalog.list_documents(
-            session, offset=offset, limit=limit, readers=caller.readers
-        )
-        names = readers_of(session, [d.readers for d in documents])
-        return DocumentPage(
-            items=[_document_out(d, names) for d in documents],
-            total=total,
-            offset=offset,
-            limit=limit,
-        )
+    def read(target: ReadTarget) -> DocumentPage:
+        with target.sessions() as session:
+            documents, total = catalog.list_documents(
+                session, offset=offset, limit=limit, readers=caller.readers
+            )
+            names = readers_of(session, [d.readers for d in documents])
+            return DocumentPage(
+                items=[_document_out(d, names) for d in documents],
+                total=total,
+                offset=offset,
+                limit=limit,
+            )
+
+    return state.reads.run(read)
 
 
 @router.get(
@@ -70,11 +74,17 @@ def list_documents(
 def get_document(document_id: str, state: StateDep, caller: Searching) -> DocumentDetail:
     if not _storable_id(document_id):
         raise _not_found(document_id)
-    with state.sessions() as session:
-        document = catalog.get_document(session, document_id, caller.readers)
-        if document is None:
-            raise _not_found(document_id)
-        summary = _document_out(document, readers_of(session, [document.readers]))
+
+    def read(target: ReadTarget) -> DocumentOut | None:
+        with target.sessions() as session:
+            document = catalog.get_document(session, document_id, caller.readers)
+            if document is None:
+                return None
+            return _document_out(document, readers_of(session, [document.readers]))
+
+    summary = state.reads.run(read)
+    if summary is None:
+        raise _not_found(document_id)
     chunks = [ChunkOut(ordinal=c.ordinal, text=c.text) for c in state.index.chunks(document_id)]
     return DocumentDetail(**summary.model_dump(), chunks=chunks)
 

@@ -18,6 +18,7 @@ from tandem.api.auth_middleware import BAD_KEY, CALLER_STATE
 from tandem.api.search_metrics import SearchMetrics
 from tandem.config import ApiSettings
 from tandem.db.principals import Scope
+from tandem.db.replicas import ReadRouter
 from tandem.http_errors import ApiError
 from tandem.index.protocol import DocumentIndex
 from tandem.model_client import ModelClient
@@ -28,8 +29,9 @@ from tandem.model_status import ModelServerStatus
 class ApiState:
     settings: ApiSettings
     engine: Engine
-    sessions: sessionmaker[Session]
-    index: DocumentIndex
+    sessions: sessionmaker[Session]  # the primary: writes, and reads that must be current
+    reads: ReadRouter  # catalogue reads: a caught-up replica, else the primary
+    index: DocumentIndex  # searches and chunk reads through `reads`, writes on the primary
     inference: ModelClient  # the inference model server: queries only
     queue: Celery
     redis: Redis

@@ -41,6 +41,21 @@ def services_postgres(data_dir: DataDirOption, port: PortOption) -> None:
     _become("postgres", LocalPostgres(data_dir, port))
 
 
+@services_app.command("postgres-replica")
+def services_postgres_replica(
+    data_dir: DataDirOption,
+    port: PortOption,
+    primary_data_dir: Annotated[Path, typer.Option(help="The primary's data directory.")],
+    primary_port: Annotated[int, typer.Option(min=1, max=65535, help="The primary's port.")],
+) -> None:
+    """Copy the local primary once (pg_basebackup), then become its hot standby."""
+    from tandem.services.postgres import LocalPostgres
+    from tandem.services.postgres_replica import standby_of
+
+    primary = LocalPostgres(primary_data_dir, primary_port)
+    _become(data_dir.name, standby_of(primary, data_dir, port))
+
+
 @services_app.command("redis")
 def services_redis(data_dir: DataDirOption, port: PortOption) -> None:
     """Become a Redis server persisting to an append-only file in the data directory."""

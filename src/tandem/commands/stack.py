@@ -42,6 +42,15 @@ def up(
         bool,
         typer.Option(help="Require API keys (users, scopes, access) instead of open access."),
     ] = False,
+    read_replicas: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            max=8,
+            help="Hot standbys of the local PostgreSQL serving the API's searches and reads.",
+        ),
+    ] = 0,
+    replica_port: Annotated[int, typer.Option(help="First read replica's port.")] = 5434,
 ) -> None:
     """Start the whole stack on this machine in the foreground; Ctrl-C stops all of it.
 
@@ -55,14 +64,25 @@ def up(
     log_dir = _log_dir(storage)
     own_log = ServiceLog(log_path(log_dir, "up"), "up")
     configure_logging("up", handler=ServiceLogHandler(own_log, "up"))
-    specs, banner = local_stack_specs(
-        build_settings(ModelServerSettings),
-        storage,
-        LocalPorts(api=api_port, web=web_port, postgres=postgres_port, redis=redis_port),
-        pin_cpus=pin_cpus,
-        require_api_key=require_api_key,
-        worker=build_settings(WorkerSettings),
+    ports = LocalPorts(
+        api=api_port,
+        web=web_port,
+        postgres=postgres_port,
+        redis=redis_port,
+        replicas_from=replica_port,
     )
+    try:
+        specs, banner = local_stack_specs(
+            build_settings(ModelServerSettings),
+            storage,
+            ports,
+            pin_cpus=pin_cpus,
+            require_api_key=require_api_key,
+            worker=build_settings(WorkerSettings),
+            read_replicas=read_replicas,
+        )
+    except ValueError as exc:
+        raise fail(str(exc)) from exc
     code = run_stack(specs, ready_timeout, banner, log_dir=log_dir, verbose=verbose)
     own_log.close()
     raise typer.Exit(code)
@@ -88,11 +108,12 @@ def logs(
         render,
         select_logs,
     )
-    from tandem.stack import SERVICE_NAMES
+    from tandem.stack import SERVICE_NAMES, replica_service_names
 
     log_dir = _log_dir(build_settings(StorageSettings))
+    names = [*SERVICE_NAMES, *replica_service_names(log_dir), "up"]
     try:
-        paths = select_logs(log_dir, service, [*SERVICE_NAMES, "up"])
+        paths = select_logs(log_dir, service, names)
     except UnknownService as exc:
         raise fail(str(exc)) from exc
     if not paths or (not follow and not any(path.exists() for path in paths)):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.models import PUBLIC, UPLOAD_SOURCE, AttemptStatus, IndexAttempt, IndexAttemptItem
@@ -112,6 +112,12 @@ def finish_attempt_if_done(session: Session, attempt_id: uuid.UUID) -> None:
     attempt.finished_at = datetime.now(UTC)
     if total == 0:  # a sync that found nothing to index
         attempt.status = AttemptStatus.SUCCEEDED
+    if attempt.status == AttemptStatus.SUCCEEDED:
+        # Every item's chunks were committed before this transaction began (items finish
+        # in their own): a replica replayed past here can serve them (db.replicas).
+        attempt.succeeded_lsn = session.execute(
+            text("SELECT pg_current_wal_insert_lsn()::text")
+        ).scalar_one()
     finish_syncs(session, attempt_id, failed)
 
 
@@ -164,6 +170,14 @@ def waiting_items(session: Session) -> int:
             text("SELECT count(*) FROM index_attempt_items WHERE status = 'queued'")
         ).scalar_one()
     )
+
+
+def newest_succeeded_lsn(session: Session | Connection) -> str | None:
+    """The WAL position of the latest success (an index probe), None before any."""
+    value = session.execute(
+        text("SELECT max(succeeded_lsn)::text FROM index_attempts WHERE succeeded_lsn IS NOT NULL")
+    ).scalar_one()
+    return None if value is None else str(value)
 
 
 def get_attempt(session: Session, attempt_id: uuid.UUID) -> IndexAttempt | None:

@@ -36,6 +36,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, TSVECTOR, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import UserDefinedType
 
 # The vector column's size is fixed by the first migration (from the embedding model);
 # switching to a model of another size means a new migration and a re-index.
@@ -50,6 +51,15 @@ BM25_IMPACT = "(tf / (tf + 0.3 + 0.009 * length))"
 def vector_literal(vector: Iterable[float]) -> str:
     """pgvector's text form of a vector, for `CAST(:v AS vector)` in text SQL."""
     return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+
+
+class PgLsn(UserDefinedType[str]):
+    """PostgreSQL's WAL position type (text form `16/B374D848`); SQLAlchemy has none."""
+
+    cache_ok = True
+
+    def get_col_spec(self, **_: Any) -> str:
+        return "pg_lsn"
 
 
 class Base(DeclarativeBase):
@@ -258,6 +268,13 @@ class IndexAttempt(Base):
     """One upload: survives a Redis loss, so progress and errors can always be read."""
 
     __tablename__ = "index_attempts"
+    __table_args__ = (
+        Index(
+            "index_attempts_succeeded_lsn",
+            "succeeded_lsn",
+            postgresql_where=text("succeeded_lsn IS NOT NULL"),
+        ),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), primary_key=True, default=uuid.uuid4)
     status: Mapped[AttemptStatus] = mapped_column(
@@ -269,6 +286,9 @@ class IndexAttempt(Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # A sync still adding items: its workers must not finish it yet.
     collecting: Mapped[bool] = mapped_column(Boolean, default=False, server_default=text("false"))
+    # The WAL insert position when it succeeded (after every item's commit): a replica
+    # replayed past it can serve its documents (tandem.db.replicas). Written in SQL.
+    succeeded_lsn: Mapped[str | None] = mapped_column(PgLsn)
 
     items: Mapped[list[IndexAttemptItem]] = relationship(
         back_populates="attempt",

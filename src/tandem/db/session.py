@@ -14,12 +14,15 @@ def normalize_url(url: str) -> str:
     return url
 
 
-def make_engine(url: str, *, pool_size: int = 10) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, connect_timeout: int | None = None) -> Engine:
+    """`connect_timeout` (seconds): for servers a caller can do without (read replicas),
+    so an unreachable one costs a bounded wait before the next is tried."""
     return create_engine(
         normalize_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,  # survive a database restart without a 500 on the next request
+        connect_args={} if connect_timeout is None else {"connect_timeout": connect_timeout},
     )
 
 

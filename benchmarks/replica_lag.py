@@ -1,0 +1,318 @@
+"""Search from a hot standby during full-speed bulk ingest, through the real API.
+
+One primary and one standby (`tandem.services.postgres_replica`, fsync off on both as
+the tests run them), Redis, both model servers, a worker, and two API servers: one with
+`DATABASE_READ_URLS` (reads from the standby), one without (reads from the primary).
+
+1. Idle: the same queries, alternating between the two API servers, query by query.
+2. Bulk ingest of real text (package descriptions) at full speed through the replica API,
+   while (a) PostgreSQL's own `pg_stat_replication.replay_lag` and the WAL bytes behind
+   are sampled on the primary, (b) the same queries run on the replica API, and (c)
+   read-your-writes tries run: upload one document with a unique word, poll its attempt
+   until `succeeded`, search for the word at once; a try misses if the document is not
+   in the results.
+3. Failover: searches run while the standby is SIGKILLed and started again: failed
+   searches, and the time from its restart until the API reports it healthy.
+
+    python -m benchmarks.replica_lag [--tries 1000] [--bulk-documents 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import secrets
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+from tests.replica_support import Replication, replication
+
+from benchmarks.prose import package_descriptions, site_packages
+from benchmarks.results_io import summarize_ms, write_result
+from benchmarks.tandem_stack import Backends, api_server, model_servers, worker
+from tandem.services.redis import running_redis
+
+QUERIES = (
+    "command line interface for HTTP requests",
+    "parse configuration files",
+    "asynchronous network library",
+    "type checking for Python",
+    "database driver for PostgreSQL",
+    "test runner plugins and fixtures",
+    "serialize data to JSON quickly",
+    "render templates in HTML",
+)
+BATCH = 20  # documents per bulk upload request
+
+
+def _search(client: httpx.Client, query: str, mode: str) -> tuple[float, bool]:
+    started = time.perf_counter()
+    response = client.post("/api/search", json={"query": query, "mode": mode})
+    return time.perf_counter() - started, response.status_code == 200
+
+
+def _idle_latency(primary_api: str, replica_api: str, rounds: int) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    with (
+        httpx.Client(base_url=primary_api, timeout=30) as p,
+        httpx.Client(base_url=replica_api, timeout=30) as r,
+    ):
+        for mode in ("keyword", "hybrid"):
+            for query in QUERIES:  # warm both
+                _search(p, query, mode)
+                _search(r, query, mode)
+            on_primary: list[float] = []
+            on_replica: list[float] = []
+            for n in range(rounds):
+                for query in QUERIES:
+                    first, second = (p, r) if n % 2 == 0 else (r, p)
+                    a, _ = _search(first, query, mode)
+                    b, _ = _search(second, query, mode)
+                    (on_primary if first is p else on_replica).append(a)
+                    (on_replica if first is p else on_primary).append(b)
+            out[mode] = {
+                "primary_ms": summarize_ms(on_primary),
+                "replica_ms": summarize_ms(on_replica),
+            }
+    return out
+
+
+def _documents(limit: int, chars: int = 1500) -> list[tuple[str, bytes]]:
+    """Real text: installed packages' descriptions, each cut to `chars` (a few chunks)."""
+    found = [
+        (f"{name}.txt", text[:chars].encode())
+        for name, text in package_descriptions(site_packages())
+        if len(text) > 400
+    ]
+    while len(found) < limit:  # the same texts again, under other names
+        found += [(f"again-{len(found)}-{n}", t) for n, t in found[: limit - len(found)]]
+    return found[:limit]
+
+
+def _sample_lag(
+    pair: Replication, stop: threading.Event, lags: list[float], behind: list[int]
+) -> None:
+    with psycopg.connect(pair.primary.conninfo(), autocommit=True) as connection:
+        while not stop.wait(0.1):
+            row = connection.execute(
+                "SELECT EXTRACT(EPOCH FROM coalesce(replay_lag, '0'::interval)), "
+                "pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn) FROM pg_stat_replication"
+            ).fetchone()
+            if row is not None:
+                lags.append(float(row[0]))
+                behind.append(int(row[1]))
+
+
+def _repeat(stop: threading.Event, action: Callable[[], None]) -> None:
+    while not stop.is_set():
+        action()
+
+
+def _ingest_phase(
+    pair: Replication,
+    replica_api: str,
+    documents: list[tuple[str, bytes]],
+    tries: int,
+    max_seconds: float,
+) -> dict[str, Any]:
+    stop = threading.Event()
+    lags: list[float] = []
+    behind: list[int] = []
+    searches: dict[str, list[float]] = {"keyword": [], "hybrid": []}
+    failed_searches = [0]
+    sampler = threading.Thread(target=_sample_lag, args=(pair, stop, lags, behind))
+
+    def one_search(client: httpx.Client, turn: list[int]) -> None:
+        mode = ("keyword", "hybrid")[turn[0] % 2]
+        seconds, ok = _search(client, QUERIES[turn[0] % len(QUERIES)], mode)
+        turn[0] += 1
+        searches[mode].append(seconds)
+        failed_searches[0] += not ok
+        time.sleep(0.05)
+
+    def searcher() -> None:
+        with httpx.Client(base_url=replica_api, timeout=60) as client:
+            turn = [0]
+            _repeat(stop, lambda: one_search(client, turn))
+
+    tries_done = threading.Event()
+    bulk_sent = [0]
+
+    def bulk(start: int) -> None:
+        """Full speed until the tries are done: the documents again and again, under new
+        names each round (the index grows as in a real import)."""
+        with httpx.Client(base_url=replica_api, timeout=300) as client:
+            for round_ in itertools.count():
+                for n in range(start, len(documents), 2 * BATCH):
+                    if tries_done.is_set():
+                        return
+                    files = [
+                        ("files", (f"r{round_}-{name}", body))
+                        for name, body in documents[n : n + BATCH]
+                    ]
+                    client.post("/api/documents", files=files).raise_for_status()
+                    bulk_sent[0] += len(files)
+
+    def one_try(n: int) -> bool | None:
+        if time.monotonic() > deadline:
+            return None  # out of time: not tried
+        word = f"zebu{secrets.token_hex(6)}"
+        with httpx.Client(base_url=replica_api, timeout=300) as client:
+            body = f"Notes on {word}, try {n}.".encode()
+            attempt = client.post("/api/documents", files=[("files", (f"ryw-{n}.txt", body))])
+            attempt_id = attempt.json()["attempt_id"]
+            while (
+                status := client.get(f"/api/index-attempts/{attempt_id}").json()["status"]
+            ) not in (
+                "succeeded",
+                "failed",
+            ):
+                time.sleep(0.02)
+            assert status == "succeeded"
+            hits = client.post("/api/search", json={"query": word, "mode": "keyword"}).json()
+            return f"ryw-{n}.txt" in [h["document_id"] for h in hits["results"]]
+
+    started = time.monotonic()
+    deadline = started + max_seconds
+    sampler.start()
+    search_thread = threading.Thread(target=searcher)
+    search_thread.start()
+    with ThreadPoolExecutor(2) as uploads, ThreadPoolExecutor(4) as ryw:
+        bulk_done = [uploads.submit(bulk, 0), uploads.submit(bulk, BATCH)]
+        found = [f for f in ryw.map(one_try, range(tries)) if f is not None]
+        tries_done.set()
+        for future in bulk_done:
+            future.result()
+    stop.set()
+    sampler.join()
+    search_thread.join()
+    lag_ms = summarize_ms(lags)
+    return {
+        "seconds": time.monotonic() - started,
+        "bulk_documents": bulk_sent[0],
+        "replay_lag_ms": lag_ms,
+        "wal_bytes_behind_max": max(behind, default=0),
+        "search_ms": {mode: summarize_ms(s) for mode, s in searches.items()},
+        "failed_searches": failed_searches[0],
+        "read_your_writes": {"tries": len(found), "missed": found.count(False)},
+    }
+
+
+def _failover(pair: Replication, replica_api: str) -> dict[str, Any]:
+    stop = threading.Event()
+    outcomes: list[bool] = []
+
+    def keep_searching() -> None:
+        with httpx.Client(base_url=replica_api, timeout=60) as client:
+            while not stop.is_set():
+                outcomes.append(_search(client, "database driver", "keyword")[1])
+
+    def healthy() -> bool:
+        replicas = httpx.get(f"{replica_api}/api/stats", timeout=10).json()["read_replicas"]
+        return bool(replicas[0]["healthy"])
+
+    thread = threading.Thread(target=keep_searching)
+    thread.start()
+    time.sleep(2.0)
+    pair.kill_standby()
+    time.sleep(3.0)
+    restarted = time.monotonic()
+    pair.start_standby()
+    while not healthy():
+        time.sleep(0.05)
+    back_after = time.monotonic() - restarted
+    time.sleep(2.0)
+    stop.set()
+    thread.join()
+    return {
+        "searches": len(outcomes),
+        "failed_searches": outcomes.count(False),
+        "healthy_after_restart_seconds": back_after,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tries", type=int, default=1000)
+    parser.add_argument("--bulk-documents", type=int, default=300)
+    parser.add_argument("--seed-documents", type=int, default=100)
+    # The tries stop here on a slow machine; the result says how many ran.
+    parser.add_argument("--max-seconds", type=float, default=1800.0)
+    parser.add_argument("--idle-rounds", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="tandem-replica-lag-") as scratch_name:
+        scratch = Path(scratch_name)
+        (scratch / "logs").mkdir()
+        with (
+            replication(scratch) as pair,
+            running_redis(scratch / "redis", _port()) as redis_url,
+            model_servers(scratch / "logs", ("inference", "indexing")) as servers,
+        ):
+            backends = Backends(pair.primary.url(), redis_url)
+            routed = {
+                "DATABASE_READ_URLS": pair.standby.url(),
+                "DATABASE_READ_CHECK_SECONDS": "0.25",
+            }
+            inference, indexing = servers["inference"].url, servers["indexing"].url
+            with (
+                api_server(scratch / "logs", backends, inference, name="api-primary") as plain,
+                api_server(
+                    scratch / "logs", backends, inference, routed, name="api-replica"
+                ) as api,
+                worker(scratch / "logs", backends, indexing),
+            ):
+                seed = _documents(args.seed_documents)
+                with httpx.Client(base_url=api.url, timeout=300) as client:
+                    for n in range(0, len(seed), BATCH):
+                        files = [("files", d) for d in seed[n : n + BATCH]]
+                        client.post("/api/documents", files=files).raise_for_status()
+                _wait_idle(pair)
+                time.sleep(20)  # warm: the servers are still settling right after start
+                idle = _idle_latency(plain.url, api.url, args.idle_rounds)
+                ingest = _ingest_phase(
+                    pair, api.url, _documents(args.bulk_documents), args.tries, args.max_seconds
+                )
+                failover = _failover(pair, api.url)
+    result = {
+        "idle": idle,
+        "ingest": ingest,
+        "failover": failover,
+        "ratios": {
+            mode: {
+                "idle_replica_over_idle_primary_p50": idle[mode]["replica_ms"]["p50"]
+                / idle[mode]["primary_ms"]["p50"],
+                "ingest_replica_over_idle_primary_p50": ingest["search_ms"][mode]["p50"]
+                / idle[mode]["primary_ms"]["p50"],
+            }
+            for mode in ("keyword", "hybrid")
+        },
+        "setup": "one machine: primary, standby, both model servers, API servers and worker",
+    }
+    print(write_result("replica_lag", result, args.out))
+
+
+def _port() -> int:
+    from tandem.services.process import free_port
+
+    return free_port()
+
+
+def _wait_idle(pair: Replication) -> None:
+    """Until no item waits or runs (the seed corpus is indexed)."""
+    while pair.primary_sql(
+        "SELECT count(*) FROM index_attempt_items WHERE status IN ('queued', 'running')"
+    )[0][0]:
+        time.sleep(0.5)
+    pair.wait_replayed()
+
+
+if __name__ == "__main__":
+    main()

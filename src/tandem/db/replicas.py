@@ -1,0 +1,272 @@
+"""Reads from PostgreSQL hot standbys, with the primary as the fallback.
+
+A `ReadRouter` holds one engine per read replica and the primary's. Its `refresh` (run in
+the background by `ReplicaMonitor`, never per query) measures each replica: reachable, in
+recovery, how far it has replayed (`pg_last_wal_replay_lsn()`) and how far behind the
+primary that is, in bytes and seconds. A replica that is down or lags past the bound is
+skipped until a later refresh finds it well again.
+
+Read-your-writes: a replica serves a read only once it has replayed past the newest
+succeeded attempt's WAL position (`index_attempts.succeeded_lsn`, read from the primary
+for each read: one index probe), so every document of an attempt that reports
+`succeeded` is in what the read sees. A replica not there yet is asked again directly
+(its cached position may be a refresh old), then the next one, then the primary.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tandem.db.attempts import newest_succeeded_lsn
+from tandem.db.session import make_session_factory
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+PRIMARY = "primary"
+# Primary WAL positions remembered for the seconds-lag bound: at one refresh a second,
+# about four minutes.
+_HISTORY = 256
+
+
+def parse_lsn(value: str) -> int:
+    """`16/B374D848` -> a byte position (high 32 bits / low 32 bits, in hex)."""
+    high, _, low = value.partition("/")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaStatus:
+    name: str
+    healthy: bool
+    replay_lsn: int | None = None
+    lag_bytes: int | None = None
+    lag_seconds: float | None = None
+    detail: str | None = None  # why it is skipped
+
+
+@dataclass(frozen=True, slots=True)
+class ReadTarget:
+    """Where one read runs: a replica, or the primary."""
+
+    name: str
+    sessions: sessionmaker[Session]
+
+    @property
+    def is_replica(self) -> bool:
+        return self.name != PRIMARY
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0]
+
+
+class ReadRouter:
+    def __init__(
+        self,
+        primary: Engine,
+        replicas: Mapping[str, Engine],
+        *,
+        max_lag_seconds: float,
+        primary_sessions: sessionmaker[Session] | None = None,
+    ) -> None:
+        self._max_lag = max_lag_seconds
+        self.primary = ReadTarget(PRIMARY, primary_sessions or make_session_factory(primary))
+        self._primary_engine = primary
+        # Every replica read first asks the primary for the newest succeeded position: on
+        # connections of their own, in autocommit and without the pool's pre-ping, that is
+        # one round trip instead of three (ping, query, rollback). A connection the
+        # primary dropped fails once and is replaced (`required_lsn` retries).
+        self._probe = create_engine(
+            primary.url, pool_size=4, max_overflow=8, isolation_level="AUTOCOMMIT"
+        )
+        self._engines = dict(replicas)
+        self.replicas = [ReadTarget(n, make_session_factory(e)) for n, e in replicas.items()]
+        self._lock = threading.Lock()
+        # Unknown until the first refresh: skipped, as a replica may not be ready yet.
+        self._status = {n: ReplicaStatus(n, False, detail="not checked yet") for n in replicas}
+        self._primary_history: deque[tuple[float, int]] = deque(maxlen=_HISTORY)
+        self._required = 0  # the last newest-succeeded position the primary gave
+        self._turn = itertools.count()
+
+    def statuses(self) -> list[ReplicaStatus]:
+        with self._lock:
+            return [self._status[t.name] for t in self.replicas]
+
+    def refresh(self) -> None:
+        """Measure every replica against the primary's current WAL position."""
+        primary_lsn = self._primary_lsn()
+        for target in self.replicas:
+            self._set(self._measure(target.name, primary_lsn))
+
+    def _primary_lsn(self) -> int | None:
+        try:
+            with self._primary_engine.connect() as connection:
+                value = connection.execute(text("SELECT pg_current_wal_lsn()::text")).scalar_one()
+        except OperationalError as exc:
+            log.warning("replica_check_primary_unreachable error=%s", _first_line(exc))
+            return None
+        lsn = parse_lsn(str(value))
+        with self._lock:
+            self._primary_history.append((time.monotonic(), lsn))
+        return lsn
+
+    def _measure(self, name: str, primary_lsn: int | None) -> ReplicaStatus:
+        try:
+            with self._engines[name].connect() as connection:
+                recovering, replay, replay_age = connection.execute(
+                    text(
+                        "SELECT pg_is_in_recovery(), pg_last_wal_replay_lsn()::text, "
+                        "EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())"
+                    )
+                ).one()
+        except OperationalError as exc:
+            return ReplicaStatus(name, False, detail=f"unreachable: {_first_line(exc)}")
+        if not recovering or replay is None:
+            return ReplicaStatus(name, False, detail="not a standby (not in recovery)")
+        replayed = parse_lsn(str(replay))
+        lag_bytes = None if primary_lsn is None else max(0, primary_lsn - replayed)
+        lag = self._lag_seconds(
+            replayed, lag_bytes, None if replay_age is None else float(replay_age)
+        )
+        healthy = lag is not None and lag <= self._max_lag
+        detail = None if healthy else f"lag {lag if lag is not None else 'unknown'} s"
+        return ReplicaStatus(name, healthy, replayed, lag_bytes, lag, detail)
+
+    def _lag_seconds(
+        self, replayed: int, lag_bytes: int | None, replay_age: float | None
+    ) -> float | None:
+        """How old the oldest change the replica lacks can be: 0 when it has everything
+        the primary had just before; else the smaller of two upper bounds, the age of its
+        last replayed commit and the time since the newest primary sample it has reached."""
+        if lag_bytes == 0:
+            return 0.0
+        bounds = [] if replay_age is None else [max(0.0, replay_age)]
+        with self._lock:
+            reached = [at for at, lsn in self._primary_history if lsn <= replayed]
+        if reached:
+            bounds.append(time.monotonic() - max(reached))
+        return min(bounds) if bounds else None
+
+    def _set(self, status: ReplicaStatus) -> None:
+        with self._lock:
+            before = self._status.get(status.name)
+            self._status[status.name] = status
+        if before is None or before.healthy != status.healthy:
+            log.info(
+                "replica_%s replica=%s detail=%s",
+                "healthy" if status.healthy else "skipped",
+                status.name,
+                status.detail,
+            )
+
+    def required_lsn(self) -> int:
+        """The newest succeeded attempt's position, from the primary; while the primary
+        cannot be read, the last one it gave (replicas still serve what they have)."""
+        for last_try in (False, True):
+            try:
+                with self._probe.connect() as connection:
+                    value = newest_succeeded_lsn(connection)
+                break
+            except OperationalError as exc:
+                if last_try:
+                    log.warning("required_lsn_unavailable error=%s", _first_line(exc))
+                    return self._required
+        self._required = 0 if value is None else parse_lsn(value)
+        return self._required
+
+    def _replayed_now(self, target: ReadTarget) -> int | None:
+        try:
+            with target.sessions() as session:
+                value = session.execute(text("SELECT pg_last_wal_replay_lsn()::text")).scalar_one()
+        except OperationalError as exc:
+            self.mark_down(target, exc)
+            return None
+        return None if value is None else parse_lsn(str(value))
+
+    def plan(self) -> list[ReadTarget]:
+        """Where to read, in order: healthy replicas that have replayed every succeeded
+        attempt (taking turns), then the primary."""
+        if not self.replicas:
+            return [self.primary]
+        required = self.required_lsn()
+        start = next(self._turn) % len(self.replicas)
+        ordered = self.replicas[start:] + self.replicas[:start]
+        with self._lock:
+            status = dict(self._status)
+        chosen = []
+        for target in ordered:
+            known = status[target.name]
+            if not known.healthy:
+                continue
+            if (known.replay_lsn or 0) >= required:
+                chosen.append(target)
+                continue
+            replayed = self._replayed_now(target)
+            if replayed is not None and replayed >= required:
+                chosen.append(target)
+        return [*chosen, self.primary]
+
+    def mark_down(self, target: ReadTarget, exc: BaseException) -> None:
+        """Skip a replica that failed a read until the next refresh finds it well."""
+        self._set(ReplicaStatus(target.name, False, detail=f"failed a read: {_first_line(exc)}"))
+
+    def run(self, read: Callable[[ReadTarget], T]) -> T:
+        """`read` on the first target of the plan; a replica's connection failure (or a
+        query cancelled by replay) moves on to the next, then the primary, whose own
+        failure is the caller's."""
+        for target in self.plan():
+            if not target.is_replica:
+                return read(target)
+            try:
+                return read(target)
+            except OperationalError as exc:
+                log.warning(
+                    "replica_read_failed replica=%s error=%s", target.name, _first_line(exc)
+                )
+                self.mark_down(target, exc)
+        raise AssertionError("the plan always ends with the primary")
+
+    def dispose(self) -> None:
+        self._probe.dispose()
+        for engine in self._engines.values():
+            engine.dispose()
+
+
+class ReplicaMonitor:
+    """Refreshes a router every `interval` seconds in a daemon thread."""
+
+    def __init__(self, router: ReadRouter, interval: float) -> None:
+        self._router = router
+        self._interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="replica-monitor", daemon=True)
+
+    def start(self) -> None:
+        self._router.refresh()  # replicas serve from the first request on, when well
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5.0)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            self._router.refresh()
+
+
+def replica_names(urls: Iterable[str]) -> list[str]:
+    """`replica-1`, `replica-2`, ... in the order the URLs are given (never the URLs:
+    they hold passwords)."""
+    return [f"replica-{n}" for n, _ in enumerate(urls, 1)]

@@ -1,0 +1,95 @@
+"""A real PostgreSQL primary and one hot standby of it on loopback, for the replica tests:
+the standby runs as a child the test can SIGKILL and start again."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from tandem.db.migrate import upgrade
+from tandem.db.session import make_engine
+from tandem.services import privileges
+from tandem.services.child import serving_child
+from tandem.services.postgres import SHUTDOWN_SIGNAL, THROWAWAY_SETTINGS, LocalPostgres
+from tandem.services.postgres_replica import LocalStandby, standby_of
+from tandem.services.process import stop
+from tests.support import free_port
+
+
+@dataclass
+class Replication:
+    primary: LocalPostgres
+    standby: LocalStandby
+    process: subprocess.Popen[bytes] | None = field(default=None)
+
+    def start_standby(self) -> None:
+        self.standby.prepare()
+        self.process = subprocess.Popen(
+            self.standby.argv(),
+            cwd=self.standby.data_dir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            preexec_fn=partial(privileges.set_parent_death_signal, SHUTDOWN_SIGNAL),
+        )
+        self.standby.wait_ready(60.0, self.process)
+
+    def kill_standby(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(30)
+
+    def stop_standby(self) -> None:
+        if self.process is not None:
+            stop(self.process, SHUTDOWN_SIGNAL, 30.0)
+
+    def primary_sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        return _sql(self.primary, statement, params)
+
+    def standby_sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
+        return _sql(self.standby, statement, params)
+
+    def wait_replayed(self, timeout: float = 30.0) -> None:
+        """Until the standby has replayed everything the primary had written."""
+        (target,) = self.primary_sql("SELECT pg_current_wal_lsn()")[0]
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            (done,) = self.standby_sql("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", target)[0]
+            if done:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"the standby did not replay to {target}")
+
+
+def _sql(server: LocalPostgres, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    with psycopg.connect(server.conninfo(), autocommit=True) as connection:
+        cursor = connection.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+@contextmanager
+def replication(scratch: Path) -> Iterator[Replication]:
+    """A migrated primary (fsync off: throwaway) and its running standby."""
+    primary = LocalPostgres(scratch / "postgres", free_port(), settings=THROWAWAY_SETTINGS)
+    primary.prepare()
+    with serving_child(primary, SHUTDOWN_SIGNAL, 60.0):
+        primary.ensure_database()
+        engine = make_engine(primary.url())
+        upgrade(engine)
+        engine.dispose()
+        pair = Replication(
+            primary, standby_of(primary, scratch / "postgres-replica-1", free_port())
+        )
+        pair.start_standby()
+        try:
+            yield pair
+        finally:
+            pair.stop_standby()

@@ -1,0 +1,195 @@
+"""Reads from a hot standby (tandem.db.replicas) against a real primary and standby on
+loopback: the standby's set-up and teardown, routing by replayed WAL position, the lag
+bound, and a standby SIGKILLed and started again."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from sqlalchemy import text
+
+from tandem.db import attempts
+from tandem.db.replicas import PRIMARY, ReadRouter, ReadTarget, parse_lsn
+from tandem.db.session import make_engine, make_session_factory
+from tandem.services.postgres_replica import running_standby, slot_name
+from tests.replica_support import Replication, replication
+from tests.support import free_port, service_dir
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def pair() -> Iterator[Replication]:
+    with service_dir("replicas") as scratch, replication(scratch) as running:
+        yield running
+
+
+@pytest.fixture
+def router(pair: Replication) -> Iterator[ReadRouter]:
+    pair.standby_sql("SELECT pg_wal_replay_resume()")
+    primary = make_engine(pair.primary.url())
+    routed = ReadRouter(
+        primary,
+        {"replica-1": make_engine(pair.standby.url(), connect_timeout=2)},
+        max_lag_seconds=1.0,
+    )
+    pair.wait_replayed()
+    routed.refresh()
+    yield routed
+    routed.dispose()
+    primary.dispose()
+    pair.standby_sql("SELECT pg_wal_replay_resume()")
+
+
+def _served_by(target: ReadTarget) -> str:
+    with target.sessions() as session:
+        recovering = session.execute(text("SELECT pg_is_in_recovery()")).scalar_one()
+    return target.name if recovering else PRIMARY
+
+
+def _succeed_an_attempt(pair: Replication) -> int:
+    """An attempt whose one item finished: the real path that records its WAL position."""
+    sessions = make_session_factory(make_engine(pair.primary.url()))
+    with sessions.begin() as session:
+        attempt, (item_id,) = attempts.create_attempt(
+            session, [attempts.NewItem("doc", "doc.txt", b"text")]
+        )
+    attempts.finish_item(sessions, item_id, chunk_count=1)
+    with sessions() as session:
+        lsn = session.execute(
+            text("SELECT succeeded_lsn::text FROM index_attempts WHERE id = :id"),
+            {"id": attempt.id},
+        ).scalar_one()
+    return parse_lsn(lsn)
+
+
+def test_a_standby_is_copied_streams_and_stops(pair: Replication) -> None:
+    data_dir = pair.standby.data_dir.with_name("postgres-replica-2")
+    with running_standby(pair.primary, data_dir, free_port()) as second:
+        rows = pair.primary_sql(
+            "SELECT application_name, state FROM pg_stat_replication ORDER BY 1"
+        )
+        assert ("postgres-replica-2", "streaming") in rows
+        pair.primary_sql("CREATE TABLE IF NOT EXISTS copied (x int)")
+        pair.primary_sql("INSERT INTO copied VALUES (1)")
+        _wait_rows(second, 1)
+        assert second.password() == pair.primary.password()
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            _ = _sql_on(second, "INSERT INTO copied VALUES (2)")
+    slots = pair.primary_sql(
+        "SELECT active FROM pg_replication_slots WHERE slot_name = %s", slot_name(data_dir)
+    )
+    assert slots == [(False,)]  # stopped: the primary keeps its WAL for it
+    pair.primary_sql("INSERT INTO copied VALUES (3)")
+    with running_standby(pair.primary, data_dir, free_port()) as again:
+        _wait_rows(again, 2)  # the row written while it was down
+
+
+def _wait_rows(server: object, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while _sql_on(server, "SELECT count(*) FROM copied") != [(count,)]:
+        assert time.monotonic() < deadline, f"the standby did not replay to {count} rows"
+        time.sleep(0.1)
+
+
+def _sql_on(server: object, statement: str) -> list[tuple[object, ...]]:
+    import psycopg
+
+    from tandem.services.postgres import LocalPostgres
+
+    assert isinstance(server, LocalPostgres)
+    with psycopg.connect(server.conninfo(), autocommit=True) as connection:
+        try:
+            return connection.execute(statement).fetchall()
+        except psycopg.errors.UndefinedTable:
+            return []  # not replayed yet
+
+
+def test_reads_go_to_a_caught_up_replica(router: ReadRouter) -> None:
+    assert [t.name for t in router.plan()] == ["replica-1", PRIMARY]
+    assert router.run(_served_by) == "replica-1"
+    (status,) = router.statuses()
+    assert status.healthy
+    assert status.lag_bytes == 0
+    assert status.lag_seconds == 0.0
+
+
+def test_a_replica_behind_the_newest_succeeded_attempt_is_not_read(
+    pair: Replication, router: ReadRouter
+) -> None:
+    pair.standby_sql("SELECT pg_wal_replay_pause()")
+    lsn = _succeed_an_attempt(pair)
+    router.refresh()
+    assert router.statuses()[0].healthy  # within the lag bound: only the position rules it out
+    assert router.required_lsn() == lsn
+    assert router.run(_served_by) == PRIMARY
+    pair.standby_sql("SELECT pg_wal_replay_resume()")
+    pair.wait_replayed()
+    # Asked again directly, without waiting for a refresh.
+    assert router.run(_served_by) == "replica-1"
+
+
+def test_lag_past_the_bound_skips_the_replica_until_it_catches_up(
+    pair: Replication, router: ReadRouter
+) -> None:
+    pair.standby_sql("SELECT pg_wal_replay_pause()")
+    pair.primary_sql("CREATE TABLE IF NOT EXISTS ticks (at timestamptz)")
+    pair.primary_sql("INSERT INTO ticks VALUES (now())")
+    router.refresh()  # a primary position the standby never reaches while paused
+    time.sleep(1.5)
+    router.refresh()
+    (status,) = router.statuses()
+    assert not status.healthy
+    assert status.lag_seconds is not None and status.lag_seconds > 1.0
+    assert status.lag_bytes is not None and status.lag_bytes > 0
+    assert [t.name for t in router.plan()] == [PRIMARY]
+    pair.standby_sql("SELECT pg_wal_replay_resume()")
+    pair.wait_replayed()
+    router.refresh()
+    assert router.statuses()[0].healthy
+    assert router.run(_served_by) == "replica-1"
+
+
+def test_a_killed_standby_fails_no_read_and_serves_again_once_restarted(
+    pair: Replication, router: ReadRouter
+) -> None:
+    assert router.run(_served_by) == "replica-1"  # a pooled connection to the standby
+    pair.kill_standby()
+    try:
+        served = [router.run(_served_by) for _ in range(20)]
+        assert served == [PRIMARY] * 20
+        router.refresh()
+        assert not router.statuses()[0].healthy
+    finally:
+        pair.start_standby()
+    pair.wait_replayed()
+    router.refresh()
+    assert router.statuses()[0].healthy
+    assert router.run(_served_by) == "replica-1"
+
+
+def test_tandem_up_runs_a_standby_as_a_service_that_stops_on_sigint(pair: Replication) -> None:
+    """The command `tandem up` supervises (`tandem services postgres-replica`)."""
+    import signal
+    import subprocess
+    import sys
+
+    from tandem.services.postgres_replica import service_spec, standby_of
+
+    standby = standby_of(
+        pair.primary, pair.standby.data_dir.with_name("postgres-replica-3"), free_port()
+    )
+    spec = service_spec(standby)
+    assert spec.name == "postgres-replica-3"
+    assert spec.argv[:3] == [sys.executable, "-m", "tandem.cli"]
+    process = subprocess.Popen(spec.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        standby.wait_ready(60.0, process)
+        assert _sql_on(standby, "SELECT pg_is_in_recovery()") == [(True,)]
+    finally:
+        process.send_signal(spec.stop_signal)
+        assert process.wait(30) == 0
+    assert spec.stop_signal == signal.SIGINT
