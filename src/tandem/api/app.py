@@ -107,7 +107,7 @@ def build_state(settings: ApiSettings) -> ApiState:
         index=PostgresIndex(sessions, Fusion(settings.fusion)),
         # Queries must not wait long for an overloaded server: fall back to keywords.
         inference=ModelClient(
-            settings.model_server_url, timeout=settings.model_timeout_seconds, overload_wait=0.5
+            settings.model_server_urls, timeout=settings.model_timeout_seconds, overload_wait=0.5
         ),
         queue=make_celery(settings),
         redis=Redis.from_url(settings.require_redis_url(), socket_timeout=2.0),
@@ -131,8 +131,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         probe = StatusProbe(settings.model_server_url, record_samples(state, history))
         probe.start()
         log.info(
-            "api_ready inference_server=%s open_access=%s",
-            settings.model_server_url,
+            "api_ready inference_servers=%s open_access=%s",
+            ",".join(settings.model_server_urls),
             settings.open_access,
         )
         try:
