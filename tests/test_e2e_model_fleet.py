@@ -107,5 +107,9 @@ def test_searches_succeed_with_one_of_two_inference_servers_stopped(
                 result = search(api, f"grey heron caught fish {n}", mode="semantic")
                 assert not result["degraded"] and result["results"], result
             assert f"model_endpoint_down url={extra.url}" in api.log()
+            endpoints = httpx.get(f"{api.url}/api/stats").json()["inference_endpoints"]
+            seen = {e["url"]: e for e in endpoints}
+            assert not seen[extra.url]["up"] and seen[inference_server.url]["up"]
+            assert seen[inference_server.url]["requests"] >= 10
     finally:
         extra.stop()

@@ -81,6 +81,8 @@ def stats(state: StateDep) -> dict[str, object]:
             "inference": asdict(inference) if inference else None,
             "indexing": read_published(state.redis, INDEXING_STATUS_KEY),
         },
+        # Each inference server this API server spreads queries over, as it sees them.
+        "inference_endpoints": [asdict(e) for e in state.inference.endpoints.states()],
     }
 
 
