@@ -164,6 +164,32 @@ def validate_kubernetes(paths: list[Path]) -> list[subprocess.CompletedProcess[s
     return runs
 
 
+# --- Kustomize overlays ------------------------------------------------------------------
+
+CNPG_OVERLAY = DEPLOY / "overlays" / "cloudnativepg"
+# Kinds of operators' CRDs: kubernetes-validate bundles no schema for them.
+CUSTOM_GROUPS = ("postgresql.cnpg.io/", "barmancloud.cnpg.io/")
+
+
+def render_kustomization(directory: Path) -> list[dict[str, Any]]:
+    """`kubectl kustomize directory` (kubectl's built-in kustomize), parsed."""
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        raise DeployToolMissing(
+            "kubectl is not installed (its built-in kustomize renders deploy/overlays)"
+        )
+    run = subprocess.run(
+        [kubectl, "kustomize", str(directory)], capture_output=True, text=True, check=False
+    )
+    if run.returncode != 0:
+        raise AssertionError(f"kubectl kustomize {directory.name}: {run.stderr.strip()}")
+    return [doc for doc in yaml.safe_load_all(run.stdout) if doc]
+
+
+def is_custom_resource(doc: dict[str, Any]) -> bool:
+    return str(doc.get("apiVersion", "")).startswith(CUSTOM_GROUPS)
+
+
 # --- Docker Compose -----------------------------------------------------------------------
 
 

@@ -179,6 +179,12 @@ class LoopbackTopology:
                 assert given[port_key] == str(container_port(target.config)), port_key
                 env[key], env[port_key] = LOOPBACK, str(target.port)
                 remote_ports.add(port_key)
+            elif key.endswith("_URLS") and value.startswith("dns+"):
+                # Every replica of a service: here its one process, still found by "DNS".
+                parts = urlsplit(value.removeprefix("dns+"))
+                target = self.hosts[str(parts.hostname)]
+                assert parts.port == container_port(target.config), key
+                env[key] = f"dns+http://{LOOPBACK}:{target.port}"
             elif key == "DATABASE_URL":
                 assert urlsplit(value).hostname == "relational_db"
                 env[key] = self.postgres_url

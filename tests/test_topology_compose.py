@@ -3,6 +3,8 @@ it runs what Kubernetes runs."""
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import pytest
 
 from tests.topology_support import (
@@ -109,6 +111,11 @@ def test_compose_sets_resource_limits_on_every_service() -> None:
 
 
 def _same_address(compose_value: str, kubernetes_value: str) -> bool:
+    if compose_value.startswith("dns+"):
+        # Every replica: Compose's service name, Kubernetes' headless `-pods` Service.
+        parts = urlsplit(compose_value.removeprefix("dns+"))
+        name = f"{COMPOSE_TO_KUBERNETES[str(parts.hostname)]}-pods"
+        return compose_value.replace(f"//{parts.hostname}:", f"//{name}:") == kubernetes_value
     return COMPOSE_TO_KUBERNETES.get(compose_value, compose_value) == kubernetes_value
 
 

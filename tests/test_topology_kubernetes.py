@@ -102,7 +102,10 @@ def test_services_select_their_pods_and_target_declared_ports() -> None:
             if labels_match(selector, w["spec"]["template"]["metadata"]["labels"])
         ]
         assert len(selected) == 1, service["metadata"]["name"]
-        assert selected[0]["metadata"]["name"] == service["metadata"]["name"]
+        # A headless `-pods` Service names every pod of its workload (model servers).
+        name = service["metadata"]["name"]
+        headless = service["spec"].get("clusterIP") == "None"
+        assert selected[0]["metadata"]["name"] == (name.removesuffix("-pods") if headless else name)
         for port in service["spec"]["ports"]:
             container_port(selected[0], port["targetPort"])
 
@@ -223,15 +226,25 @@ def test_configmap_points_at_the_model_server_services() -> None:
         assert data[f"{prefix}MODEL_SERVER_HOST"] == name
         [port] = get("Service", name)["spec"]["ports"]
         assert data[f"{prefix}MODEL_SERVER_PORT"] == str(port["port"])
+        # ...and the URL list at every pod of it, through its headless Service.
+        pods = get("Service", f"{name}-pods")
+        assert pods["spec"]["clusterIP"] == "None"
+        assert pods["spec"]["selector"] == {"app": name}
+        [port] = pods["spec"]["ports"]
+        assert data[f"{prefix}MODEL_SERVER_URLS"] == f"dns+http://{name}-pods:{port['port']}"
 
 
 def test_api_server_gets_the_inference_server_and_workers_the_indexing_server() -> None:
     api = env_sources(get("Deployment", "api-server"))
     worker = env_sources(get("Deployment", "background-worker"))
-    for key in ("MODEL_SERVER_HOST", "MODEL_SERVER_PORT"):
+    for key in ("MODEL_SERVER_HOST", "MODEL_SERVER_PORT", "MODEL_SERVER_URLS"):
         assert api[key] == ("configmap", key)
         assert key not in worker
-    for key in ("INDEXING_MODEL_SERVER_HOST", "INDEXING_MODEL_SERVER_PORT"):
+    for key in (
+        "INDEXING_MODEL_SERVER_HOST",
+        "INDEXING_MODEL_SERVER_PORT",
+        "INDEXING_MODEL_SERVER_URLS",
+    ):
         assert worker[key] == ("configmap", key)
         assert key not in api
     # Each model server binds the configmap's port of its own role.

@@ -83,6 +83,24 @@ ModelServerApiKey = Annotated[
 ]
 
 
+# Several model servers of one role: comma-separated entries, each `http(s)://host:port`
+# (one server) or `dns+http(s)://name:port` (every A/AAAA address of the name, re-resolved
+# every 30 s: Compose `--scale`, a headless Service). Unset: the HOST/PORT pair's server.
+_ENDPOINT = r"(dns\+)?https?://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?"
+ModelServerUrls = Annotated[
+    Annotated[str, StringConstraints(pattern=rf"^\s*{_ENDPOINT}\s*(,\s*{_ENDPOINT}\s*)*,?\s*$")]
+    | None,
+    BeforeValidator(_blank_is_unset),
+]
+
+
+def endpoint_entries(urls: str | None, host: str, port: int) -> list[str]:
+    """The model client's entries: the URL list when set, else the one host:port."""
+    if urls:
+        return [part.strip().rstrip("/") for part in urls.split(",") if part.strip()]
+    return [f"http://{host}:{port}"]
+
+
 class ModelCacheSettings(BaseSettings):
     """Where prepared models live; shared by the server and `tandem models prepare`."""
 
@@ -250,10 +268,19 @@ class ApiSettings(StorageSettings):
     fusion: Annotated[str, _env("TANDEM_FUSION", pattern="^(linear|rrf)$")] = "linear"
     # Sent to the inference server when set (ModelClient reads it when not given one).
     model_server_api_key: ModelServerApiKey = None
+    # More than one inference server (see ModelServerUrls); searches skip one that is down.
+    model_server_urls_setting: Annotated[ModelServerUrls, _env("MODEL_SERVER_URLS")] = None
+
+    @property
+    def model_server_urls(self) -> list[str]:
+        return endpoint_entries(
+            self.model_server_urls_setting, self.model_server_host, self.model_server_port
+        )
 
     @property
     def model_server_url(self) -> str:
-        return f"http://{self.model_server_host}:{self.model_server_port}"
+        """The first server, which the status page probes (a DNS entry: its name)."""
+        return self.model_server_urls[0].removeprefix("dns+")
 
 
 class WorkerSettings(StorageSettings):
@@ -301,9 +328,23 @@ class WorkerSettings(StorageSettings):
     # Text kept per document; the rest is cut (the document's metadata says so).
     max_extracted_chars: Annotated[PositiveInt, _env("TANDEM_MAX_EXTRACTED_CHARS")] = 10_000_000
 
+    # More than one indexing server (see ModelServerUrls); batches are spread over them.
+    indexing_model_server_urls_setting: Annotated[
+        ModelServerUrls, _env("INDEXING_MODEL_SERVER_URLS")
+    ] = None
+
+    @property
+    def indexing_model_server_urls(self) -> list[str]:
+        return endpoint_entries(
+            self.indexing_model_server_urls_setting,
+            self.indexing_model_server_host,
+            self.indexing_model_server_port,
+        )
+
     @property
     def indexing_model_server_url(self) -> str:
-        return f"http://{self.indexing_model_server_host}:{self.indexing_model_server_port}"
+        """The first server, which the status probe reads (a DNS entry: its name)."""
+        return self.indexing_model_server_urls[0].removeprefix("dns+")
 
     # Sent to the indexing server when set.
     model_server_api_key: ModelServerApiKey = None

@@ -86,6 +86,8 @@ def stats(state: StateDep) -> dict[str, object]:
             "inference": asdict(inference) if inference else None,
             "indexing": read_published(state.redis, INDEXING_STATUS_KEY),
         },
+        # Each inference server this API server spreads queries over, as it sees them.
+        "inference_endpoints": [asdict(e) for e in state.inference.endpoints.states()],
     }
 
 
@@ -132,7 +134,7 @@ def build_state(settings: ApiSettings) -> ApiState:
         index=RoutedIndex(reads, Fusion(settings.fusion)),
         # Queries must not wait long for an overloaded server: fall back to keywords.
         inference=ModelClient(
-            settings.model_server_url, timeout=settings.model_timeout_seconds, overload_wait=0.5
+            settings.model_server_urls, timeout=settings.model_timeout_seconds, overload_wait=0.5
         ),
         queue=make_celery(settings),
         redis=Redis.from_url(settings.require_redis_url(), socket_timeout=2.0),
@@ -161,8 +163,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
         # One /metrics: the searches' stages and each read replica's lag.
         state.search_metrics.registry.register(ReplicaCollector(state.reads))
         log.info(
-            "api_ready inference_server=%s open_access=%s read_replicas=%d",
-            settings.model_server_url,
+            "api_ready inference_servers=%s open_access=%s read_replicas=%d",
+            ",".join(settings.model_server_urls),
             settings.open_access,
             len(settings.database_read_urls),
         )

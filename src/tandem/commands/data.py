@@ -246,7 +246,7 @@ def reindex(
     store = ProgressStore(redis)
     run = plan_run(store.load(), model, restart=restart)
     embedder = ModelClient(
-        settings.indexing_model_server_url,
+        settings.indexing_model_server_urls,
         timeout=settings.model_timeout_seconds,
         batch_size=settings.embed_batch_size,
         api_key=settings.model_server_api_key or "",

@@ -82,7 +82,7 @@ def _run_worker(
     pipeline = IndexingPipeline(
         sessions=sessions,
         embedder=ModelClient(
-            settings.indexing_model_server_url,
+            settings.indexing_model_server_urls,
             timeout=settings.model_timeout_seconds,
             batch_size=settings.embed_batch_size,
             api_key=settings.model_server_api_key or "",
@@ -150,7 +150,7 @@ def _run_worker(
         "lease=%.0fs due=%d sent=%d heartbeat_file=%s",
         owner,
         settings.concurrency,
-        settings.indexing_model_server_url,
+        ",".join(settings.indexing_model_server_urls),
         settings.batch_items,
         settings.lease_seconds,
         started.due,
