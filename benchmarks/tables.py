@@ -20,7 +20,7 @@ import orjson
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results"
-DOCUMENTS = (ROOT / "README.md", Path(__file__).parent / "README.md")
+DOCUMENTS = (ROOT / "README.md", ROOT / "DEPLOYMENT.md", Path(__file__).parent / "README.md")
 BLOCK = re.compile(
     r"(<!-- table:(?P<name>[a-z_0-9]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S
 )
@@ -354,6 +354,40 @@ def replica_lag(result: dict[str, Any]) -> str:
     )
 
 
+def shard_merge(result: dict[str, Any]) -> str:
+    rows = [
+        f"| {result['documents']:,} documents, {result['queries']:,} queries | "
+        "BM25 MRR@10, shard-local statistics | BM25 MRR@10, global statistics | "
+        "top-10 overlap with unsharded (local / global) |",
+        "|---|---|---|---|",
+        f"| unsharded | {result['bm25_unsharded_mrr_at_10']:.4f} | "
+        f"{result['bm25_unsharded_mrr_at_10']:.4f} | 1.00 / 1.00 |",
+    ]
+    for k in result["bm25"].values():
+        rows.append(
+            f"| {k['shards']} shards | {k['mrr_at_10_local_stats']:.4f} | "
+            f"{k['mrr_at_10_global_stats']:.4f} | {k['overlap_at_10_local_stats']:.2f} / "
+            f"{k['overlap_at_10_global_stats']:.2f} |"
+        )
+    dense = result["dense"]
+    single = dense["S1_k10"]
+    rows += [
+        "",
+        "| dense, pgvector HNSW per shard | each shard returns k' | recall@10 vs exact | "
+        "p50: slowest shard + merge (vs unsharded) |",
+        "|---|---|---|---|",
+        f"| unsharded | 10 | {single['recall_at_10']:.4f} | {single['p50_ms']:.2f} ms (1.00x) |",
+    ]
+    for d in dense.values():
+        if d["shards"] > 1:
+            rows.append(
+                f"| {d['shards']} shards | {d['k_prime']} | {d['recall_at_10']:.4f} | "
+                f"{d['p50_ms']:.2f} ms ({d['p50_ms'] / single['p50_ms']:.2f}x) |"
+            )
+    load = result["machine"]["load_average_1_5_15"][0]
+    return "\n".join(rows) + f"\n\n(one run on one machine, load average {load:.1f})\n"
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "replica_lag": replica_lag,
     "source_sync": source_sync,
@@ -361,6 +395,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "search_breakdown": search_breakdown,
     "ingest_throughput": ingest_throughput,
     "ranking_quality": lambda r: ranking_quality(r) + "\n" + ranking_configurations(r),
+    "shard_merge": shard_merge,
 }
 
 
