@@ -246,3 +246,44 @@ def test_openapi_documents_the_hand_parsed_embed_body() -> None:
     assert {"texts", "max_context_length", "text_type"} <= set(schema["properties"])
     assert schema["properties"]["text_type"]["enum"] == ["query", "passage"]
     assert "$ref" not in str(schema)
+
+
+class ThreadRecordingRunner(RecordingRunner):
+    """Also records the thread each batch ran on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.threads: list[int] = []
+
+    def __call__(self, items: list[TokenizedItem]) -> FloatArray:
+        self.threads.append(threading.get_ident())
+        return super().__call__(items)
+
+
+def test_a_lone_small_request_runs_inline_and_concurrent_ones_batch() -> None:
+    runner = ThreadRecordingRunner()
+    query = _items([12])
+
+    async def scenario() -> tuple[int, FloatArray, list[FloatArray], FloatArray]:
+        scheduler = BatchScheduler(
+            runner, _limits(True), ModelServerMetrics("t"), "m", inline_tokens=256
+        )
+        scheduler.start()
+        try:
+            alone = await scheduler.submit(query)
+            together = await asyncio.gather(*(scheduler.submit(_items([12])) for _ in range(4)))
+            large = await scheduler.submit(_items([200, 200]))  # 400 padded tokens > 256
+            assert scheduler.queued_items == 0
+            return threading.get_ident(), alone, list(together), large
+        finally:
+            scheduler.stop(10)
+
+    loop_thread, alone, together, large = asyncio.run(scenario())
+    assert alone.tolist() == [[0.0, 12.0]]
+    assert all(rows.tolist() == [[0.0, 12.0]] for rows in together)
+    assert large.shape == (2, 2)
+    # Alone, on the event loop; arriving together, one batch on the worker; too large for
+    # inline, on the worker.
+    assert runner.batches == [[12], [12, 12, 12, 12], [200, 200]]
+    assert runner.threads[0] == loop_thread
+    assert runner.threads[1] != loop_thread and runner.threads[2] != loop_thread

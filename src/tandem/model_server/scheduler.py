@@ -6,7 +6,10 @@ tokenizing), writes each row into its job and wakes the job's coroutine when com
 
 * Latency policy (inference role): never waits to fill a batch; takes the jobs with the
   fewest items left first, so a query overtakes a large request, which is cut into
-  batches and streamed through between queries.
+  batches and streamed through between queries. A small request that finds nothing else
+  admitted and no batch running (`inline_tokens`) runs on the event loop itself: two
+  thread wake-ups (to the worker and back) cost more than its forward pass on a busy
+  machine.
 * Throughput policy (indexing role): jobs in arrival order, a bounded window of their
   items sorted by length, batches of similar lengths under a padded-token budget.
 """
@@ -75,8 +78,16 @@ class BatchScheduler:
         limits: SchedulingLimits,
         metrics: ModelServerMetrics,
         name: str,
+        *,
+        compute: threading.Lock | None = None,
+        inline_tokens: int = 0,
     ) -> None:
         self._run_batch = run_batch
+        # One forward pass at a time per process (models share the CPUs): schedulers of
+        # one process share this lock.
+        self._compute = compute or threading.Lock()
+        # Padded tokens up to which an uncontended request runs inline; 0: never.
+        self._inline_tokens = inline_tokens
         self._limits = limits
         self._metrics = metrics
         self._name = name
@@ -217,7 +228,8 @@ class BatchScheduler:
         items = [slot.job.items[slot.index] for slot in batch]
         started = time.perf_counter()
         try:
-            output = self._run_batch(items)
+            with self._compute:
+                output = self._run_batch(items)
         except Exception as exc:
             log.exception("batch_failed scheduler=%s size=%d", self._name, len(batch))
             self._fail_jobs({slot.job for slot in batch}, exc)
@@ -239,6 +251,32 @@ class BatchScheduler:
             self._jobs = [j for j in self._jobs if j.unfinished]
         for job in finished:
             job.loop.call_soon_threadsafe(_resolve, job.future, job.results)
+
+    def _inlines(self, items: list[TokenizedItem]) -> bool:
+        return len(items) * max(map(len, items), default=0) <= self._inline_tokens
+
+    def _run_inline(
+        self, reservation: Reservation, items: list[TokenizedItem]
+    ) -> FloatArray | None:
+        """Run on the caller's thread when this reservation is all that is admitted and no
+        batch is running; None (nothing done) otherwise."""
+        with self._cond:
+            if self._stopping or self._jobs or self._queued != reservation.count:
+                return None
+            if not self._compute.acquire(blocking=False):
+                return None  # a batch of this or another model is running
+        try:
+            started = time.perf_counter()
+            output = self._run_batch(items)
+        finally:
+            self._compute.release()
+        self._metrics.observe_batch(
+            self._name,
+            size=len(items),
+            tokens=len(items) * max(map(len, items)),
+            seconds=time.perf_counter() - started,
+        )
+        return output
 
     def _fail_jobs(self, jobs: set[_Job], exc: Exception) -> None:
         with self._cond:
@@ -273,8 +311,17 @@ class Reservation:
     async def submit(self, items: list[TokenizedItem]) -> FloatArray:
         if not self._held:
             raise RuntimeError("a reservation is submitted once")
+        scheduler = self._scheduler
+        if scheduler._inlines(items):
+            # One turn of the loop first: requests that arrived with this one reserve
+            # their items now, and then all of them go to the worker as one batch.
+            await asyncio.sleep(0)
+            output = scheduler._run_inline(self, items)
+            if output is not None:
+                self.release()
+                return output
         self._held = False
-        job = self._scheduler._enqueue(self, items)
+        job = scheduler._enqueue(self, items)
         return await job.future
 
 
