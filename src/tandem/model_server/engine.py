@@ -31,9 +31,6 @@ log = logging.getLogger(__name__)
 
 # Requests up to this size are tokenized on the event loop: a thread hop costs more.
 INLINE_TOKENIZE_CHARS = 2048
-# Inference batches up to this many padded tokens run on the event loop when nothing else
-# is queued or running (scheduler.py): a query of ~12 tokens, or a few of them.
-INLINE_FORWARD_TOKENS = 256
 # With a query signal, the indexing role's sub-batches: ~4 passages of 256 tokens, tens of
 # milliseconds on 2 threads (one batch of 64 takes about a second), with the same
 # passages per CPU-second as whole batches (measured in-process).
@@ -245,7 +242,6 @@ def load_engines(settings: ModelServerSettings, metrics: ModelServerMetrics) -> 
     limits = settings.scheduling()
     # Both models size their thread pools to all usable CPUs, so one forward pass at a time.
     compute = threading.Lock()
-    inline = INLINE_FORWARD_TOKENS if settings.role is Role.INFERENCE else 0
     directory, manifest = locate_prepared(
         settings.model_cache,
         settings.embedding_model,
@@ -260,7 +256,7 @@ def load_engines(settings: ModelServerSettings, metrics: ModelServerMetrics) -> 
     embedding = EmbeddingEngine(
         manifest.name,
         model,
-        BatchScheduler(run, limits, metrics, manifest.name, compute=compute, inline_tokens=inline),
+        BatchScheduler(run, limits, metrics, manifest.name, compute=compute),
         activity,
     )
     rerank = None
@@ -274,9 +270,7 @@ def load_engines(settings: ModelServerSettings, metrics: ModelServerMetrics) -> 
         rerank = RerankEngine(
             manifest.name,
             model,
-            BatchScheduler(
-                model.run, limits, metrics, manifest.name, compute=compute, inline_tokens=inline
-            ),
+            BatchScheduler(model.run, limits, metrics, manifest.name, compute=compute),
             activity,
         )
     log.info(

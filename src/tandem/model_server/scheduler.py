@@ -6,10 +6,12 @@ tokenizing), writes each row into its job and wakes the job's coroutine when com
 
 * Latency policy (inference role): never waits to fill a batch; takes the jobs with the
   fewest items left first, so a query overtakes a large request, which is cut into
-  batches and streamed through between queries. A small request that finds nothing else
-  admitted and no batch running (`inline_tokens`) runs on the event loop itself: two
-  thread wake-ups (to the worker and back) cost more than its forward pass on a busy
-  machine.
+  batches and streamed through between queries.
+  (Running a lone small query on the event loop instead, to save the two thread
+  wake-ups, was measured and dropped: at load 15-18 on 2 cores its HTTP p50 read 21.9 ms
+  against 6.4 ms through the worker, alternating in one run,
+  benchmarks/results/query_isolation_inline.json: one thread doing parse + forward in one burst
+  is preempted mid-forward more often than two threads with shorter bursts.)
 * Throughput policy (indexing role): jobs in arrival order, a bounded window of their
   items sorted by length, batches of similar lengths under a padded-token budget.
 """
@@ -80,14 +82,11 @@ class BatchScheduler:
         name: str,
         *,
         compute: threading.Lock | None = None,
-        inline_tokens: int = 0,
     ) -> None:
         self._run_batch = run_batch
         # One forward pass at a time per process (models share the CPUs): schedulers of
         # one process share this lock.
         self._compute = compute or threading.Lock()
-        # Padded tokens up to which an uncontended request runs inline; 0: never.
-        self._inline_tokens = inline_tokens
         self._limits = limits
         self._metrics = metrics
         self._name = name
@@ -252,32 +251,6 @@ class BatchScheduler:
         for job in finished:
             job.loop.call_soon_threadsafe(_resolve, job.future, job.results)
 
-    def _inlines(self, items: list[TokenizedItem]) -> bool:
-        return len(items) * max(map(len, items), default=0) <= self._inline_tokens
-
-    def _run_inline(
-        self, reservation: Reservation, items: list[TokenizedItem]
-    ) -> FloatArray | None:
-        """Run on the caller's thread when this reservation is all that is admitted and no
-        batch is running; None (nothing done) otherwise."""
-        with self._cond:
-            if self._stopping or self._jobs or self._queued != reservation.count:
-                return None
-            if not self._compute.acquire(blocking=False):
-                return None  # a batch of this or another model is running
-        try:
-            started = time.perf_counter()
-            output = self._run_batch(items)
-        finally:
-            self._compute.release()
-        self._metrics.observe_batch(
-            self._name,
-            size=len(items),
-            tokens=len(items) * max(map(len, items)),
-            seconds=time.perf_counter() - started,
-        )
-        return output
-
     def _fail_jobs(self, jobs: set[_Job], exc: Exception) -> None:
         with self._cond:
             for job in jobs:
@@ -311,17 +284,8 @@ class Reservation:
     async def submit(self, items: list[TokenizedItem]) -> FloatArray:
         if not self._held:
             raise RuntimeError("a reservation is submitted once")
-        scheduler = self._scheduler
-        if scheduler._inlines(items):
-            # One turn of the loop first: requests that arrived with this one reserve
-            # their items now, and then all of them go to the worker as one batch.
-            await asyncio.sleep(0)
-            output = scheduler._run_inline(self, items)
-            if output is not None:
-                self.release()
-                return output
         self._held = False
-        job = scheduler._enqueue(self, items)
+        job = self._scheduler._enqueue(self, items)
         return await job.future
 
 
