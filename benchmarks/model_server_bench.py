@@ -44,6 +44,7 @@ from benchmarks.processes import (
     free_port,
     running,
     tandem_argv,
+    wait_settled,
 )
 from tandem.config import ModelCacheSettings, ModelServerSettings
 from tandem.cpu import CpuPriority
@@ -158,6 +159,7 @@ def bench_tandem(
             "indexing": _floor_setup(environments["indexing"], indexing_threads, precision),
         }
         warm_up(inference, indexing, texts, work)
+        settled = wait_settled([inference.process.pid, indexing.process.pid])
         with (
             clock.phase(f"{label}: queries vs floor"),
             floor_worker("inference", setups["inference"]) as floor,
@@ -172,6 +174,7 @@ def bench_tandem(
             saturation = saturation_section(inference.url, indexing.url, texts, work)
     return {
         "cpu_sharing": sharing,
+        "settled_after_warm_up_seconds": round(settled, 1),
         "precision": precision,
         "floor_setups": {role: asdict(setup) for role, setup in setups.items()},
         "threads": {"inference": inference_threads, "indexing": indexing_threads},
@@ -209,6 +212,7 @@ def bench_inference_threads(
         inference.wait_ready()
         indexing.wait_ready()
         warm_up(inference, indexing, texts, work)
+        wait_settled([inference.process.pid, indexing.process.pid])
         setup = _floor_setup(inference_env, threads, precision)
         with (
             clock.phase(f"tandem, inference {threads} thread(s): queries"),

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,19 @@ def cpu_seconds(pid: int) -> float:
     # The fields after the ")" that closes the command name; utime is the 12th, stime next.
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_settled(pids: list[int], *, cpu_share: float = 0.05, max_seconds: float = 90.0) -> float:
+    """Wait until processes ``pids`` together use less than ``cpu_share`` of a CPU over a
+    second (start-up and warm-up work done: "idle" is measured on a warm stack); returns
+    the seconds waited."""
+    started = time.monotonic()
+    while time.monotonic() - started < max_seconds:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(1.0)
+        if sum(cpu_seconds(pid) for pid in pids) - before < cpu_share:
+            break
+    return time.monotonic() - started
 
 
 @dataclass

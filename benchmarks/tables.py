@@ -388,6 +388,35 @@ def shard_merge(result: dict[str, Any]) -> str:
     return "\n".join(rows) + f"\n\n(one run on one machine, load average {load:.1f})\n"
 
 
+def query_isolation(result: dict[str, Any]) -> str:
+    floor = result["floor"]
+    limit = 1.3 * floor["query"]["p50_ms"] + 1.0
+    rows = [
+        "| variant | query p50 / p99 idle | with indexing saturated | p99 saturated ÷ idle "
+        "(≤ 1.5) | indexing vs floor (≥ 0.9) | bulk passages/s while queried | indexing "
+        "waited |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, v in result["variants"].items():
+        idle, saturated = v["query_idle"], v["query_saturated"]
+        rows.append(
+            f"| {name} | {idle['p50_ms']:.2f} / {idle['p99_ms']:.2f} ms | "
+            f"{saturated['p50_ms']:.2f} / {saturated['p99_ms']:.2f} ms | "
+            f"**{v['saturated_p99_vs_idle_p99']:.2f}x** | **{v['index_vs_floor']:.2f}x** | "
+            f"{v['bulk_per_second_while_queried']:.1f} | {v['indexing_yield_seconds']:.1f} s |"
+        )
+    start = result["load_average_at_start"][0]
+    end = result["machine"]["load_average_1_5_15"][0]
+    return (
+        "\n".join(rows) + f"\n\nFloors in the same run: one query in-process on 1 thread p50 "
+        f"{floor['query']['p50_ms']:.2f} ms (so the idle p50 target is ≤ {limit:.2f} ms), "
+        f"the indexing role's requests of 64 in-process {floor['index_per_second']:.1f} "
+        f"passages/s. {result['rounds']} alternating rounds of "
+        f"{result['queries_per_measurement']} sequential queries per measurement; load "
+        f"average {start:.1f} at the start, {end:.1f} at the end.\n"
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "replica_lag": replica_lag,
     "source_sync": source_sync,
@@ -396,6 +425,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "ingest_throughput": ingest_throughput,
     "ranking_quality": lambda r: ranking_quality(r) + "\n" + ranking_configurations(r),
     "shard_merge": shard_merge,
+    "query_isolation": query_isolation,
 }
 
 

@@ -145,6 +145,22 @@ class ModelServerSettings(ModelCacheSettings):
     # Set: every route but the probes, /metrics and the OpenAPI docs needs
     # `Authorization: Bearer <key>` (401 otherwise).
     api_key: ModelServerApiKey = None
+    # Both roles on one host (`tandem up` sets it under its run dir): the inference role
+    # announces its queries in this file and the indexing role pauses between short
+    # sub-batches while they run (model_server/query_signal.py). Unset: no signal.
+    query_signal_file: Annotated[
+        Path | None, BeforeValidator(_blank_is_unset), _env("TANDEM_QUERY_SIGNAL_FILE")
+    ] = None
+
+    @field_validator("query_signal_file")
+    @classmethod
+    def _signal_file_is_absolute(cls, value: Path | None) -> Path | None:
+        # Both processes must name the same file whatever their working directories.
+        if value is not None and not value.is_absolute():
+            raise ValueError("TANDEM_QUERY_SIGNAL_FILE must be an absolute path")
+        if value is not None and value.is_dir():
+            raise ValueError("TANDEM_QUERY_SIGNAL_FILE names a directory, not a file")
+        return value
 
     @model_validator(mode="after")
     def _batch_fits_context(self) -> ModelServerSettings:

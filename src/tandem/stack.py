@@ -23,6 +23,9 @@ SERVICE_NAMES = (
 # Celery's line once the worker consumes its queue ("celery@host ready.").
 WORKER_READY_OUTPUT = " ready."
 KEY_VARIABLE = "TANDEM_MODEL_SERVER_API_KEY"
+# The one-host signal between the model servers (tandem.model_server.query_signal).
+QUERY_SIGNAL_VARIABLE = "TANDEM_QUERY_SIGNAL_FILE"
+QUERY_SIGNAL_FILE = "model-server-queries"
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def _redis(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
 
 
 def model_server_specs(
-    models: ModelServerSettings, *, pin_cpus: bool = False
+    models: ModelServerSettings, *, pin_cpus: bool = False, run_dir: Path | None = None
 ) -> tuple[list[ServiceSpec], dict[str, str]]:
     """Both model servers on this machine, and how each shares the CPUs (for the banner).
 
@@ -99,6 +102,8 @@ def model_server_specs(
     at the lowest CPU priority, so it takes only what queries leave idle, and the
     inference server at normal priority. ``pin_cpus`` instead gives each its own CPU set
     (the older scheme: queries keep a core to themselves, bulk work gets only the rest).
+    With ``run_dir`` (the host's run dir), both share the query signal file there: the
+    indexing server pauses between short sub-batches while queries run.
     """
     host = models.bind_host
     inference_env = {"TANDEM_CPU_PRIORITY": CpuPriority.NORMAL.value}
@@ -119,6 +124,9 @@ def model_server_specs(
     if models.api_key:
         for env in envs.values():
             env[KEY_VARIABLE] = models.api_key
+    if run_dir is not None:
+        for env in envs.values():
+            env[QUERY_SIGNAL_VARIABLE] = str(run_dir / QUERY_SIGNAL_FILE)
     specs = [
         ServiceSpec(
             name=f"{role}-model-server",
@@ -191,7 +199,9 @@ def local_stack_specs(
     host = models.bind_host
     inference_url = f"http://{host}:{models.inference_port}"
     indexing_url = f"http://{host}:{models.indexing_port}"
-    servers, sharing = model_server_specs(models, pin_cpus=pin_cpus)
+    servers, sharing = model_server_specs(
+        models, pin_cpus=pin_cpus, run_dir=storage.data_dir / "run"
+    )
     specs += servers
     shared = {"DATABASE_URL": database_url, "REDIS_URL": redis_url, KEY_VARIABLE: key}
     api_url = f"http://{host}:{ports.api}"

@@ -56,6 +56,11 @@ class ModelServerMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.yield_seconds = Counter(
+            "tandem_query_yield_seconds",
+            "Indexing role: time spent waiting for the inference role's queries",
+            registry=self.registry,
+        )
         self.items = Counter(
             "tandem_items_total", "Texts or pairs processed", ["model"], registry=self.registry
         )

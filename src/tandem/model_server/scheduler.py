@@ -7,6 +7,11 @@ tokenizing), writes each row into its job and wakes the job's coroutine when com
 * Latency policy (inference role): never waits to fill a batch; takes the jobs with the
   fewest items left first, so a query overtakes a large request, which is cut into
   batches and streamed through between queries.
+  (Running a lone small query on the event loop instead, to save the two thread
+  wake-ups, was measured and dropped: at load 15-18 on 2 cores its HTTP p50 read 21.9 ms
+  against 6.4 ms through the worker, alternating in one run,
+  benchmarks/results/query_isolation_inline.json: one thread doing parse + forward in one burst
+  is preempted mid-forward more often than two threads with shorter bursts.)
 * Throughput policy (indexing role): jobs in arrival order, a bounded window of their
   items sorted by length, batches of similar lengths under a padded-token budget.
 """
@@ -75,8 +80,13 @@ class BatchScheduler:
         limits: SchedulingLimits,
         metrics: ModelServerMetrics,
         name: str,
+        *,
+        compute: threading.Lock | None = None,
     ) -> None:
         self._run_batch = run_batch
+        # One forward pass at a time per process (models share the CPUs): schedulers of
+        # one process share this lock.
+        self._compute = compute or threading.Lock()
         self._limits = limits
         self._metrics = metrics
         self._name = name
@@ -217,7 +227,8 @@ class BatchScheduler:
         items = [slot.job.items[slot.index] for slot in batch]
         started = time.perf_counter()
         try:
-            output = self._run_batch(items)
+            with self._compute:
+                output = self._run_batch(items)
         except Exception as exc:
             log.exception("batch_failed scheduler=%s size=%d", self._name, len(batch))
             self._fail_jobs({slot.job for slot in batch}, exc)
