@@ -417,6 +417,47 @@ def query_isolation(result: dict[str, Any]) -> str:
     )
 
 
+def model_server(result: dict[str, Any]) -> str:
+    tandem, baseline, ratios = result["tandem"], result["baseline"], result["ratios"]
+    targets = result["targets"]
+
+    def verdict(name: str) -> str:
+        target = targets[name]
+        limit = target["limit"].replace("<=", "≤").replace(">=", "≥")
+        return f"{limit} — {'met' if target['met'] else 'missed'}"
+
+    floor, idle = tandem["query_floor"], tandem["query_sequential"]
+    index, index_floor = tandem["index_http"], tandem["index_floor"]
+    quiet, loaded = tandem["query_idle"], tandem["query_saturated"]
+    rows = [
+        "| | Tandem | floor / baseline | ratio | target |",
+        "|---|---:|---:|---:|---|",
+        f"| query p50, sequential | {idle['p50_ms']:.2f} ms | floor {floor['p50_ms']:.2f} ms | "
+        f"{ratios['query_p50_vs_floor']:.2f}x | {verdict('query_p50_vs_floor')} |",
+        f"| indexing throughput, requests of 64 | {index['per_second']:.1f} passages/s | "
+        f"floor {index_floor['per_second']:.1f} | {ratios['index_vs_floor']:.2f}x | "
+        f"{verdict('index_vs_floor')} |",
+        f"| query p99, indexing saturated vs idle | {loaded['p99_ms']:.1f} vs "
+        f"{quiet['p99_ms']:.1f} ms | | {ratios['saturated_p99_vs_idle_p99']:.2f}x | "
+        f"{verdict('saturated_p99_vs_idle')} |",
+        f"| query p50 vs baseline | {idle['p50_ms']:.2f} ms | baseline "
+        f"{baseline['query_sequential']['p50_ms']:.1f} ms | "
+        f"{targets['vs_baseline_query_p50']['value']:.1f}x | |",
+        f"| query p99 under saturated indexing vs baseline | {loaded['p99_ms']:.1f} ms | "
+        f"baseline {baseline['query_saturated']['p99_ms']:,.0f} ms | "
+        f"{targets['vs_baseline_saturated_p99']['value']:.0f}x | |",
+        f"| indexing vs baseline | {index['per_second']:.1f} passages/s | baseline "
+        f"{baseline['index_http']['per_second']:.1f} | "
+        f"{targets['vs_baseline_index_throughput']['value']:.2f}x | |",
+    ]
+    start = result["machine"]["load_average_at_start"][0]
+    end = result["machine"]["load_average_at_end"][0]
+    return (
+        "\n".join(rows) + f"\n\n(one run, {result['timestamp'][:10]}; load average "
+        f"{start:.1f} at the start, {end:.1f} at the end)\n"
+    )
+
+
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "replica_lag": replica_lag,
     "source_sync": source_sync,
@@ -426,6 +467,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "ranking_quality": lambda r: ranking_quality(r) + "\n" + ranking_configurations(r),
     "shard_merge": shard_merge,
     "query_isolation": query_isolation,
+    "model_server": model_server,
 }
 
 
