@@ -18,6 +18,9 @@ from typing import Any
 
 import orjson
 
+from benchmarks.tables_guards import load_burst, precision_quality, unauthenticated_body
+from benchmarks.tables_search import search_latency
+
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results"
 DOCUMENTS = (ROOT / "README.md", ROOT / "DEPLOYMENT.md", Path(__file__).parent / "README.md")
@@ -468,6 +471,10 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "shard_merge": shard_merge,
     "query_isolation": query_isolation,
     "model_server": model_server,
+    "precision_quality": precision_quality,
+    "load_burst": load_burst,
+    "unauthenticated_body": unauthenticated_body,
+    "search_latency": search_latency,
 }
 
 
