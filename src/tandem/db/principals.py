@@ -56,25 +56,24 @@ class Access:
     groups: tuple[str, ...] = ()
 
 
+def _ids(
+    session: Session, model: type[User] | type[Group], names: tuple[str, ...], kind: str
+) -> list[int]:
+    """The ids of the named users or groups; every name must exist."""
+    if not names:
+        return []
+    found = dict(session.execute(select(model.name, model.id).where(model.name.in_(names))).all())
+    missing = sorted(set(names) - set(found))
+    if missing:
+        raise PrincipalError(f"no {kind} named {', '.join(map(repr, missing))}")
+    return list(found.values())
+
+
 def readers(session: Session, access: Access, owner_id: int | None = None) -> list[str]:
     """The reader tokens of `access`; its owner (the uploader) always reads it."""
     tokens: set[str] = {PUBLIC} if access.public else set()
-    if access.users:
-        found = dict(
-            session.execute(select(User.name, User.id).where(User.name.in_(access.users))).all()
-        )
-        missing = sorted(set(access.users) - set(found))
-        if missing:
-            raise PrincipalError(f"no user named {', '.join(map(repr, missing))}")
-        tokens |= {user_token(i) for i in found.values()}
-    if access.groups:
-        found = dict(
-            session.execute(select(Group.name, Group.id).where(Group.name.in_(access.groups))).all()
-        )
-        missing = sorted(set(access.groups) - set(found))
-        if missing:
-            raise PrincipalError(f"no group named {', '.join(map(repr, missing))}")
-        tokens |= {group_token(i) for i in found.values()}
+    tokens |= {user_token(i) for i in _ids(session, User, access.users, "user")}
+    tokens |= {group_token(i) for i in _ids(session, Group, access.groups, "group")}
     if owner_id is not None:
         tokens.add(user_token(owner_id))
     return sorted(tokens)
@@ -83,12 +82,17 @@ def readers(session: Session, access: Access, owner_id: int | None = None) -> li
 # --- users and groups -------------------------------------------------------------------
 
 
-def add_user(session: Session, name: str, *, admin: bool = False) -> User:
-    if session.execute(select(User.id).where(User.name == name)).first() is not None:
-        raise PrincipalError(f"a user named {name!r} exists already")
-    user = User(name=name, is_admin=admin)
-    session.add(user)
+def _add(session: Session, principal: User | Group, kind: str) -> None:
+    model = type(principal)
+    if session.execute(select(model.id).where(model.name == principal.name)).first() is not None:
+        raise PrincipalError(f"a {kind} named {principal.name!r} exists already")
+    session.add(principal)
     session.flush()
+
+
+def add_user(session: Session, name: str, *, admin: bool = False) -> User:
+    user = User(name=name, is_admin=admin)
+    _add(session, user, "user")
     return user
 
 
@@ -125,11 +129,8 @@ def list_users(session: Session) -> list[tuple[User, list[str]]]:
 
 
 def add_group(session: Session, name: str, members: Sequence[str] = ()) -> Group:
-    if session.execute(select(Group.id).where(Group.name == name)).first() is not None:
-        raise PrincipalError(f"a group named {name!r} exists already")
     group = Group(name=name)
-    session.add(group)
-    session.flush()
+    _add(session, group, "group")
     for member in members:
         add_member(session, name, member)
     return group

@@ -184,18 +184,7 @@ class LocalPostgres:
         if self.settings.get("fsync") == "off":
             argv.append("--no-sync")  # the caller already accepted a throwaway cluster
         log.info("postgres_initdb data_dir=%s", self.data_dir)
-        result = subprocess.run(
-            argv,
-            cwd=self.data_dir,
-            capture_output=True,
-            text=True,
-            check=False,
-            user=None if owner is None else owner.uid,
-            group=None if owner is None else owner.gid,
-            extra_groups=None if owner is None else [],
-        )
-        if result.returncode != 0:
-            raise ServiceError(f"initdb failed:\n{result.stdout}{result.stderr}")
+        privileges.run_tool("initdb", argv, owner, cwd=self.data_dir)
 
     def _bootstrap(self, database: bool, password: bool) -> None:
         """Create the database, or set the password (a new cluster, one from before

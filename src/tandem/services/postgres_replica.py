@@ -13,7 +13,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,7 +30,6 @@ from tandem.services.postgres import (
     LocalPostgres,
     install_dir,
 )
-from tandem.services.process import ServiceError
 
 if TYPE_CHECKING:
     from tandem.launcher import ServiceSpec
@@ -121,19 +119,8 @@ class LocalStandby(LocalPostgres):
         log.info(
             "postgres_base_backup data_dir=%s primary_port=%d", self.data_dir, self.primary_port
         )
-        result = subprocess.run(
-            argv,
-            cwd=self.data_dir,
-            env={**os.environ, "PGPASSWORD": self.password()},
-            capture_output=True,
-            text=True,
-            check=False,
-            user=None if owner is None else owner.uid,
-            group=None if owner is None else owner.gid,
-            extra_groups=None if owner is None else [],
-        )
-        if result.returncode != 0:
-            raise ServiceError(f"pg_basebackup failed:\n{result.stdout}{result.stderr}")
+        env = {**os.environ, "PGPASSWORD": self.password()}
+        privileges.run_tool("pg_basebackup", argv, owner, cwd=self.data_dir, env=env)
 
 
 def standby_of(primary: LocalPostgres, data_dir: Path, port: int) -> LocalStandby:

@@ -104,6 +104,31 @@ def claim_dir(path: Path, owner: SystemUser | None) -> None:
     path.chmod(0o700)
 
 
+def run_tool(
+    what: str,
+    argv: Sequence[str],
+    owner: SystemUser | None,
+    *,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+) -> None:
+    """Run a server's set-up tool (initdb, pg_basebackup) as `owner` (None: this user);
+    its output is shown only when it fails."""
+    result = subprocess.run(
+        list(argv),
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        user=None if owner is None else owner.uid,
+        group=None if owner is None else owner.gid,
+        extra_groups=None if owner is None else [],
+    )
+    if result.returncode != 0:
+        raise ServiceError(f"{what} failed:\n{result.stdout}{result.stderr}")
+
+
 def command_as(user: SystemUser | None, argv: Sequence[str]) -> list[str]:
     """An argv that runs `argv` as `user` (unchanged when no user is needed)."""
     if user is None:

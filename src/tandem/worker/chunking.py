@@ -134,7 +134,7 @@ class Chunker:
         body_tokens = self._count_body(whole) if counted is None else counted.body_tokens
         if counted is not None and body_tokens <= capacity:
             # The one encoding counted the embed text too: nothing more to tokenize.
-            return [self._only_chunk(doc, title, prefix, lead, whole, counted.total_tokens)]
+            return [self._chunk(doc, title, prefix, lead, whole, counted.total_tokens)]
         if body_tokens <= capacity:
             # What the splitter answers for a text that fits, without building a splitter
             # (tens of ms each) or tokenizing twice more: most documents are short.
@@ -151,16 +151,7 @@ class Chunker:
             else:
                 pieces.extend(self._bisect(prefix, start, body))
         return [
-            TextChunk(
-                ordinal=ordinal,
-                text=body,
-                title=title,
-                path=doc.path,
-                token_count=count,
-                embed_text=prefix + body,
-                start=start,
-                end=start + len(body),
-            )
+            self._chunk(doc, title, prefix, start, body, count, ordinal=ordinal)
             for ordinal, (start, body, count) in enumerate(pieces)
         ]
 
@@ -189,11 +180,18 @@ class Chunker:
         return _Counted(title, prefix_tokens, total - prefix_tokens, total)
 
     @staticmethod
-    def _only_chunk(
-        doc: ParsedDocument, title: str, prefix: str, start: int, body: str, tokens: int
+    def _chunk(
+        doc: ParsedDocument,
+        title: str,
+        prefix: str,
+        start: int,
+        body: str,
+        tokens: int,
+        *,
+        ordinal: int = 0,
     ) -> TextChunk:
         return TextChunk(
-            ordinal=0,
+            ordinal=ordinal,
             text=body,
             title=title,
             path=doc.path,
