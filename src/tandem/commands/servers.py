@@ -5,11 +5,23 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from starlette.types import ASGIApp
 
 from tandem.commands.common import build_settings, fail
 from tandem.config import ApiSettings, WebSettings, WorkerSettings
 from tandem.logs import configure_logging
 from tandem.serving import serve
+
+
+def _serve_clients(app: ASGIApp, settings: ApiSettings | WebSettings, drain_seconds: float) -> None:
+    """Serve a process browsers and API clients talk to (behind nginx or not)."""
+    serve(
+        app,
+        host=settings.bind_host,
+        port=settings.port,
+        drain_seconds=drain_seconds,
+        client_facing=True,
+    )
 
 
 def api(
@@ -30,13 +42,7 @@ def api(
         settings.require_redis_url()
     except ValueError as exc:
         raise fail(str(exc)) from exc
-    serve(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.port,
-        drain_seconds=30,
-        client_facing=True,
-    )
+    _serve_clients(create_app(settings), settings, drain_seconds=30)
 
 
 def worker(
@@ -72,10 +78,4 @@ def web(
 
     configure_logging("web")
     settings = build_settings(WebSettings, bind_host=host, port=port, api_server_url=api_url)
-    serve(
-        create_app(settings),
-        host=settings.bind_host,
-        port=settings.port,
-        drain_seconds=10,
-        client_facing=True,
-    )
+    _serve_clients(create_app(settings), settings, drain_seconds=10)
