@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from tandem.index.protocol import IndexedChunk, IndexHit, IndexQuery, SearchMode
+from tandem.index.chunk_writes import PostgresChunkWriter
+from tandem.index.protocol import ChunkWriter, IndexedChunk, IndexHit, IndexQuery, SearchMode
 from tandem.model_files import FloatArray
 from tandem.model_schemas import TextType
 from tandem.search import InvalidQuery, Searcher, SearchQuery
@@ -41,6 +42,10 @@ class RankingIndex:
             for i in range(HITS)
         ]
         return ranking[query.offset : query.offset + query.limit]
+
+    @property
+    def writer(self) -> ChunkWriter:
+        return PostgresChunkWriter()  # never called: these tests only search
 
     def replace_document(self, document_id: str, chunks: Sequence[IndexedChunk]) -> None: ...
 

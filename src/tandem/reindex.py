@@ -30,7 +30,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db.models import EMBEDDING_DIMENSIONS, vector_literal
+from tandem.db.models import EMBEDDING_DIMENSIONS
+from tandem.index.chunk_writes import PostgresChunkWriter
+from tandem.index.protocol import ChunkWriter
 from tandem.model_client import ModelClient
 from tandem.model_files import FloatArray
 from tandem.model_schemas import TEIInfo, TextType
@@ -173,33 +175,6 @@ def _chunks_of(session: Session, document_ids: Sequence[str]) -> list[StoredChun
     ]
 
 
-def _write_vectors(
-    session: Session,
-    document_ids: Sequence[str],
-    chunks: Sequence[StoredChunk],
-    vectors: FloatArray,
-) -> int:
-    # The pipeline's per-document locks, in its order (sorted hashes): no interleaving with
-    # a document being replaced, and no deadlock with it.
-    session.execute(
-        text(
-            "SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(id, 0) AS h "
-            "FROM unnest(CAST(:ids AS text[])) AS id ORDER BY h) AS locks"
-        ),
-        {"ids": list(document_ids)},
-    )
-    # One statement: the statement-level BM25 triggers on `chunks` run once per batch.
-    result = session.execute(
-        text(
-            "UPDATE chunks SET embedding = CAST(v.embedding AS vector) "
-            "FROM unnest(CAST(:ids AS bigint[]), CAST(:vectors AS text[])) AS v(id, embedding) "
-            "WHERE chunks.id = v.id"
-        ),
-        {"ids": [c.id for c in chunks], "vectors": [vector_literal(v) for v in vectors]},
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
-
-
 class Reindexer:
     def __init__(
         self,
@@ -207,8 +182,10 @@ class Reindexer:
         embedder: ModelClient,  # pointed at the indexing model server
         progress: ProgressStore,
         documents_per_batch: int = 16,
+        writer: ChunkWriter | None = None,  # default: PostgreSQL's
     ) -> None:
         self._sessions = sessions
+        self._writer = writer or PostgresChunkWriter()
         self._embedder = embedder
         self._progress = progress
         self._documents_per_batch = documents_per_batch
@@ -261,7 +238,9 @@ class Reindexer:
         for attempt in range(DEADLOCK_RETRIES):
             try:
                 with self._sessions.begin() as session:
-                    _write_vectors(session, documents, chunks, vectors)
+                    self._writer.replace_embeddings(
+                        session, documents, {c.id: v for c, v in zip(chunks, vectors, strict=True)}
+                    )
                 return
             except OperationalError as exc:
                 code = getattr(exc.orig, "sqlstate", None)

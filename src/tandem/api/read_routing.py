@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from tandem.db.replicas import ReadRouter, ReadTarget
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
-from tandem.index.protocol import IndexedChunk, IndexHit, IndexQuery
+from tandem.index.protocol import ChunkWriter, IndexedChunk, IndexHit, IndexQuery
 
 
 class RoutedIndex:
@@ -24,6 +24,10 @@ class RoutedIndex:
 
     def _on(self, target: ReadTarget) -> PostgresIndex:
         return self._by_target[target.name]
+
+    @property
+    def writer(self) -> ChunkWriter:
+        return self._primary.writer  # with the primary's sessions only
 
     def replace_document(self, document_id: str, chunks: Sequence[IndexedChunk]) -> None:
         self._primary.replace_document(document_id, chunks)

@@ -147,7 +147,9 @@ def set_source_access(
     """Who may read the source's documents: applied to them at once, nothing re-embedded."""
     with state.sessions.begin() as session:
         source = _manageable(session, name, caller)
-        sources.set_readers(session, name, resolve(session, body.access, source.owner_id))
+        readers = resolve(session, body.access, source.owner_id)
+        sources.set_readers(session, name, readers)
+        state.index.writer.set_source_readers(session, name, readers)
         session.refresh(source)
         last = sources.latest_syncs(session, [name]).get(name)
         return _source_out(source, last, readers_of(session, [source.readers]))

@@ -42,10 +42,6 @@ from sqlalchemy.types import UserDefinedType
 # switching to a model of another size means a new migration and a re-index.
 EMBEDDING_DIMENSIONS = 384
 TEXT_SEARCH_CONFIG = "english"
-# A BM25 posting's term-frequency part with k1 1.2, b 0.75 and a fixed reference length of
-# 100: close to the real one's order, and fixed, so an index can hold it (migration 0002
-# writes the same expression; the planner matches it as written).
-BM25_IMPACT = "(tf / (tf + 0.3 + 0.009 * length))"
 
 
 def vector_literal(vector: Iterable[float]) -> str:
@@ -396,14 +392,11 @@ class Bm25Term(Base):
 
 class Bm25Posting(Base):
     __tablename__ = "bm25_postings"
+    # The migrations also index each term's postings by impact (`bm25_postings_impact`),
+    # on an expression tandem.index.bm25_formula writes: the index layer owns BM25's
+    # formula, and this layer cannot import it (tests/test_bm25_formula.py checks it).
     __table_args__ = (
         PrimaryKeyConstraint("term_id", "chunk_id", postgresql_include=["tf", "length"]),
-        Index(
-            "bm25_postings_impact",
-            "term_id",
-            text(f"{BM25_IMPACT} DESC"),
-            postgresql_include=["chunk_id"],
-        ),
     )
 
     term_id: Mapped[int] = mapped_column(Integer)

@@ -152,12 +152,11 @@ def delete_source(session: Session, name: str) -> bool:
 
 
 def set_readers(session: Session, name: str, readers: Sequence[str]) -> None:
-    """A source's documents take new readers: their rows and chunks, nothing re-embedded
-    (the chunks' text is as it was, so the BM25 triggers skip the update)."""
+    """A source's documents take new readers: the source's and its documents' rows (the
+    caller gives their chunks the same readers, through the index's writer)."""
     params = {"name": name, "r": list(readers)}
     session.execute(text("UPDATE sources SET readers = :r WHERE name = :name"), params)
     session.execute(text("UPDATE documents SET readers = :r WHERE source = :name"), params)
-    session.execute(text("UPDATE chunks SET readers = :r WHERE source = :name"), params)
 
 
 def request_sync(session: Session, name: str) -> bool:

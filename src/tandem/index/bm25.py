@@ -1,9 +1,6 @@
 """BM25 keyword retrieval inside PostgreSQL, over the postings the `chunks` triggers keep.
 
-Scoring (per chunk c, query lexemes t, Lucene's non-negative idf):
-
-    idf(t)    = ln(1 + (N - df(t) + 0.5) / (df(t) + 0.5))
-    bm25(c)   = sum_t idf(t) * tf * (k1 + 1) / (tf + k1 * (1 - b + b * len(c) / avglen))
+Scoring: tandem.index.bm25_formula (Lucene's non-negative idf, k1 and b written there once).
 
 `tf` and `len` are BM25F-style: a title occurrence counts `title_weight` times a body
 occurrence (migration 0002). N, df and the lengths are exact and transactional.
@@ -20,7 +17,6 @@ postings by impact join the candidates, and every candidate is still scored exac
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -28,6 +24,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tandem.db.models import TEXT_SEARCH_CONFIG
+from tandem.index.bm25_formula import Bm25Parameters as Bm25Parameters
+from tandem.index.bm25_formula import idf, score_constants, term_frequency_part
 from tandem.index.bm25_sql import filtered_first_sql, list_scores_sql, top_sql
 from tandem.index.filters import FilterEstimates
 
@@ -38,12 +36,6 @@ READ_BUDGET = 4_000
 SAMPLED_POSTINGS = 200
 # In that case at most this many candidates get the common terms' postings looked up.
 COMPLETION_LIMIT = 250
-
-
-@dataclass(frozen=True, slots=True)
-class Bm25Parameters:
-    k1: float = 1.2
-    b: float = 0.75
 
 
 # A filter the planner expects to leave at most this many chunks is ranked from those
@@ -75,14 +67,6 @@ class PreparedQuery:
     terms: tuple[QueryTerm, ...]
     average_length: float
     parameters: Bm25Parameters
-
-
-def idf(chunks: int, df: int) -> float:
-    return math.log(1.0 + (chunks - df + 0.5) / (df + 0.5))
-
-
-def term_frequency_part(tf: float, length: float, average: float, p: Bm25Parameters) -> float:
-    return tf * (p.k1 + 1.0) / (tf + p.k1 * (1.0 - p.b + p.b * length / average))
 
 
 def storable(value: str) -> str:
@@ -157,14 +141,8 @@ class Bm25Scorer:
         return self._estimates.rows(self._filter_sql, self._filter_params, estimate)
 
     def _constants(self) -> dict[str, object]:
-        p = self._query.parameters
-        return {
-            **self._filter_params,
-            "k1_plus_1": p.k1 + 1.0,
-            "k1": p.k1,
-            "one_minus_b": 1.0 - p.b,
-            "b_per_average": p.b / self._query.average_length,
-        }
+        constants = score_constants(self._query.parameters, self._query.average_length)
+        return {**self._filter_params, **constants}
 
     def score_parameters(self, terms: Sequence[QueryTerm] | None = None) -> dict[str, object]:
         """The parameters of the SQL that sums `terms` (default: all the query's) per chunk:

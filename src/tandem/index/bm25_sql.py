@@ -8,9 +8,9 @@ Parameters: the read terms (`:read_ids`, `:read_idfs`), the probed terms (`:prob
 
 from __future__ import annotations
 
-from tandem.db.models import BM25_IMPACT
+from tandem.index.bm25_formula import impact_sql, term_frequency_part_sql
 
-SCORE = "sum(q.idf * p.tf * :k1_plus_1 / (p.tf + :k1 * (:one_minus_b + :b_per_average * p.length)))"
+SCORE = f"sum(q.idf * {term_frequency_part_sql('p.tf', 'p.length')})"
 QUERY_TERMS = "unnest(CAST(:term_ids AS integer[]), CAST(:idfs AS float8[])) AS q(term_id, idf)"
 READ_TERMS = "unnest(CAST(:read_ids AS integer[]), CAST(:read_idfs AS float8[])) AS q(term_id, idf)"
 PROBED_TERMS = (
@@ -62,7 +62,7 @@ def chunk_score_join(chunk_id_sql: str) -> str:
 
 def sampled_postings(filter_sql: str, terms: int) -> str:
     """(chunk_id, idf) for each of `terms` probed terms' `:m` best postings by impact."""
-    impact = BM25_IMPACT.replace("tf", "p.tf").replace("length", "p.length")
+    impact = impact_sql("p.tf", "p.length")
     join = filter_join(filter_sql)
     # One subquery per term with its own id as a parameter: planned with that term's
     # statistics, a long list is read through the impact index, best first.

@@ -5,11 +5,13 @@ One contract test suite (tests/test_index_contract.py) runs against every implem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
+
+from sqlalchemy.orm import Session
 
 from tandem.index.stage_timings import StageTimings
 from tandem.model_files import FloatArray
@@ -102,6 +104,11 @@ class IndexHit:
 
 
 class DocumentIndex(Protocol):
+    @property
+    def writer(self) -> ChunkWriter:
+        """The write side, for writes inside a caller's transaction."""
+        ...
+
     def replace_document(self, document_id: str, chunks: Sequence[IndexedChunk]) -> None:
         """Make ``chunks`` the document's only chunks, atomically (old ones vanish)."""
         ...
@@ -122,4 +129,39 @@ class DocumentIndex(Protocol):
 
     def chunks(self, document_id: str) -> list[IndexHit]:
         """A document's chunks in order (score fields unset)."""
+        ...
+
+
+class ChunkWriter(Protocol):
+    """The write side of the index: the only code that writes chunks (and so the BM25
+    statistics). Each method runs in the caller's session and transaction, so catalogue
+    rows and chunks commit or roll back together; none commits."""
+
+    def replace_chunks(
+        self,
+        session: Session,
+        documents: Mapping[str, Sequence[IndexedChunk]],
+        existing: Collection[str] | None = None,
+    ) -> None:
+        """Make each document's chunks exactly `documents[id]`. `existing`: the ids that
+        may have chunks already (None: any may); a new document's delete is skipped."""
+        ...
+
+    def delete_documents(self, session: Session, document_ids: Collection[str]) -> int:
+        """Remove every chunk of the documents; returns how many were removed."""
+        ...
+
+    def set_document_readers(self, session: Session, readers: Mapping[str, Sequence[str]]) -> None:
+        """New readers for each document's chunks (nothing re-embedded)."""
+        ...
+
+    def set_source_readers(self, session: Session, source: str, readers: Sequence[str]) -> None:
+        """New readers for every chunk of a source's documents."""
+        ...
+
+    def replace_embeddings(
+        self, session: Session, document_ids: Sequence[str], vectors: Mapping[int, FloatArray]
+    ) -> int:
+        """New vectors for chunks by chunk id (their documents: `document_ids`), text as it
+        was; returns how many chunks changed."""
         ...

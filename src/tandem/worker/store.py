@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import catalog, claims
 from tandem.documents import ParsedDocument
-from tandem.index.postgres import replace_chunks, set_readers
-from tandem.index.protocol import IndexedChunk
+from tandem.index.chunk_writes import PostgresChunkWriter
+from tandem.index.protocol import ChunkWriter, IndexedChunk
 from tandem.model_files import FloatArray
 from tandem.worker.chunking import TextChunk
 
@@ -95,11 +95,14 @@ def write_documents(
     outcomes: Sequence[claims.Outcome],
     before_commit: Callable[[Sequence[int]], None],
     timed: Callable[[str], AbstractContextManager[None]] = lambda _: nullcontext(),
+    writer: ChunkWriter | None = None,
 ) -> set[int]:
     """Store `documents` (fully embedded) and record `outcomes` (failed or unchanged
     items), in one transaction. Returns the ids of the items written; the others were no
     longer this claim's. `timed(part)` times the chunk statements ("chunks": COPY, BM25
-    triggers, HNSW inserts) and the commit ("commit") apart from the rest."""
+    triggers, HNSW inserts) and the commit ("commit") apart from the rest. The chunks go
+    through the index's `writer` (default: PostgreSQL's)."""
+    chunk_writer = writer or PostgresChunkWriter()
     items = [d.item for d in documents] + [o.item for o in outcomes]
     with sessions() as session:
         owned = claims.lock_owned(session, items)
@@ -125,7 +128,7 @@ def write_documents(
         # Last before the commit: the chunk statements take the BM25 statistics lock,
         # which every writer shares until its commit.
         with timed("chunks"):
-            replace_chunks(
+            chunk_writer.replace_chunks(
                 session, {d.item.document_id: d.indexed_chunks() for d in stored}, upserted.existed
             )
         readers = {
@@ -134,7 +137,7 @@ def write_documents(
             if o.readers is not None and o.item.id in owned
         }
         catalog.set_readers(session, readers)
-        set_readers(session, readers)
+        chunk_writer.set_document_readers(session, readers)
         before_commit(sorted(owned))
         # An error above leaves the block uncommitted: closing the session rolls it back.
         with timed("commit"):
