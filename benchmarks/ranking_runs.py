@@ -34,8 +34,8 @@ from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode
 from tandem.index.retrieval import OPENING_WEIGHT
 from tandem.model_schemas import TextType
 from tandem.search import Searcher, SearchQuery
-from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
-from tandem.services.process import free_port
+from tandem.local.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.local.services.process import free_port
 from tandem.worker.chunking import Chunker, TextChunk
 
 

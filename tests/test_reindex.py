@@ -256,7 +256,7 @@ def test_a_document_replaced_during_a_batch_keeps_its_new_vectors(
 def test_without_urls_reindex_uses_the_local_stack(tmp_path: Path) -> None:
     from tandem.commands.data import local_stack_urls
     from tandem.config import WorkerSettings
-    from tandem.stack import LocalPorts
+    from tandem.local.stack import LocalPorts
 
     ports = LocalPorts()
     local = local_stack_urls(WorkerSettings(database_url=None, redis_url=None, data_dir=tmp_path))

@@ -196,9 +196,9 @@ def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
     if settings.database_url and settings.redis_url:
         return settings
     from tandem.commands.principals import database_url
-    from tandem.services.model_key import read_key
-    from tandem.services.redis import LocalRedis
-    from tandem.stack import LocalPorts
+    from tandem.local.services.model_key import read_key
+    from tandem.local.services.redis import LocalRedis
+    from tandem.local.stack import LocalPorts
 
     # Their URLs carry the passwords kept in the data dir.
     redis = LocalRedis(settings.data_dir / "redis", LocalPorts().redis).url()

@@ -27,8 +27,8 @@ def database_url(settings: StorageSettings) -> str:
     """DATABASE_URL, else the local `tandem up` stack's (its password from the data dir)."""
     if settings.database_url:
         return settings.database_url
-    from tandem.services.postgres import LocalPostgres
-    from tandem.stack import LocalPorts
+    from tandem.local.services.postgres import LocalPostgres
+    from tandem.local.stack import LocalPorts
 
     return LocalPostgres(settings.data_dir / "postgres", LocalPorts().postgres).url()
 

@@ -4,7 +4,7 @@ Persistence is the append-only file alone: queued tasks survive a restart, and t
 second copy in periodic RDB snapshots. Redis runs as whoever starts it; unlike PostgreSQL it
 does not refuse root, and it only listens on loopback. Every client must authenticate with
 a password made once at random and kept beside the data directory
-(`tandem.services.credentials`): any process on the machine can reach the port, but only
+(`tandem.local.services.credentials`): any process on the machine can reach the port, but only
 the stack's own can use it. The server reads the password from a config file (0600) in the
 data directory, never from its command line, which every user can list.
 """
@@ -23,12 +23,12 @@ from urllib.parse import quote
 
 import redis
 
-from tandem.services import credentials, privileges
-from tandem.services.child import serving_child
-from tandem.services.process import ServiceError, wait_until
+from tandem.local.services import credentials, privileges
+from tandem.local.services.child import serving_child
+from tandem.local.services.process import ServiceError, wait_until
 
 if TYPE_CHECKING:
-    from tandem.launcher import ServiceSpec
+    from tandem.local.launcher import ServiceSpec
 
 
 def server_binary() -> str:
@@ -115,7 +115,7 @@ def running_redis(data_dir: Path, port: int, timeout: float = 30.0) -> Iterator[
 
 def service_spec(data_dir: Path, port: int) -> ServiceSpec:
     """For `tandem up`: run in the foreground; readiness is `wait_ready`."""
-    from tandem.launcher import ServiceSpec, tandem_command
+    from tandem.local.launcher import ServiceSpec, tandem_command
 
     argv = tandem_command("services", "redis", "--data-dir", str(data_dir), "--port", str(port))
     return ServiceSpec(name="redis", argv=argv)

@@ -1,5 +1,5 @@
 """Run local services as child processes: start them in order, each once the one before is
-ready; restart one that exits (backoff, `tandem.restarts`) while the others keep serving;
+ready; restart one that exits (backoff, `tandem.local.restarts`) while the others keep serving;
 give up on a crash loop; stop them in reverse order."""
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from typing import Protocol
 
 import httpx
 
-from tandem.restarts import ExitHistory, RestartPolicy
-from tandem.service_log_view import tail_text
-from tandem.service_logs import LogRecord, Rotation, ServiceLog, copy_output, log_path
-from tandem.services.privileges import die_with_parent
-from tandem.services.process import file_age, http_ready
+from tandem.local.restarts import ExitHistory, RestartPolicy
+from tandem.local.service_log_view import tail_text
+from tandem.local.service_logs import LogRecord, Rotation, ServiceLog, copy_output, log_path
+from tandem.local.services.privileges import die_with_parent
+from tandem.local.services.process import file_age, http_ready
 
 log = logging.getLogger(__name__)
 

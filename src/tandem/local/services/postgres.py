@@ -2,7 +2,7 @@
 
 It listens on 127.0.0.1 and on a unix socket in a directory only its own user can enter.
 TCP connections need the superuser's password, made once at random and kept beside the
-data directory (`tandem.services.credentials`, `tandem.services.postgres_auth`): any
+data directory (`tandem.local.services.credentials`, `tandem.local.services.postgres_auth`): any
 process on the machine can reach the port, but only the stack's own can log in.
 """
 
@@ -27,12 +27,12 @@ import psycopg
 from psycopg import errors, sql
 from psycopg.conninfo import make_conninfo
 
-from tandem.services import credentials, postgres_auth, privileges
-from tandem.services.child import serving_child
-from tandem.services.process import ServiceError, wait_until
+from tandem.local.services import credentials, postgres_auth, privileges
+from tandem.local.services.child import serving_child
+from tandem.local.services.process import ServiceError, wait_until
 
 if TYPE_CHECKING:
-    from tandem.launcher import ServiceSpec
+    from tandem.local.launcher import ServiceSpec
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,7 @@ def running_postgres(
 
 def service_spec(data_dir: Path, port: int) -> ServiceSpec:
     """For `tandem up`: prepare, then run in the foreground; readiness is `wait_ready`."""
-    from tandem.launcher import ServiceSpec, tandem_command
+    from tandem.local.launcher import ServiceSpec, tandem_command
 
     argv = tandem_command("services", "postgres", "--data-dir", str(data_dir), "--port", str(port))
     return ServiceSpec(name="postgres", argv=argv, stop_signal=SHUTDOWN_SIGNAL)

@@ -13,7 +13,7 @@ from typing import IO
 
 import orjson
 
-from tandem.service_logs import SUFFIX, LogRecord, Rotation, generations
+from tandem.local.service_logs import SUFFIX, LogRecord, Rotation, generations
 
 # Shown in their own place (or not at all) rather than as key=value.
 _LAYOUT_KEYS = {"time", "service", "stream", "ts", "component", "logger", "level", "event"}

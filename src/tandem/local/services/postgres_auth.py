@@ -21,7 +21,7 @@ from psycopg import sql
 AUTH_MARKER = "tandem_auth.done"
 HBA_FILE = "pg_hba.conf"
 PG_HBA = """\
-# Written by Tandem (tandem.services.postgres_auth); rewritten when the password changes.
+# Written by Tandem (tandem.local.services.postgres_auth); rewritten when the password changes.
 # The unix socket is in a directory only the server's own user can enter: trusted. Every
 # TCP connection needs the password, which Tandem keeps beside the data directory.
 # TYPE  DATABASE        USER            ADDRESS                 METHOD

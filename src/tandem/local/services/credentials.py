@@ -13,7 +13,7 @@ import os
 import secrets
 from pathlib import Path
 
-from tandem.services.process import ServiceError
+from tandem.local.services.process import ServiceError
 
 # URL-safe: it goes into DATABASE_URL and REDIS_URL as it is.
 PASSWORD_BYTES = 24

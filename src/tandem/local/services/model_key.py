@@ -14,7 +14,7 @@ import secrets
 import stat
 from pathlib import Path
 
-from tandem.services.process import ServiceError
+from tandem.local.services.process import ServiceError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ later, which cuts a PostgreSQL shutdown short. `setpriv` execs like we do but is
 only, and not on every image.
 
 Also a command, for callers that need an argv rather than an exec:
-``python -m tandem.services.privileges USER -- PROGRAM [ARGS...]``.
+``python -m tandem.local.services.privileges USER -- PROGRAM [ARGS...]``.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from tandem.services.process import ServiceError
+from tandem.local.services.process import ServiceError
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ def command_as(user: SystemUser | None, argv: Sequence[str]) -> list[str]:
     """An argv that runs `argv` as `user` (unchanged when no user is needed)."""
     if user is None:
         return list(argv)
-    return [sys.executable, "-m", "tandem.services.privileges", user.name, "--", *argv]
+    return [sys.executable, "-m", "tandem.local.services.privileges", user.name, "--", *argv]
 
 
 def exec_as(user: SystemUser | None, argv: Sequence[str]) -> NoReturn:
@@ -173,7 +173,7 @@ def die_with_parent(parent: int) -> None:
 
 def main(args: Sequence[str]) -> NoReturn:
     if len(args) < 3 or args[1] != "--":
-        sys.exit("usage: python -m tandem.services.privileges USER -- PROGRAM [ARGS...]")
+        sys.exit("usage: python -m tandem.local.services.privileges USER -- PROGRAM [ARGS...]")
     try:
         user = SystemUser.lookup(args[0])
     except KeyError:

@@ -14,10 +14,10 @@ from pathlib import Path
 from types import FrameType
 from typing import TextIO
 
-from tandem.restarts import RestartPolicy
-from tandem.service_log_view import render_body
-from tandem.service_logs import LogRecord
-from tandem.supervisor import (
+from tandem.local.restarts import RestartPolicy
+from tandem.local.service_log_view import render_body
+from tandem.local.service_logs import LogRecord
+from tandem.local.supervisor import (
     RunningService,
     ServiceSpec,
     StackFailed,

@@ -10,8 +10,8 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol
 
-from tandem.services import privileges
-from tandem.services.process import stop
+from tandem.local.services import privileges
+from tandem.local.services.process import stop
 
 STOP_TIMEOUT = 30.0
 

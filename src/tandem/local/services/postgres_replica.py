@@ -22,19 +22,19 @@ from typing import TYPE_CHECKING
 
 import psycopg
 
-from tandem.services import credentials, privileges
-from tandem.services.child import serving_child
-from tandem.services.postgres import (
+from tandem.local.services import credentials, privileges
+from tandem.local.services.child import serving_child
+from tandem.local.services.postgres import (
     MAINTENANCE_DB,
     SHUTDOWN_SIGNAL,
     SUPERUSER,
     LocalPostgres,
     install_dir,
 )
-from tandem.services.process import ServiceError
+from tandem.local.services.process import ServiceError
 
 if TYPE_CHECKING:
-    from tandem.launcher import ServiceSpec
+    from tandem.local.launcher import ServiceSpec
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ def running_standby(
 
 def service_spec(standby: LocalStandby) -> ServiceSpec:
     """For `tandem up`: copy the primary once, then run in the foreground."""
-    from tandem.launcher import ServiceSpec, tandem_command
+    from tandem.local.launcher import ServiceSpec, tandem_command
 
     argv = tandem_command(
         "services",

@@ -8,7 +8,7 @@ from pathlib import Path
 from tandem import cpu
 from tandem.config import ModelServerSettings, StorageSettings, WorkerSettings
 from tandem.cpu import CpuPriority
-from tandem.launcher import ServiceSpec, display_path, tandem_command
+from tandem.local.launcher import ServiceSpec, display_path, tandem_command
 
 # Every service `tandem up` may run, in start order (`tandem logs` knows them by name).
 SERVICE_NAMES = (
@@ -40,14 +40,14 @@ class LocalPorts:
 
 def replica_service_names(log_dir: Path) -> list[str]:
     """The read replicas' services that have written logs (`tandem logs` knows them)."""
-    from tandem.services.postgres_replica import REPLICA_PREFIX
+    from tandem.local.services.postgres_replica import REPLICA_PREFIX
 
     found = (path.name.split(".", 1)[0] for path in log_dir.glob(f"{REPLICA_PREFIX}*.log*"))
     return sorted(set(found))
 
 
 def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
-    from tandem.services.postgres import LocalPostgres, service_spec
+    from tandem.local.services.postgres import LocalPostgres, service_spec
 
     server = LocalPostgres(data_dir / "postgres", port)
 
@@ -66,8 +66,8 @@ def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
 def _replicas(data_dir: Path, ports: LocalPorts, count: int) -> tuple[list[ServiceSpec], list[str]]:
     """`count` hot standbys of the local primary, each copied from it on first start;
     their specs (started after the primary) and URLs (the API's DATABASE_READ_URLS)."""
-    from tandem.services.postgres import LocalPostgres
-    from tandem.services.postgres_replica import replica_name, service_spec, standby_of
+    from tandem.local.services.postgres import LocalPostgres
+    from tandem.local.services.postgres_replica import replica_name, service_spec, standby_of
 
     primary = LocalPostgres(data_dir / "postgres", ports.postgres)
     specs, urls = [], []
@@ -84,7 +84,7 @@ def _replicas(data_dir: Path, ports: LocalPorts, count: int) -> tuple[list[Servi
 
 
 def _redis(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
-    from tandem.services.redis import LocalRedis, service_spec
+    from tandem.local.services.redis import LocalRedis, service_spec
 
     server = LocalRedis(data_dir / "redis", port)
     spec = service_spec(data_dir / "redis", port)
@@ -141,7 +141,7 @@ def model_server_specs(
 
 
 def _replica(spec: ServiceSpec) -> bool:
-    from tandem.services.postgres_replica import REPLICA_PREFIX
+    from tandem.local.services.postgres_replica import REPLICA_PREFIX
 
     return spec.name.startswith(REPLICA_PREFIX)
 
@@ -176,7 +176,7 @@ def local_stack_specs(
 
     `read_replicas` hot standbys of the local PostgreSQL serve the API's reads (none
     without a local PostgreSQL: a given DATABASE_URL's replicas are DATABASE_READ_URLS)."""
-    from tandem.services.model_key import ensure_key
+    from tandem.local.services.model_key import ensure_key
 
     specs: list[ServiceSpec] = []
     storage.data_dir.mkdir(parents=True, exist_ok=True)
