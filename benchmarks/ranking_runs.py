@@ -32,7 +32,7 @@ from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode
 from tandem.index.retrieval import OPENING_WEIGHT
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.search import Searcher, SearchQuery
 from tandem.local.services.postgres import THROWAWAY_SETTINGS, running_postgres
 from tandem.local.services.process import free_port

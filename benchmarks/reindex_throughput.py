@@ -33,7 +33,7 @@ from tandem.db.session import make_engine, make_session_factory
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
 from tandem.model_client import ModelClient
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model
 
 CHUNKS_PER_DOCUMENT = 5

@@ -39,7 +39,7 @@ from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexQuery, SearchMode
 from tandem.model_client import ModelClient
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.search.searcher import CANDIDATES  # what the API asks the index for
 
 MODES = (SearchMode.KEYWORD, SearchMode.SEMANTIC, SearchMode.HYBRID)

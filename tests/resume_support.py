@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 
 from tandem.db.session import normalize_url
 from tandem.model_client import ModelClient
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.worker.stages import Stage
 from tests.held_worker import HOLD_AFTER, HOLD_AT, HOLD_FILE
 from tests.support import ServerProcess

@@ -14,7 +14,7 @@ import pytest
 from tandem.config import ApiSettings, WorkerSettings
 from tandem.model_client import ModelClient, ModelServerUnavailable
 from tandem.model_endpoints import Endpoint, EndpointPool
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tests.support import ServerProcess, free_port
 
 

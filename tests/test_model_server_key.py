@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from tandem.model_client import ModelClient, ModelServerUnauthorized
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.reindex import served_model
 from tests.fuzz_support import assert_no_failures, fuzz
 from tests.support import ServerProcess, model_server

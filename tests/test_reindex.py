@@ -28,7 +28,7 @@ from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
 from tandem.model_client import ModelClient
 from tandem.model_files import FloatArray, ModelKind, locate_prepared
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model
 from tandem.worker.chunking import Chunker
 from tests.e2e_support import Backends, running, start_api, start_worker, upload, wait_attempt

@@ -11,7 +11,7 @@ import pytest
 
 from tandem.index.protocol import IndexedChunk, IndexHit, IndexQuery, SearchMode
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.search import InvalidQuery, Searcher, SearchQuery
 from tandem.search.searcher import CANDIDATES, RERANK_POOL
 

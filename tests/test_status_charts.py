@@ -15,7 +15,7 @@ from redis import Redis
 from tandem.metrics_history import MetricsHistory, MetricsSample, sample_from
 from tandem.metrics_reading import histogram_increase, histogram_quantile, parse_metrics
 from tandem.model_client import ModelClient
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.model_status import (
     INDEXING_STATUS_KEY,
     ModelServerStatus,

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.api_schemas import AttemptOut, IngestResponse
+from tandem.wire.api import AttemptOut, IngestResponse
 from tandem.client import ApiRequestFailed, TandemClient
 from tandem.sources.folder import FolderUnavailable, WalkProblem, walk_folder
 

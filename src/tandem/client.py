@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx
 
-from tandem.api_schemas import (
+from tandem.wire.api import (
     AttemptOut,
     IngestResponse,
     SearchRequest,

@@ -17,7 +17,7 @@ import orjson
 from tandem.config import ModelClientSettings
 from tandem.model_endpoints import Endpoint, EndpointPool, Resolver, resolve_addresses
 from tandem.model_files import FloatArray
-from tandem.model_schemas import CrossEncoderRequest, EmbedRequest, TextType
+from tandem.wire.model import CrossEncoderRequest, EmbedRequest, TextType
 
 
 class ModelServerError(RuntimeError):

@@ -33,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db.models import EMBEDDING_DIMENSIONS, vector_literal
 from tandem.model_client import ModelClient
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TEIInfo, TextType
+from tandem.wire.model import TEIInfo, TextType
 
 PROGRESS_KEY = "tandem:reindex"
 DEADLOCK = "40P01"

@@ -34,7 +34,7 @@ from tandem.db.migrate import upgrade
 from tandem.db.replicas import ReadRouter, ReplicaMonitor, replica_names
 from tandem.db.session import make_engine, make_session_factory
 from tandem.embedding_dimensions import check_dimensions, configured_model_dimensions
-from tandem.http_errors import error_response, error_responses, install_error_handlers
+from tandem.wire.errors import error_response, error_responses, install_error_handlers
 from tandem.index.fusion import Fusion
 from tandem.metrics_history import MetricsHistory
 from tandem.model_client import ModelClient

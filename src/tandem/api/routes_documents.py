@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query
 
 from tandem.api.access import access_out, readers_of
 from tandem.api.state import Ingesting, Searching, StateDep
-from tandem.api_schemas import ChunkOut, DocumentDetail, DocumentOut, DocumentPage
+from tandem.wire.api import ChunkOut, DocumentDetail, DocumentOut, DocumentPage
 from tandem.db import catalog
 from tandem.db.models import Document
 from tandem.db.replicas import ReadTarget
-from tandem.http_errors import ApiError, error_responses
+from tandem.wire.errors import ApiError, error_responses
 
 router = APIRouter(prefix="/api", tags=["documents"], responses=error_responses(401, 403, 422))
 # Far beyond any catalog, and inside PostgreSQL's bigint.

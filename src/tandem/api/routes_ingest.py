@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from tandem.api.access import resolve
 from tandem.api.auth import Caller
 from tandem.api.state import Ingesting, Searching, StateDep
-from tandem.api_schemas import (
+from tandem.wire.api import (
     AccessIn,
     AttemptItemOut,
     AttemptOut,
@@ -32,7 +32,7 @@ from tandem.db import attempts
 from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemptItem
 from tandem.db.sources import InvalidPath, clean_path, document_id
 from tandem.documents import SNIFF_BYTES, UnsupportedFileType, screen_upload
-from tandem.http_errors import ApiError, error_responses
+from tandem.wire.errors import ApiError, error_responses
 from tandem.work_queue import enqueue_items
 
 log = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from tandem.api.access import access_out, readers_of, resolve
 from tandem.api.auth import Caller
 from tandem.api.state import Ingesting, Searching, StateDep
-from tandem.api_schemas import (
+from tandem.wire.api import (
     SourceAccessIn,
     SourceIn,
     SourceList,
@@ -25,7 +25,7 @@ from tandem.api_schemas import (
 )
 from tandem.db import sources
 from tandem.db.models import Source, SourceKind, SourceSync
-from tandem.http_errors import ApiError, error_responses
+from tandem.wire.errors import ApiError, error_responses
 from tandem.work_queue import request_syncs
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from tandem.api.search_metrics import SearchMetrics
 from tandem.config import ApiSettings
 from tandem.db.principals import Scope
 from tandem.db.replicas import ReadRouter
-from tandem.http_errors import ApiError
+from tandem.wire.errors import ApiError
 from tandem.index.protocol import DocumentIndex
 from tandem.model_client import ModelClient
 from tandem.model_status import ModelServerStatus

@@ -23,7 +23,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
-from tandem.api_schemas import SearchRequest
+from tandem.wire.api import SearchRequest
 from tandem.bulk_upload import (
     BATCH_FILES,
     AttemptTracker,

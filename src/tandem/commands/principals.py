@@ -12,7 +12,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from tandem.api_schemas import interval_seconds
+from tandem.wire.api import interval_seconds
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings
 from tandem.db import principals

@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from tandem.api_schemas import SourceIn, SourceOut, SyncOut
+from tandem.wire.api import SourceIn, SourceOut, SyncOut
 from tandem.client import ApiRequestFailed, TandemClient
 from tandem.commands.common import console, fail
 from tandem.commands.data import DEFAULT_API, ApiKey, ApiUrl, progress_bar

@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import ModelServerSettings, Role
-from tandem.http_errors import (
+from tandem.wire.errors import (
     ApiError,
     BodySizeLimit,
     HttpMiddleware,
@@ -21,7 +21,7 @@ from tandem.http_errors import (
     install_error_handlers,
 )
 from tandem.model_files import MANIFEST_FILE, Precision, model_dir
-from tandem.model_schemas import (
+from tandem.wire.model import (
     HealthResponse,
     OpenAIModel,
     OpenAIModelList,

@@ -11,9 +11,9 @@ import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from tandem.http_errors import ApiError, error_responses, parse_body
+from tandem.wire.errors import ApiError, error_responses, parse_body
 from tandem.model_files import FloatArray
-from tandem.model_schemas import (
+from tandem.wire.model import (
     EmbedRequest,
     EmbedResponse,
     OpenAIEmbeddingRequest,

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter
 
-from tandem.http_errors import ApiError, error_responses
+from tandem.wire.errors import ApiError, error_responses
 from tandem.model_files import FloatArray
-from tandem.model_schemas import (
+from tandem.wire.model import (
     CrossEncoderRequest,
     CrossEncoderResponse,
     TEIRank,

@@ -11,7 +11,7 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from tandem.config import ModelServerSettings
-from tandem.http_errors import ApiError
+from tandem.wire.errors import ApiError
 from tandem.model_files import ModelNotPrepared
 from tandem.model_server.engine import Engines, load_engines
 from tandem.model_server.metrics import ModelServerMetrics

@@ -34,7 +34,7 @@ from tandem.index.protocol import (
 from tandem.index.stage_timings import Stage, StageTimings
 from tandem.model_client import ModelServerError, ModelServerUnavailable, RerankNotAvailable
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 
 log = logging.getLogger(__name__)
 

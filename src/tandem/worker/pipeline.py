@@ -34,7 +34,7 @@ from tandem.documents import EmptyDocument, ParseError
 from tandem.index.postgres import stored_vectors
 from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
 from tandem.worker.parsing import PARSER_VERSION, DocumentParser, InProcessParser

@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from tandem.wire_fields import (
+from tandem.wire.fields import (
     ContextLength,
     Dimensions,
     Flag,

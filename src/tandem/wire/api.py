@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from tandem.index.protocol import SearchMode
-from tandem.wire_fields import Flag, MetadataValue, StoredText
+from tandem.wire.fields import Flag, MetadataValue, StoredText
 
 DocumentId = Annotated[
     StoredText, Field(min_length=1, max_length=512, pattern=r"^[^\s/\x00][^\x00]*$")
