@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from tokenizers import Tokenizer
 
 from tandem.db.session import normalize_url
-from tandem.model_client import ModelClient
+from tandem.model_client.client import ModelClient
 from tandem.wire.model import TextType
 from tandem.worker.stages import Stage
 from tests.held_worker import HOLD_AFTER, HOLD_AT, HOLD_FILE

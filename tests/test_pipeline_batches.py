@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import attempts, claims
 from tandem.documents import ParsedDocument
-from tandem.embedding_dimensions import IncompatibleModel, check_dimensions
-from tandem.model_client import ModelClient
+from tandem.model_client.dimensions import IncompatibleModel, check_dimensions
+from tandem.model_client.client import ModelClient
 from tandem.worker.chunking import Chunker, TextChunk
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline

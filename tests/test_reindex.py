@@ -26,7 +26,7 @@ from tandem.db.session import make_engine, make_session_factory
 from tandem.documents import ParsedDocument
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
-from tandem.model_client import ModelClient
+from tandem.model_client.client import ModelClient
 from tandem.model_files import FloatArray, ModelKind, locate_prepared
 from tandem.wire.model import TextType
 from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model

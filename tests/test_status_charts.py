@@ -12,11 +12,11 @@ import httpx
 import pytest
 from redis import Redis
 
-from tandem.metrics_history import MetricsHistory, MetricsSample, sample_from
-from tandem.metrics_reading import histogram_increase, histogram_quantile, parse_metrics
-from tandem.model_client import ModelClient
+from tandem.model_client.history import MetricsHistory, MetricsSample, sample_from
+from tandem.model_client.metrics import histogram_increase, histogram_quantile, parse_metrics
+from tandem.model_client.client import ModelClient
 from tandem.wire.model import TextType
-from tandem.model_status import (
+from tandem.model_client.status import (
     INDEXING_STATUS_KEY,
     ModelServerStatus,
     StatusProbe,

@@ -31,7 +31,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.models import EMBEDDING_DIMENSIONS, vector_literal
-from tandem.model_client import ModelClient
+from tandem.model_client.client import ModelClient
 from tandem.model_files import FloatArray
 from tandem.wire.model import TEIInfo, TextType
 

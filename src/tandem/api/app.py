@@ -33,12 +33,12 @@ from tandem.db import attempts, catalog
 from tandem.db.migrate import upgrade
 from tandem.db.replicas import ReadRouter, ReplicaMonitor, replica_names
 from tandem.db.session import make_engine, make_session_factory
-from tandem.embedding_dimensions import check_dimensions, configured_model_dimensions
+from tandem.model_client.dimensions import check_dimensions, configured_model_dimensions
 from tandem.wire.errors import error_response, error_responses, install_error_handlers
 from tandem.index.fusion import Fusion
-from tandem.metrics_history import MetricsHistory
-from tandem.model_client import ModelClient
-from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
+from tandem.model_client.history import MetricsHistory
+from tandem.model_client.client import ModelClient
+from tandem.model_client.status import INDEXING_STATUS_KEY, StatusProbe, read_published
 from tandem.request_guards import HostAllowlist, RequestGuards
 from tandem.work_queue import make_celery
 

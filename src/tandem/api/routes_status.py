@@ -17,8 +17,8 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from tandem.api.state import ApiState, Authorized
 from tandem.wire.errors import error_responses
-from tandem.metrics_history import MetricsHistory, sample_from
-from tandem.model_status import INDEXING_STATUS_KEY, ModelServerStatus, read_published
+from tandem.model_client.history import MetricsHistory, sample_from
+from tandem.model_client.status import INDEXING_STATUS_KEY, ModelServerStatus, read_published
 
 router = APIRouter(prefix="/api", tags=["operations"])
 

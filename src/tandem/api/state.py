@@ -21,8 +21,8 @@ from tandem.db.principals import Scope
 from tandem.db.replicas import ReadRouter
 from tandem.wire.errors import ApiError
 from tandem.index.protocol import DocumentIndex
-from tandem.model_client import ModelClient
-from tandem.model_status import ModelServerStatus
+from tandem.model_client.client import ModelClient
+from tandem.model_client.status import ModelServerStatus
 
 
 @dataclass

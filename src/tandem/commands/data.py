@@ -226,7 +226,7 @@ def reindex(
     from redis import Redis
 
     from tandem.db.session import make_session_factory
-    from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
+    from tandem.model_client.client import ModelClient, ModelServerError, ModelServerUnavailable
     from tandem.reindex import (
         ProgressStore,
         Reindexer,

@@ -15,10 +15,10 @@ from tandem.config import WorkerSettings
 from tandem.db import claims
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
-from tandem.embedding_dimensions import check_dimensions
-from tandem.model_client import ModelClient
+from tandem.model_client.dimensions import check_dimensions
+from tandem.model_client.client import ModelClient
 from tandem.model_files import ModelKind, locate_prepared
-from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
+from tandem.model_client.status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
 from tandem.sources.sync import Syncer, SyncLimits
 from tandem.work_queue import QUEUE, UPLOAD_MESSAGES, make_celery, send_work
 from tandem.worker.chunking import Chunker

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db import attempts, catalog, claims
 from tandem.documents import EmptyDocument, ParseError
 from tandem.index.postgres import stored_vectors
-from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
+from tandem.model_client.client import ModelClient, ModelServerError, ModelServerUnavailable
 from tandem.model_files import FloatArray
 from tandem.wire.model import TextType
 from tandem.worker.chunking import Chunker

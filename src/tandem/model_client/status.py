@@ -18,7 +18,7 @@ import orjson
 from redis import Redis
 from redis.exceptions import RedisError
 
-from tandem.metrics_reading import (
+from tandem.model_client.metrics import (
     MetricsReading,
     counter_increase,
     histogram_increase,

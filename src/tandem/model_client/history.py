@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from tandem.model_status import PROBE_INTERVAL_SECONDS, ModelServerStatus
+from tandem.model_client.status import PROBE_INTERVAL_SECONDS, ModelServerStatus
 
 HISTORY_WINDOW_SECONDS = 300.0
 

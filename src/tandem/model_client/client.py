@@ -15,7 +15,7 @@ import numpy as np
 import orjson
 
 from tandem.config import ModelClientSettings
-from tandem.model_endpoints import Endpoint, EndpointPool, Resolver, resolve_addresses
+from tandem.model_client.endpoints import Endpoint, EndpointPool, Resolver, resolve_addresses
 from tandem.model_files import FloatArray
 from tandem.wire.model import CrossEncoderRequest, EmbedRequest, TextType
 
