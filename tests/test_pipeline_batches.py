@@ -13,7 +13,9 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, claims
+from tandem.db import attempts
+
+from tandem.work_queue.producer import claims
 from tandem.documents import ParsedDocument
 from tandem.model_client.dimensions import IncompatibleModel, check_dimensions
 from tandem.model_client.client import ModelClient

@@ -33,7 +33,7 @@ from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemp
 from tandem.db.sources import InvalidPath, clean_path, document_id
 from tandem.documents import SNIFF_BYTES, UnsupportedFileType, screen_upload
 from tandem.wire.errors import ApiError, error_responses
-from tandem.work_queue import enqueue_items
+from tandem.work_queue.producer import enqueue_items
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["documents"], responses=error_responses(401, 403, 422))

@@ -26,7 +26,7 @@ from tandem.wire.api import (
 from tandem.db import sources
 from tandem.db.models import Source, SourceKind, SourceSync
 from tandem.wire.errors import ApiError, error_responses
-from tandem.work_queue import request_syncs
+from tandem.work_queue.producer import request_syncs
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["sources"], responses=error_responses(400, 401, 403, 422))

@@ -1,6 +1,6 @@
 """Index attempts and their items: created by the API, finished once every item is.
 
-Workers claim, lease and record the items themselves through `tandem.db.claims`.
+Workers claim, lease and record the items themselves through `tandem.work_queue.claims`.
 """
 
 from __future__ import annotations

@@ -29,7 +29,9 @@ from typing import Literal
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, catalog, claims
+from tandem.db import attempts, catalog
+
+from tandem.work_queue.producer import claims
 from tandem.documents import EmptyDocument, ParseError
 from tandem.index.postgres import stored_vectors
 from tandem.model_client.client import ModelClient, ModelServerError, ModelServerUnavailable

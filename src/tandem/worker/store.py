@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import catalog, claims
+from tandem.db import catalog
+
+from tandem.work_queue.producer import claims
 from tandem.documents import ParsedDocument
 from tandem.index.postgres import replace_chunks, set_readers
 from tandem.index.protocol import IndexedChunk

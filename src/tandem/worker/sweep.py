@@ -20,7 +20,9 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, claims
+from tandem.db import attempts
+
+from tandem.work_queue.producer import claims
 from tandem.worker.held import HeldItems
 
 log = logging.getLogger(__name__)

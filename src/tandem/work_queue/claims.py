@@ -6,7 +6,7 @@ LOCKED`, so two workers never hold the same item) and holds each under a lease t
 heartbeat extends; an item whose lease ran out (its worker was killed) can be claimed
 again. Every claim bumps the item's ``claims`` counter, which fences the final write: a
 worker whose lease was taken over finds its token stale and writes nothing. Redis only
-carries "there is work" messages (`tandem.work_queue`), so a lost or redelivered message
+carries "there is work" messages (`tandem.work_queue.producer`), so a lost or redelivered message
 never loses or doubles an item.
 
 Items that failed before (an unexpected error, or a worker that died holding them) are

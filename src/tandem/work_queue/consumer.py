@@ -1,7 +1,7 @@
 """The consumer side of indexing: the task that handles "there is work" messages.
 
-The items themselves wait in PostgreSQL (`tandem.db.claims`); a message carries no item
-ids, only where it came from (the producer side, `tandem.work_queue`). Each task claims
+The items themselves wait in PostgreSQL (`tandem.work_queue.claims`); a message carries no item
+ids, only where it came from (the producer side, `tandem.work_queue.producer`). Each task claims
 the next batch, and after a claim sends one message on (a chain) so another free thread
 claims the batch after it meanwhile, plus one more when no message is waiting (a free
 thread somewhere can help). So a lost, expired or redelivered message neither loses nor
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from celery import Celery, Task
 from kombu.exceptions import OperationalError as BrokerError
 
-from tandem.work_queue import INDEX_TASK, SYNC_TASK, send_work
+from tandem.work_queue.producer import INDEX_TASK, SYNC_TASK, send_work
 from tandem.worker.pipeline import IndexingPipeline
 from tandem.worker.syncing import SyncRunner
 

@@ -1,8 +1,8 @@
 """The producer side of indexing: the Celery app and the "there is work" messages.
 
-The items themselves wait in PostgreSQL (`tandem.db.claims`); a message carries no item
+The items themselves wait in PostgreSQL (`tandem.work_queue.claims`); a message carries no item
 ids, only where it came from. The API sends on an upload, the workers' chains and sweep
-send too; what a message does is the consumer side (`tandem.worker.queue`). The API
+send too; what a message does is the consumer side (`tandem.work_queue.consumer`). The API
 imports only this module, so it loads no worker code.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from celery import Celery
 
-from tandem import broker
+from tandem.work_queue.producer import broker
 from tandem.config import StorageSettings
 
 INDEX_TASK = "tandem.index_items"
