@@ -27,7 +27,7 @@ from benchmarks.embedding_cache import CachedEmbedder, Matrix
 from benchmarks.quality_set import LabelledDocument, LabelledQuery
 from tandem.db import catalog, migrate
 from tandem.db.session import make_engine, make_session_factory
-from tandem.documents import ContentType, ParsedDocument
+from tandem.documents.parsed import ContentType, ParsedDocument
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode

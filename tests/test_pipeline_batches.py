@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db import attempts
 
 from tandem.work_queue.producer import claims
-from tandem.documents import ParsedDocument
+from tandem.documents.parsed import ParsedDocument
 from tandem.model_client.dimensions import IncompatibleModel, check_dimensions
 from tandem.model_client.client import ModelClient
 from tandem.worker.chunking import Chunker, TextChunk

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.config import DEFAULT_EMBEDDING_MODEL
 from tandem.db.models import Chunk
 from tandem.db.session import make_engine, make_session_factory
-from tandem.documents import ParsedDocument
+from tandem.documents.parsed import ParsedDocument
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
 from tandem.model_client.client import ModelClient

@@ -31,7 +31,7 @@ from tandem.wire.api import (
 from tandem.db import attempts
 from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemptItem
 from tandem.db.sources import InvalidPath, clean_path, document_id
-from tandem.documents import SNIFF_BYTES, UnsupportedFileType, screen_upload
+from tandem.documents.parsed import SNIFF_BYTES, UnsupportedFileType, screen_upload
 from tandem.wire.errors import ApiError, error_responses
 from tandem.work_queue.producer import enqueue_items
 

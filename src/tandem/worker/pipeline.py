@@ -32,7 +32,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db import attempts, catalog
 
 from tandem.work_queue.producer import claims
-from tandem.documents import EmptyDocument, ParseError
+from tandem.documents.parsed import EmptyDocument, ParseError
 from tandem.index.postgres import stored_vectors
 from tandem.model_client.client import ModelClient, ModelServerError, ModelServerUnavailable
 from tandem.model_files import FloatArray

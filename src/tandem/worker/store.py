@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.db import catalog
 
 from tandem.work_queue.producer import claims
-from tandem.documents import ParsedDocument
+from tandem.documents.parsed import ParsedDocument
 from tandem.index.postgres import replace_chunks, set_readers
 from tandem.index.protocol import IndexedChunk
 from tandem.model_files import FloatArray

@@ -1,6 +1,6 @@
 """What a file looks like from its name and first bytes, without parsing it: the signatures
 of binary formats we refuse, the extensions and names of code and configuration files.
-Tables for `tandem.documents`; pure functions, no parsing library."""
+Tables for `tandem.documents.parsed`; pure functions, no parsing library."""
 
 from __future__ import annotations
 

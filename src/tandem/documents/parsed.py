@@ -16,7 +16,7 @@ from enum import StrEnum
 from io import BytesIO
 from pathlib import PurePath
 
-from tandem.file_kinds import (
+from tandem.documents.kinds import (
     BINARY_DECLARED_PREFIXES,
     BINARY_EXTENSIONS,
     CODE_DECLARED,
