@@ -39,7 +39,7 @@ from tandem.index.fusion import Fusion
 from tandem.model_client.history import MetricsHistory
 from tandem.model_client.client import ModelClient
 from tandem.model_client.status import INDEXING_STATUS_KEY, StatusProbe, read_published
-from tandem.request_guards import HostAllowlist, RequestGuards
+from tandem.http.guards import HostAllowlist, RequestGuards
 from tandem.work_queue.producer import make_celery
 
 log = logging.getLogger(__name__)

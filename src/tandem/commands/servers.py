@@ -9,7 +9,7 @@ import typer
 from tandem.commands.common import build_settings, fail
 from tandem.config import ApiSettings, WebSettings, WorkerSettings
 from tandem.logs import configure_logging
-from tandem.serving import serve
+from tandem.http.serving import serve
 
 
 def api(
