@@ -24,7 +24,7 @@ from rich.text import Text
 from sqlalchemy import Engine
 
 from tandem.wire.api import SearchRequest
-from tandem.bulk_upload import (
+from tandem.api_client.bulk_upload import (
     BATCH_FILES,
     AttemptTracker,
     NameClash,
@@ -32,7 +32,7 @@ from tandem.bulk_upload import (
     send_batch,
     upload_batches,
 )
-from tandem.client import ApiRequestFailed, TandemClient
+from tandem.api_client.client import ApiRequestFailed, TandemClient
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings, WorkerSettings
 from tandem.db.session import make_engine

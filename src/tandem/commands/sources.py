@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tandem.wire.api import SourceIn, SourceOut, SyncOut
-from tandem.client import ApiRequestFailed, TandemClient
+from tandem.api_client.client import ApiRequestFailed, TandemClient
 from tandem.commands.common import console, fail
 from tandem.commands.data import DEFAULT_API, ApiKey, ApiUrl, progress_bar
 

@@ -1,5 +1,5 @@
 """Wire schemas of the API server (documents, index attempts, search), shared with its
-clients (`tandem.client`, the CLI, the web UI's expectations in tests)."""
+clients (`tandem.api_client.client`, the CLI, the web UI's expectations in tests)."""
 
 from __future__ import annotations
 

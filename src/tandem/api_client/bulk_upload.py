@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tandem.wire.api import AttemptOut, IngestResponse
-from tandem.client import ApiRequestFailed, TandemClient
+from tandem.api_client.client import ApiRequestFailed, TandemClient
 from tandem.sources.folder import FolderUnavailable, WalkProblem, walk_folder
 
 # Well under the API's default limits (1,000 files and 100 MiB per request), so a folder
