@@ -16,7 +16,7 @@ import pytest
 
 from tandem.model_client.client import ModelClient, ModelServerUnauthorized
 from tandem.wire.model import TextType
-from tandem.reindex import served_model
+from tandem.worker.reindex import served_model
 from tests.fuzz_support import assert_no_failures, fuzz
 from tests.support import ServerProcess, model_server
 

@@ -227,7 +227,7 @@ def reindex(
 
     from tandem.db.session import make_session_factory
     from tandem.model_client.client import ModelClient, ModelServerError, ModelServerUnavailable
-    from tandem.reindex import (
+    from tandem.worker.reindex import (
         ProgressStore,
         Reindexer,
         ReindexError,
