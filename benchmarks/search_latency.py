@@ -39,8 +39,8 @@ from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexQuery, SearchMode
 from tandem.model_client.client import ModelClient
 from tandem.model_files import FloatArray
-from tandem.wire.model import TextType
 from tandem.search.searcher import CANDIDATES  # what the API asks the index for
+from tandem.wire.model import TextType
 
 MODES = (SearchMode.KEYWORD, SearchMode.SEMANTIC, SearchMode.HYBRID)
 LIMIT = 10

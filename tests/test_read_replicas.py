@@ -60,7 +60,7 @@ def _succeed_an_attempt(pair: Replication) -> int:
     sessions = make_session_factory(make_engine(pair.primary.url()))
     with sessions.begin() as session:
         attempt, (item_id,) = attempts.create_attempt(
-            session, [attempts.NewItem("doc", "doc.txt", b"text")]
+            session, [attempts.ItemToQueue("doc", "doc.txt", b"text")]
         )
     attempts.finish_item(sessions, item_id, chunk_count=1)
     with sessions() as session:

@@ -29,8 +29,8 @@ from tandem.index.protocol import IndexedChunk
 from tandem.model_client.client import ModelClient
 from tandem.model_files import FloatArray, ModelKind, locate_prepared
 from tandem.wire.model import TextType
-from tandem.worker.reindex import ProgressStore, Reindexer, plan_run, served_model
 from tandem.worker.chunking import Chunker
+from tandem.worker.reindex import ProgressStore, Reindexer, plan_run, served_model
 from tests.e2e_support import Backends, running, start_api, start_worker, upload, wait_attempt
 from tests.support import ServerProcess, start_model_server
 

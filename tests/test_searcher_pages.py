@@ -11,9 +11,9 @@ import pytest
 
 from tandem.index.protocol import IndexedChunk, IndexHit, IndexQuery, SearchMode
 from tandem.model_files import FloatArray
-from tandem.wire.model import TextType
 from tandem.search import InvalidQuery, Searcher, SearchQuery
 from tandem.search.searcher import CANDIDATES, RERANK_POOL
+from tandem.wire.model import TextType
 
 HITS = 45
 

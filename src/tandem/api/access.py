@@ -8,9 +8,9 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tandem.wire.api import AccessIn, AccessOut
 from tandem.db import principals
 from tandem.db.models import PUBLIC, Group, User
+from tandem.wire.api import AccessIn, AccessOut
 from tandem.wire.errors import ApiError
 
 

@@ -10,8 +10,8 @@ from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from tandem.api.state import Administering, Searching, StateDep
-from tandem.wire.api import CallerOut, GroupIn, GroupOut, UserIn, UserOut
 from tandem.db import principals
+from tandem.wire.api import CallerOut, GroupIn, GroupOut, UserIn, UserOut
 from tandem.wire.errors import ApiError, error_responses
 
 router = APIRouter(

@@ -7,9 +7,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tandem.wire.api import AttemptOut, IngestResponse
 from tandem.api_client.client import ApiRequestFailed, TandemClient
 from tandem.sources.folder import FolderUnavailable, WalkProblem, walk_folder
+from tandem.wire.api import AttemptOut, IngestResponse
 
 # Well under the API's default limits (1,000 files and 100 MiB per request), so a folder
 # of thousands of files goes up in many small requests, each its own index attempt.

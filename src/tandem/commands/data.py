@@ -23,7 +23,6 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
-from tandem.wire.api import SearchRequest
 from tandem.api_client.bulk_upload import (
     BATCH_FILES,
     AttemptTracker,
@@ -37,6 +36,7 @@ from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings, WorkerSettings
 from tandem.db.session import make_engine
 from tandem.index.protocol import SearchMode
+from tandem.wire.api import SearchRequest
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 

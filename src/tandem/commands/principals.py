@@ -12,10 +12,10 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from tandem.wire.api import interval_seconds
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings
 from tandem.db import principals
+from tandem.wire.api import interval_seconds
 
 users_app = typer.Typer(help="Users (who keys belong to and documents are shared with).")
 groups_app = typer.Typer(help="Groups of users.", no_args_is_help=True)

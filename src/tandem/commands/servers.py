@@ -8,8 +8,8 @@ import typer
 
 from tandem.commands.common import build_settings, fail
 from tandem.config import ApiSettings, WebSettings, WorkerSettings
-from tandem.logs import configure_logging
 from tandem.http.serving import serve
+from tandem.logs import configure_logging
 
 
 def api(

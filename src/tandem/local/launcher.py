@@ -17,9 +17,9 @@ from typing import TextIO
 from tandem.local.restarts import RestartPolicy
 from tandem.local.service_log_view import render_body
 from tandem.local.service_logs import LogRecord
+from tandem.local.spec import ServiceSpec, tandem_command
 from tandem.local.supervisor import (
     RunningService,
-    ServiceSpec,
     StackFailed,
     Supervisor,
 )
@@ -30,10 +30,6 @@ __all__ = ["RunningService", "ServiceSpec", "Stack", "StackFailed", "run_stack",
 Stack = Supervisor
 NAME_WIDTH = 22
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-
-def tandem_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tandem.cli", *args]
 
 
 def display_path(path: Path) -> str:

@@ -8,7 +8,13 @@ from pathlib import Path
 from tandem import cpu
 from tandem.config import ModelServerSettings, StorageSettings, WorkerSettings
 from tandem.cpu import CpuPriority
-from tandem.local.launcher import ServiceSpec, display_path, tandem_command
+from tandem.local.launcher import display_path
+from tandem.local.services import postgres, postgres_replica, redis
+from tandem.local.services.model_key import ensure_key
+from tandem.local.services.postgres import LocalPostgres
+from tandem.local.services.postgres_replica import REPLICA_PREFIX, replica_name, standby_of
+from tandem.local.services.redis import LocalRedis
+from tandem.local.spec import ServiceSpec, tandem_command
 
 # Every service `tandem up` may run, in start order (`tandem logs` knows them by name).
 SERVICE_NAMES = (
@@ -40,15 +46,11 @@ class LocalPorts:
 
 def replica_service_names(log_dir: Path) -> list[str]:
     """The read replicas' services that have written logs (`tandem logs` knows them)."""
-    from tandem.local.services.postgres_replica import REPLICA_PREFIX
-
     found = (path.name.split(".", 1)[0] for path in log_dir.glob(f"{REPLICA_PREFIX}*.log*"))
     return sorted(set(found))
 
 
 def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
-    from tandem.local.services.postgres import LocalPostgres, service_spec
-
     server = LocalPostgres(data_dir / "postgres", port)
 
     def ready() -> bool:
@@ -57,7 +59,7 @@ def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
         server.ensure_database()  # first start: create the database and pgvector
         return True
 
-    spec = service_spec(data_dir / "postgres", port)
+    spec = postgres.service_spec(data_dir / "postgres", port)
     spec.ready_check = ready
     spec.address = f"{server.host}:{port}"
     return spec, server.url()
@@ -66,16 +68,13 @@ def _postgres(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
 def _replicas(data_dir: Path, ports: LocalPorts, count: int) -> tuple[list[ServiceSpec], list[str]]:
     """`count` hot standbys of the local primary, each copied from it on first start;
     their specs (started after the primary) and URLs (the API's DATABASE_READ_URLS)."""
-    from tandem.local.services.postgres import LocalPostgres
-    from tandem.local.services.postgres_replica import replica_name, service_spec, standby_of
-
     primary = LocalPostgres(data_dir / "postgres", ports.postgres)
     specs, urls = [], []
     for number in range(1, count + 1):
         standby = standby_of(
             primary, data_dir / replica_name(number), ports.replicas_from + number - 1
         )
-        spec = service_spec(standby)
+        spec = postgres_replica.service_spec(standby)
         spec.ready_check = standby.is_ready
         spec.address = f"{standby.host}:{standby.port}"
         specs.append(spec)
@@ -84,10 +83,8 @@ def _replicas(data_dir: Path, ports: LocalPorts, count: int) -> tuple[list[Servi
 
 
 def _redis(data_dir: Path, port: int) -> tuple[ServiceSpec, str]:
-    from tandem.local.services.redis import LocalRedis, service_spec
-
     server = LocalRedis(data_dir / "redis", port)
-    spec = service_spec(data_dir / "redis", port)
+    spec = redis.service_spec(data_dir / "redis", port)
     spec.ready_check = server.is_ready
     spec.address = f"{server.host}:{port}"
     return spec, server.url()
@@ -141,8 +138,6 @@ def model_server_specs(
 
 
 def _replica(spec: ServiceSpec) -> bool:
-    from tandem.local.services.postgres_replica import REPLICA_PREFIX
-
     return spec.name.startswith(REPLICA_PREFIX)
 
 
@@ -176,8 +171,6 @@ def local_stack_specs(
 
     `read_replicas` hot standbys of the local PostgreSQL serve the API's reads (none
     without a local PostgreSQL: a given DATABASE_URL's replicas are DATABASE_READ_URLS)."""
-    from tandem.local.services.model_key import ensure_key
-
     specs: list[ServiceSpec] = []
     storage.data_dir.mkdir(parents=True, exist_ok=True)
     key = models.api_key or ensure_key(storage.data_dir)

@@ -24,33 +24,13 @@ from tandem.local.service_log_view import tail_text
 from tandem.local.service_logs import LogRecord, Rotation, ServiceLog, copy_output, log_path
 from tandem.local.services.privileges import die_with_parent
 from tandem.local.services.process import file_age, http_ready
+from tandem.local.spec import ServiceSpec
 
 log = logging.getLogger(__name__)
 
 TICK_SECONDS = 0.2
 STOP_POLL_SECONDS = 0.1  # how soon a second Ctrl-C takes effect while stopping
 TAIL_LINES = 20
-
-
-@dataclass
-class ServiceSpec:
-    name: str
-    argv: list[str]
-    env: dict[str, str] = field(default_factory=dict)
-    ready_url: str | None = None
-    # For services without an HTTP readiness URL (databases): polled until True.
-    ready_check: Callable[[], bool] | None = None
-    # For services with no endpoint at all (the worker): ready once a line of its output
-    # contains this text (needs a log directory, where the output is read).
-    ready_output: str | None = None
-    # What asks this service to stop cleanly: PostgreSQL wants SIGINT (fast shutdown).
-    stop_signal: int = signal.SIGTERM
-    address: str = ""  # where it serves, for people (the ready line)
-    # A file the service touches while it makes progress (the worker's heartbeat): once
-    # ready, a run whose file is older than `heartbeat_stale_seconds` is killed (SIGKILL:
-    # a process frozen with the GIL held handles no other signal) and restarted.
-    heartbeat_file: Path | None = None
-    heartbeat_stale_seconds: float = 60.0
 
 
 @dataclass

@@ -171,7 +171,9 @@ class SearchRequest(BaseModel):
 
 class SearchHitOut(BaseModel):
     document_id: str
-    chunk: int
+    # The chunk's ordinal in its document, as `ChunkOut.ordinal`; its JSON name stays "chunk"
+    # (the public API: clients and the web UI read `hit.chunk`).
+    ordinal: int = Field(alias="chunk")
     title: str
     source: str
     path: str

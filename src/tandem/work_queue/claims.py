@@ -31,7 +31,9 @@ WORKER_STOPPED = "the worker indexing this item stopped before finishing it"
 
 
 @dataclass(frozen=True, slots=True)
-class WorkItem:
+class ClaimedItem:
+    """An item a worker claimed (its `IndexAttemptItem` row, read under the lease)."""
+
     id: int
     attempt_id: uuid.UUID
     document_id: str
@@ -63,7 +65,7 @@ class Outcome:
     embedded, the others' vectors reused; `outcome` added, updated or unchanged), or
     failed."""
 
-    item: WorkItem
+    item: ClaimedItem
     chunk_count: int = 0
     error: str | None = None
     outcome: str | None = None
@@ -119,8 +121,8 @@ _GIVE_UP = text(
 )
 
 
-def _work_item(row: Row[Any]) -> WorkItem:
-    return WorkItem(
+def _work_item(row: Row[Any]) -> ClaimedItem:
+    return ClaimedItem(
         id=int(row.id),
         attempt_id=row.attempt_id,
         document_id=row.document_id,
@@ -138,7 +140,7 @@ def _work_item(row: Row[Any]) -> WorkItem:
     )
 
 
-def claim_items(sessions: sessionmaker[Session], limits: ClaimLimits) -> list[WorkItem]:
+def claim_items(sessions: sessionmaker[Session], limits: ClaimLimits) -> list[ClaimedItem]:
     """Claim the next batch: one recovering item alone, else up to ``max_items`` fresh ones
     (oldest first, within ``max_bytes``, one item per document). Empty when nothing is due."""
     with sessions.begin() as session:
@@ -216,7 +218,7 @@ def extend_leases(
         return int(result.rowcount)  # type: ignore[attr-defined]
 
 
-def lock_owned(session: Session, items: Sequence[WorkItem]) -> set[int]:
+def lock_owned(session: Session, items: Sequence[ClaimedItem]) -> set[int]:
     """Lock the rows of `items` this claim still holds; the ids of those it holds. An item
     missing from the result was taken over (our lease ran out) or finished elsewhere."""
     if not items:
@@ -264,7 +266,7 @@ def record_outcomes(session: Session, outcomes: Sequence[Outcome]) -> None:
 
 def release(
     sessions: sessionmaker[Session],
-    items: Iterable[WorkItem],
+    items: Iterable[ClaimedItem],
     *,
     error: str | None,
     delay_seconds: float,

@@ -13,20 +13,43 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 from celery import Celery, Task
 from kombu.exceptions import OperationalError as BrokerError
 
 from tandem.work_queue.producer import INDEX_TASK, SYNC_TASK, send_work
-from tandem.worker.pipeline import IndexingPipeline
-from tandem.worker.syncing import SyncRunner
 
 log = logging.getLogger(__name__)
 
 
+# The queue sits below the worker (the worker's pipeline and sync runner implement these),
+# so that it knows how a batch is asked for, not how one is indexed.
+class BatchCounts(Protocol):
+    @property
+    def items(self) -> int: ...
+    @property
+    def indexed(self) -> int: ...
+    @property
+    def failed(self) -> int: ...
+
+
+class BatchRunner(Protocol):
+    def run_batch(
+        self,
+        origin: str,
+        redelivered: bool = False,
+        on_claimed: Callable[[int], None] | None = None,
+    ) -> BatchCounts: ...
+
+
+class SyncPoller(Protocol):
+    def poll(self) -> str | None: ...
+
+
 def register_index_task(
     app: Celery,
-    pipeline: IndexingPipeline,
+    pipeline: BatchRunner,
     queue_length: Callable[[], int],
     expires_seconds: int,
 ) -> Task:
@@ -50,7 +73,7 @@ def register_index_task(
     return app.task(name=INDEX_TASK, bind=True, acks_late=True)(index_items)
 
 
-def register_sync_task(app: Celery, runner: SyncRunner) -> Task:
+def register_sync_task(app: Celery, runner: SyncPoller) -> Task:
     def sync_sources() -> str:
         started = runner.poll()
         return f"started={started}" if started else "nothing due here"

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from celery import Celery
 
-from tandem.work_queue.producer import broker
 from tandem.config import StorageSettings
+from tandem.work_queue import broker
 
 INDEX_TASK = "tandem.index_items"
 # "A source's sync was asked for": any worker polls for due sources (tandem.db.sources).

@@ -14,12 +14,11 @@ from dataclasses import dataclass, field
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import catalog
-
-from tandem.work_queue.producer import claims
 from tandem.documents.parsed import ParsedDocument
 from tandem.index.postgres import replace_chunks, set_readers
 from tandem.index.protocol import IndexedChunk
 from tandem.model_files import FloatArray
+from tandem.work_queue import claims
 from tandem.worker.chunking import TextChunk
 
 
@@ -28,7 +27,7 @@ class PreparedDocument:
     """A claimed item, parsed and chunked; vectors arrive request by request (or are the
     stored ones of chunks whose text did not change)."""
 
-    item: claims.WorkItem
+    item: claims.ClaimedItem
     parsed: ParsedDocument
     chunks: list[TextChunk]
     content_hash: str

@@ -21,8 +21,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db import attempts
-
-from tandem.work_queue.producer import claims
+from tandem.work_queue import claims
 from tandem.worker.held import HeldItems
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 from urllib.parse import quote
 
 import psycopg
@@ -30,9 +30,7 @@ from psycopg.conninfo import make_conninfo
 from tandem.local.services import credentials, postgres_auth, privileges
 from tandem.local.services.child import serving_child
 from tandem.local.services.process import ServiceError, wait_until
-
-if TYPE_CHECKING:
-    from tandem.local.launcher import ServiceSpec
+from tandem.local.spec import ServiceSpec, tandem_command
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +234,5 @@ def running_postgres(
 
 def service_spec(data_dir: Path, port: int) -> ServiceSpec:
     """For `tandem up`: prepare, then run in the foreground; readiness is `wait_ready`."""
-    from tandem.local.launcher import ServiceSpec, tandem_command
-
     argv = tandem_command("services", "postgres", "--data-dir", str(data_dir), "--port", str(port))
     return ServiceSpec(name="postgres", argv=argv, stop_signal=SHUTDOWN_SIGNAL)

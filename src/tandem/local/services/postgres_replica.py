@@ -18,7 +18,6 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import psycopg
 
@@ -32,9 +31,7 @@ from tandem.local.services.postgres import (
     install_dir,
 )
 from tandem.local.services.process import ServiceError
-
-if TYPE_CHECKING:
-    from tandem.local.launcher import ServiceSpec
+from tandem.local.spec import ServiceSpec, tandem_command
 
 log = logging.getLogger(__name__)
 
@@ -160,8 +157,6 @@ def running_standby(
 
 def service_spec(standby: LocalStandby) -> ServiceSpec:
     """For `tandem up`: copy the primary once, then run in the foreground."""
-    from tandem.local.launcher import ServiceSpec, tandem_command
-
     argv = tandem_command(
         "services",
         "postgres-replica",

@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 from urllib.parse import quote
 
 import redis
@@ -26,9 +26,7 @@ import redis
 from tandem.local.services import credentials, privileges
 from tandem.local.services.child import serving_child
 from tandem.local.services.process import ServiceError, wait_until
-
-if TYPE_CHECKING:
-    from tandem.local.launcher import ServiceSpec
+from tandem.local.spec import ServiceSpec, tandem_command
 
 
 def server_binary() -> str:
@@ -115,7 +113,5 @@ def running_redis(data_dir: Path, port: int, timeout: float = 30.0) -> Iterator[
 
 def service_spec(data_dir: Path, port: int) -> ServiceSpec:
     """For `tandem up`: run in the foreground; readiness is `wait_ready`."""
-    from tandem.local.launcher import ServiceSpec, tandem_command
-
     argv = tandem_command("services", "redis", "--data-dir", str(data_dir), "--port", str(port))
     return ServiceSpec(name="redis", argv=argv)
