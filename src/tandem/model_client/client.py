@@ -2,7 +2,7 @@
 
 The API server holds one pointed at the inference servers, each worker one pointed at the
 indexing servers; nothing else decides which servers a component talks to. Which of
-several servers takes a request is `model_endpoints.EndpointPool`'s choice.
+several servers takes a request is `endpoints.EndpointPool`'s choice.
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ class ModelClient:
         resolver: Resolver = resolve_addresses,
         resolve_seconds: float = 30.0,
     ) -> None:
-        """`base_url`: one server's URL, or several entries (model_endpoints: URLs, or
+        """`base_url`: one server's URL, or several entries (endpoints: URLs, or
         `dns+http://name:port` for every address of a name); requests are spread over them
         and one that fails is retried on another. `api_key`: the servers' bearer key; None
         reads TANDEM_MODEL_SERVER_API_KEY (so every component sends the key its process
