@@ -18,7 +18,7 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from tandem.model_schemas import EmbedRequest
+from tandem.wire.model import EmbedRequest
 
 
 def create_app(role: str) -> FastAPI:

@@ -33,7 +33,7 @@ from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
-from tandem.services.postgres import running_postgres
+from tandem.local.services.postgres import running_postgres
 
 WRITERS = 4
 BLOCK = 40  # documents per block; blocks alternate triggers on / off

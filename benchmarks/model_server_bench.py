@@ -48,8 +48,8 @@ from benchmarks.processes import (
 )
 from tandem.config import ModelCacheSettings, ModelServerSettings
 from tandem.cpu import CpuPriority
+from tandem.local.stack import model_server_specs
 from tandem.model_files import TOKENIZER_FILE, ModelKind, locate_prepared
-from tandem.stack import model_server_specs
 
 RESULTS_PATH = Path(__file__).parent / "results" / "model_server.json"
 WARM_UP_SECONDS = 300.0

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import orjson
 
-from tandem.services.process import LOOPBACK as HOST
-from tandem.services.process import ServiceError as ServerFailed
-from tandem.services.process import free_port as free_port
-from tandem.services.process import log_tail, wait_http_ready
-from tandem.services.process import stop as stop_process
+from tandem.local.services.process import LOOPBACK as HOST
+from tandem.local.services.process import ServiceError as ServerFailed
+from tandem.local.services.process import free_port as free_port
+from tandem.local.services.process import log_tail, wait_http_ready
+from tandem.local.services.process import stop as stop_process
 
 # Thread-count variables would cap the baseline; it must run with library defaults.
 THREAD_CAP_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")

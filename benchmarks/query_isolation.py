@@ -45,7 +45,7 @@ from benchmarks.processes import (
     wait_settled,
 )
 from tandem.config import ModelServerSettings
-from tandem.stack import model_server_specs
+from tandem.local.stack import model_server_specs
 
 BATCH = 64
 BULK_CLIENTS = 3

@@ -6,7 +6,7 @@ Sets: `man-perl`, the known-item set of Debian man pages and Perl documentation
 starts a throwaway PostgreSQL, applies the migrations, chunks every document with the
 worker's Chunker, embeds the chunks in this process with the prepared model (cached on
 disk: benchmarks/embedding_cache.py) and writes them through the worker's write path (the
-documents catalogue, then `PostgresIndex.replace_document`, so the database's own triggers
+documents catalog, then `PostgresIndex.replace_document`, so the database's own triggers
 run). Every query then runs through `tandem.search.Searcher` (the library the API route
 calls), a page of 10 as the API asks by default, in keyword and semantic mode and in
 hybrid mode with both fusions at several alphas; a document's rank is its best chunk's.

@@ -1,7 +1,7 @@
 """Tandem's side of the ranking-quality benchmark: chunk, embed, write, search.
 
 Documents are chunked by the worker's Chunker and written the way the worker writes them
-(catalogue row, then `PostgresIndex.replace_document`; the chunk count is left at 0), into a
+(catalog row, then `PostgresIndex.replace_document`; the chunk count is left at 0), into a
 throwaway PostgreSQL with the project's migrations, so whatever the schema maintains on
 write (statistics, triggers) is maintained here too. Queries go through
 `tandem.search.Searcher` over `PostgresIndex`, as the API route sends them (a page of 10
@@ -27,15 +27,15 @@ from benchmarks.embedding_cache import CachedEmbedder, Matrix
 from benchmarks.quality_set import LabelledDocument, LabelledQuery
 from tandem.db import catalog, migrate
 from tandem.db.session import make_engine, make_session_factory
-from tandem.documents import ContentType, ParsedDocument
+from tandem.documents.parsed import ContentType, ParsedDocument
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, IndexedChunk, SearchMode
 from tandem.index.retrieval import OPENING_WEIGHT
-from tandem.model_schemas import TextType
+from tandem.local.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.local.services.process import free_port
 from tandem.search import Searcher, SearchQuery
-from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
-from tandem.services.process import free_port
+from tandem.wire.model import TextType
 from tandem.worker.chunking import Chunker, TextChunk
 
 

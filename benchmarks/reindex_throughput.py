@@ -5,7 +5,7 @@ Documents of generated prose (5 chunks of ~200 tokens each, random starting vect
 written through the project's write path into a throwaway PostgreSQL (so the BM25
 triggers hold postings for them); an indexing model server runs as `tandem up` starts it.
 Then, in one run: the chunks' texts embedded alone (the floor: requests of 64, the same
-document batches), a full reindex (`tandem.reindex.Reindexer`: read, embed, one UPDATE per
+document batches), a full reindex (`tandem.worker.reindex.Reindexer`: read, embed, one UPDATE per
 batch, progress to Redis), and the floor again. Reported: chunks/s each way and the ratio
 of the reindex to the mean floor.
 
@@ -32,9 +32,9 @@ from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
-from tandem.model_client import ModelClient
-from tandem.model_schemas import TextType
-from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model
+from tandem.model_client.client import ModelClient
+from tandem.wire.model import TextType
+from tandem.worker.reindex import ProgressStore, Reindexer, plan_run, served_model
 
 CHUNKS_PER_DOCUMENT = 5
 DOCUMENTS_PER_BATCH = 16  # `tandem reindex`'s default

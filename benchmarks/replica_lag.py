@@ -1,6 +1,6 @@
 """Search from a hot standby during full-speed bulk ingest, through the real API.
 
-One primary and one standby (`tandem.services.postgres_replica`, fsync off on both as
+One primary and one standby (`tandem.local.services.postgres_replica`, fsync off on both as
 the tests run them), Redis, both model servers, a worker, and two API servers: one with
 `DATABASE_READ_URLS` (reads from the standby), one without (reads from the primary).
 
@@ -37,7 +37,7 @@ from tests.replica_support import Replication, replication
 from benchmarks.prose import package_descriptions, site_packages
 from benchmarks.results_io import summarize_ms, write_result
 from benchmarks.tandem_stack import Backends, api_server, model_servers, worker
-from tandem.services.redis import running_redis
+from tandem.local.services.redis import running_redis
 
 QUERIES = (
     "command line interface for HTTP requests",
@@ -300,7 +300,7 @@ def main() -> None:
 
 
 def _port() -> int:
-    from tandem.services.process import free_port
+    from tandem.local.services.process import free_port
 
     return free_port()
 

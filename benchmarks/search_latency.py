@@ -37,10 +37,10 @@ from tandem.db.session import make_engine, make_session_factory
 from tandem.index.fusion import Fusion
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexQuery, SearchMode
-from tandem.model_client import ModelClient
+from tandem.model_client.client import ModelClient
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TextType
 from tandem.search.searcher import CANDIDATES  # what the API asks the index for
+from tandem.wire.model import TextType
 
 MODES = (SearchMode.KEYWORD, SearchMode.SEMANTIC, SearchMode.HYBRID)
 LIMIT = 10

@@ -38,8 +38,8 @@ from scipy import sparse  # type: ignore[import-untyped]
 from benchmarks import labelled_corpus
 from benchmarks.embedding_cache import CachedEmbedder
 from benchmarks.results_io import write_result
-from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
-from tandem.services.process import free_port
+from tandem.local.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.local.services.process import free_port
 
 K1, B = 1.2, 0.75
 TOP = 10

@@ -1,9 +1,9 @@
 """The Tandem processes the ingest and search benchmarks run, each stopped on the way out.
 
 Same patterns as tests/e2e_support.py: PostgreSQL and Redis through
-`tandem.services.*.running_*`, every other server as `python -m tandem.cli ...` with its
+`tandem.local.services.*.running_*`, every other server as `python -m tandem.cli ...` with its
 settings in the environment, SIGTERM then (after a timeout) SIGKILL. The model servers get
-the environment `tandem up` gives them (`tandem.stack.model_server_specs`).
+the environment `tandem up` gives them (`tandem.local.stack.model_server_specs`).
 """
 
 from __future__ import annotations
@@ -20,14 +20,14 @@ from pathlib import Path
 import httpx
 
 from tandem.config import ModelServerSettings
-from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
-from tandem.services.process import LOOPBACK as HOST
-from tandem.services.process import free_port as free_port
-from tandem.services.process import log_tail, wait_http_ready, wait_until
-from tandem.services.process import stop as stop_process
-from tandem.services.redis import running_redis
-from tandem.stack import WORKER_READY_OUTPUT as WORKER_READY_MARKER
-from tandem.stack import model_server_specs
+from tandem.local.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.local.services.process import LOOPBACK as HOST
+from tandem.local.services.process import free_port as free_port
+from tandem.local.services.process import log_tail, wait_http_ready, wait_until
+from tandem.local.services.process import stop as stop_process
+from tandem.local.services.redis import running_redis
+from tandem.local.stack import WORKER_READY_OUTPUT as WORKER_READY_MARKER
+from tandem.local.stack import model_server_specs
 
 READY_TIMEOUT = 180.0  # a busy shared machine loads a model slowly
 MARKER_POLL_SECONDS = 0.2

@@ -26,7 +26,7 @@ from typing import Any
 
 from benchmarks.results_io import write_result
 from benchmarks.tandem_stack import Process, backends, free_port, process, tandem_argv
-from tandem.services.process import LOOPBACK as HOST
+from tandem.local.services.process import LOOPBACK as HOST
 
 BODY_BYTES = 100 * 1024 * 1024
 CHUNK = 64 * 1024

@@ -79,7 +79,7 @@ def pg_tmp_path() -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """SQLAlchemy URL of a real PostgreSQL + pgvector for this session (fsync off: throwaway)."""
-    from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
+    from tandem.local.services.postgres import THROWAWAY_SETTINGS, running_postgres
     from tests.support import free_port
 
     with (
@@ -105,7 +105,7 @@ def empty_database(postgres_url: str) -> Iterator[sessionmaker[Session]]:
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """URL of a real Redis (append-only file on) for this session."""
-    from tandem.services.redis import running_redis
+    from tandem.local.services.redis import running_redis
     from tests.support import free_port
 
     with running_redis(tmp_path_factory.mktemp("redis"), free_port()) as url:

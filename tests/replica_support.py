@@ -17,11 +17,11 @@ import psycopg
 
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine
-from tandem.services import privileges
-from tandem.services.child import serving_child
-from tandem.services.postgres import SHUTDOWN_SIGNAL, THROWAWAY_SETTINGS, LocalPostgres
-from tandem.services.postgres_replica import LocalStandby, standby_of
-from tandem.services.process import stop
+from tandem.local.services import privileges
+from tandem.local.services.child import serving_child
+from tandem.local.services.postgres import SHUTDOWN_SIGNAL, THROWAWAY_SETTINGS, LocalPostgres
+from tandem.local.services.postgres_replica import LocalStandby, standby_of
+from tandem.local.services.process import stop
 from tests.support import free_port
 
 

@@ -15,8 +15,8 @@ from sqlalchemy import create_engine, text
 from tokenizers import Tokenizer
 
 from tandem.db.session import normalize_url
-from tandem.model_client import ModelClient
-from tandem.model_schemas import TextType
+from tandem.model_client.client import ModelClient
+from tandem.wire.model import TextType
 from tandem.worker.stages import Stage
 from tests.held_worker import HOLD_AFTER, HOLD_AT, HOLD_FILE
 from tests.support import ServerProcess
@@ -129,7 +129,7 @@ class Database:
         rows = self._rows("SELECT document_id, count(*) FROM chunks GROUP BY document_id")
         return {str(r[0]): int(r[1]) for r in rows}
 
-    def catalogue(self) -> dict[str, int]:
+    def catalog(self) -> dict[str, int]:
         return {str(r[0]): int(r[1]) for r in self._rows("SELECT id, chunk_count FROM documents")}
 
     def chunks(self) -> dict[str, list[StoredChunk]]:
@@ -186,7 +186,7 @@ def check_indexed_exactly_once(
     tokenizer.no_padding()
     stored = database.chunks()
     assert set(stored) == set(documents)
-    assert database.catalogue() == {d: len(c) for d, c in stored.items()}
+    assert database.catalog() == {d: len(c) for d, c in stored.items()}
     corpus = database.corpus_chunks()
     if corpus is not None:
         assert corpus == sum(len(c) for c in stored.values())

@@ -13,10 +13,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tandem.services.privileges import set_parent_death_signal
-from tandem.services.process import ServiceError, wait_http_ready
-from tandem.services.process import free_port as free_port
-from tandem.services.process import stop as stop_process
+from tandem.local.services.privileges import set_parent_death_signal
+from tandem.local.services.process import ServiceError, wait_http_ready
+from tandem.local.services.process import free_port as free_port
+from tandem.local.services.process import stop as stop_process
 
 
 def die_with_pytest() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tandem.services.postgres import running_postgres
-from tandem.stack import LocalPorts
+from tandem.local.services.postgres import running_postgres
+from tandem.local.stack import LocalPorts
 
 
 def _free(port: int) -> bool:

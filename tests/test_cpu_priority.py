@@ -1,6 +1,6 @@
 """CPU sharing by priority: the indexing server yields every CPU to queries.
 
-The model servers are started from the specs `tandem up` runs (`tandem.stack`) by the
+The model servers are started from the specs `tandem up` runs (`tandem.local.stack`) by the
 launcher `tandem up` uses, and their priority is read from /proc for every thread of the
 real processes: the kernel keeps the policy and nice value per thread, and ONNX Runtime's
 pool threads must have inherited them.
@@ -20,8 +20,8 @@ import pytest
 from tandem import cpu
 from tandem.config import ModelServerSettings
 from tandem.cpu import CpuPriority
-from tandem.launcher import RunningService, Stack
-from tandem.stack import model_server_specs
+from tandem.local.launcher import RunningService, Stack
+from tandem.local.stack import model_server_specs
 from tests.support import free_port
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")

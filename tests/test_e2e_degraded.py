@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, make_url, text
 
 from tandem.db.migrate import MIGRATION_LOCK_ID, alembic_config, current_revision
 from tandem.db.session import normalize_url
-from tandem.services.redis import running_redis
+from tandem.local.services.redis import running_redis
 from tests.e2e_support import (
     Backends,
     running,

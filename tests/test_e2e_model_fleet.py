@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from tandem.metrics_reading import parse_metrics
+from tandem.model_client.metrics import parse_metrics
 from tests.e2e_support import (
     Backends,
     running,

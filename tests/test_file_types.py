@@ -12,7 +12,7 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 
-from tandem.documents import screen_upload
+from tandem.documents.parsed import screen_upload
 from tandem.worker.chunking import Chunker
 from tandem.worker.parsing import (
     SUPPORTED_EXTENSIONS,

@@ -29,7 +29,7 @@ from benchmarks.hostile_corpus import (
 )
 from pypdf import PdfReader, PdfWriter
 
-from tandem.documents import CorruptFile
+from tandem.documents.parsed import CorruptFile
 from tandem.worker.limits import ParseLimits
 from tandem.worker.parsing import parse_document
 from tandem.worker.sandbox import (

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from tandem.bulk_upload import LocalFile, NameClash, collect_files, upload_batches
+from tandem.api_client.bulk_upload import LocalFile, NameClash, collect_files, upload_batches
 from tandem.db.session import normalize_url
 from tests.e2e_support import Backends, running, start_api, start_worker
 from tests.support import ServerProcess, die_with_pytest

@@ -15,17 +15,17 @@ import pytest
 import redis
 
 from tandem.config import ModelServerSettings, StorageSettings
-from tandem.services import postgres_auth
-from tandem.services.child import serving_child
-from tandem.services.credentials import password_file
-from tandem.services.postgres import (
+from tandem.local.services import postgres_auth
+from tandem.local.services.child import serving_child
+from tandem.local.services.credentials import password_file
+from tandem.local.services.postgres import (
     SHUTDOWN_SIGNAL,
     THROWAWAY_SETTINGS,
     LocalPostgres,
     running_postgres,
 )
-from tandem.services.redis import LocalRedis, running_redis
-from tandem.stack import LocalPorts, local_stack_specs
+from tandem.local.services.redis import LocalRedis, running_redis
+from tandem.local.stack import LocalPorts, local_stack_specs
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow

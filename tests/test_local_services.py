@@ -16,17 +16,17 @@ import pytest
 import redis
 import sqlalchemy as sa
 
-from tandem.launcher import Stack
-from tandem.services import postgres as local_postgres
-from tandem.services import redis as local_redis
-from tandem.services.postgres import (
+from tandem.local.launcher import Stack
+from tandem.local.services import postgres as local_postgres
+from tandem.local.services import redis as local_redis
+from tandem.local.services.postgres import (
     SYSTEM_USER,
     THROWAWAY_SETTINGS,
     LocalPostgres,
     running_postgres,
 )
-from tandem.services.privileges import is_root
-from tandem.services.redis import LocalRedis, running_redis
+from tandem.local.services.privileges import is_root
+from tandem.local.services.redis import LocalRedis, running_redis
 from tests.support import free_port
 
 pytestmark = pytest.mark.slow

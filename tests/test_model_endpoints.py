@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 
 from tandem.config import ApiSettings, WorkerSettings
-from tandem.model_client import ModelClient, ModelServerUnavailable
-from tandem.model_endpoints import Endpoint, EndpointPool
-from tandem.model_schemas import TextType
+from tandem.model_client.client import ModelClient, ModelServerUnavailable
+from tandem.model_client.endpoints import Endpoint, EndpointPool
+from tandem.wire.model import TextType
 from tests.support import ServerProcess, free_port
 
 

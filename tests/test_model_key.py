@@ -8,8 +8,8 @@ from pathlib import Path
 
 from tandem.commands.data import local_stack_urls
 from tandem.config import ModelServerSettings, StorageSettings, WorkerSettings
-from tandem.services.model_key import ensure_key, key_path, read_key
-from tandem.stack import LocalPorts, local_stack_specs
+from tandem.local.services.model_key import ensure_key, key_path, read_key
+from tandem.local.stack import LocalPorts, local_stack_specs
 
 KEYED = {"inference-model-server", "indexing-model-server", "api-server", "background-worker"}
 

@@ -14,9 +14,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tandem.model_client import ModelClient, ModelServerUnauthorized
-from tandem.model_schemas import TextType
-from tandem.reindex import served_model
+from tandem.model_client.client import ModelClient, ModelServerUnauthorized
+from tandem.wire.model import TextType
+from tandem.worker.reindex import served_model
 from tests.fuzz_support import assert_no_failures, fuzz
 from tests.support import ServerProcess, model_server
 

@@ -13,10 +13,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, claims
-from tandem.documents import ParsedDocument
-from tandem.embedding_dimensions import IncompatibleModel, check_dimensions
-from tandem.model_client import ModelClient
+from tandem.db import attempts
+from tandem.documents.parsed import ParsedDocument
+from tandem.model_client.client import ModelClient
+from tandem.model_client.dimensions import IncompatibleModel, check_dimensions
+from tandem.work_queue import claims
 from tandem.worker.chunking import Chunker, TextChunk
 from tandem.worker.held import HeldItems
 from tandem.worker.pipeline import IndexingPipeline
@@ -74,7 +75,7 @@ def make_pipeline(
 
 def upload(sessions: sessionmaker[Session], texts: dict[str, str]) -> uuid.UUID:
     items = [
-        attempts.NewItem(document_id=name, filename=name, payload=body.encode())
+        attempts.ItemToQueue(document_id=name, filename=name, payload=body.encode())
         for name, body in texts.items()
     ]
     with sessions.begin() as session:
@@ -293,7 +294,7 @@ def test_held_inside_the_write_transaction_nothing_is_visible(
     chunker: Chunker,
     tmp_path: Path,
 ) -> None:
-    """The catalogue rows, chunks and outcomes become visible together, at the commit (a
+    """The catalog rows, chunks and outcomes become visible together, at the commit (a
     worker killed before it leaves nothing: tests/test_e2e_failures.py)."""
     upload(sessions, short_texts(2))
     hold = HoldAt(Stage.WRITTEN, tmp_path / "hold")

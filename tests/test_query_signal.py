@@ -13,12 +13,12 @@ import pytest
 from pydantic import ValidationError
 
 from tandem.config import ModelServerSettings
+from tandem.local.stack import QUERY_SIGNAL_VARIABLE, model_server_specs
 from tandem.model_files import FloatArray, ModelKind, Precision, locate_prepared
 from tandem.model_server.engine import load_engines, sub_batches, yielding
 from tandem.model_server.metrics import ModelServerMetrics
 from tandem.model_server.onnx_model import OnnxModel, TokenizedItem, load_model
 from tandem.model_server.query_signal import LAYOUT, QuerySignal, QueryWatch
-from tandem.stack import QUERY_SIGNAL_VARIABLE, model_server_specs
 
 PASSAGE = " ".join(["The indexing role embeds long passages of documentation."] * 30)
 

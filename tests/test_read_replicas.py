@@ -14,7 +14,7 @@ from sqlalchemy import text
 from tandem.db import attempts
 from tandem.db.replicas import PRIMARY, ReadRouter, ReadTarget, parse_lsn
 from tandem.db.session import make_engine, make_session_factory
-from tandem.services.postgres_replica import running_standby, slot_name
+from tandem.local.services.postgres_replica import running_standby, slot_name
 from tests.replica_support import Replication, replication
 from tests.support import free_port, service_dir
 
@@ -60,7 +60,7 @@ def _succeed_an_attempt(pair: Replication) -> int:
     sessions = make_session_factory(make_engine(pair.primary.url()))
     with sessions.begin() as session:
         attempt, (item_id,) = attempts.create_attempt(
-            session, [attempts.NewItem("doc", "doc.txt", b"text")]
+            session, [attempts.ItemToQueue("doc", "doc.txt", b"text")]
         )
     attempts.finish_item(sessions, item_id, chunk_count=1)
     with sessions() as session:
@@ -103,7 +103,7 @@ def _wait_rows(server: object, count: int) -> None:
 def _sql_on(server: object, statement: str) -> list[tuple[object, ...]]:
     import psycopg
 
-    from tandem.services.postgres import LocalPostgres
+    from tandem.local.services.postgres import LocalPostgres
 
     assert isinstance(server, LocalPostgres)
     with psycopg.connect(server.conninfo(), autocommit=True) as connection:
@@ -185,7 +185,7 @@ def test_tandem_up_runs_a_standby_as_a_service_that_stops_on_sigint(pair: Replic
     import subprocess
     import sys
 
-    from tandem.services.postgres_replica import service_spec, standby_of
+    from tandem.local.services.postgres_replica import service_spec, standby_of
 
     standby = standby_of(
         pair.primary, pair.standby.data_dir.with_name("postgres-replica-3"), free_port()

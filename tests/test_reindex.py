@@ -23,14 +23,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from tandem.config import DEFAULT_EMBEDDING_MODEL
 from tandem.db.models import Chunk
 from tandem.db.session import make_engine, make_session_factory
-from tandem.documents import ParsedDocument
+from tandem.documents.parsed import ParsedDocument
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexedChunk
-from tandem.model_client import ModelClient
+from tandem.model_client.client import ModelClient
 from tandem.model_files import FloatArray, ModelKind, locate_prepared
-from tandem.model_schemas import TextType
-from tandem.reindex import ProgressStore, Reindexer, plan_run, served_model
+from tandem.wire.model import TextType
 from tandem.worker.chunking import Chunker
+from tandem.worker.reindex import ProgressStore, Reindexer, plan_run, served_model
 from tests.e2e_support import Backends, running, start_api, start_worker, upload, wait_attempt
 from tests.support import ServerProcess, start_model_server
 
@@ -256,7 +256,7 @@ def test_a_document_replaced_during_a_batch_keeps_its_new_vectors(
 def test_without_urls_reindex_uses_the_local_stack(tmp_path: Path) -> None:
     from tandem.commands.data import local_stack_urls
     from tandem.config import WorkerSettings
-    from tandem.stack import LocalPorts
+    from tandem.local.stack import LocalPorts
 
     ports = LocalPorts()
     local = local_stack_urls(WorkerSettings(database_url=None, redis_url=None, data_dir=tmp_path))

@@ -27,7 +27,7 @@ from tandem.api.body_limits import RouteBodyLimits
 from tandem.api.state import ApiState
 from tandem.config import LOOPBACK_HOSTS
 from tandem.db.principals import hash_key
-from tandem.request_guards import (
+from tandem.http.guards import (
     HostAllowlist,
     RequestGuards,
     cross_site_refusal,

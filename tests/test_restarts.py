@@ -14,8 +14,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tandem.services.postgres import THROWAWAY_SETTINGS, running_postgres
-from tandem.services.redis import running_redis
+from tandem.local.services.postgres import THROWAWAY_SETTINGS, running_postgres
+from tandem.local.services.redis import running_redis
 from tests.e2e_support import Backends, running, start_api, start_worker, wait_attempt
 from tests.resume_support import Database, check_indexed_exactly_once, short_text
 from tests.support import ServerProcess, free_port, service_dir

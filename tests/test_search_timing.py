@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tandem.api_schemas import SearchResponse
+from tandem.wire.api import SearchResponse
 from tests.e2e_support import upload, wait_attempt
 from tests.support import ServerProcess
 

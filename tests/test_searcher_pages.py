@@ -12,9 +12,9 @@ import pytest
 from tandem.index.chunk_writes import PostgresChunkWriter
 from tandem.index.protocol import ChunkWriter, IndexedChunk, IndexHit, IndexQuery, SearchMode
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TextType
 from tandem.search import InvalidQuery, Searcher, SearchQuery
 from tandem.search.searcher import CANDIDATES, RERANK_POOL
+from tandem.wire.model import TextType
 
 HITS = 45
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from tandem.service_log_view import LogFollower, read_records, render
-from tandem.service_logs import Rotation, ServiceLog, generations, log_path, make_record
+from tandem.local.service_log_view import LogFollower, read_records, render
+from tandem.local.service_logs import Rotation, ServiceLog, generations, log_path, make_record
 
 FOLLOW_TIMEOUT = 30.0
 

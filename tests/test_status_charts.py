@@ -12,16 +12,16 @@ import httpx
 import pytest
 from redis import Redis
 
-from tandem.metrics_history import MetricsHistory, MetricsSample, sample_from
-from tandem.metrics_reading import histogram_increase, histogram_quantile, parse_metrics
-from tandem.model_client import ModelClient
-from tandem.model_schemas import TextType
-from tandem.model_status import (
+from tandem.model_client.client import ModelClient
+from tandem.model_client.history import MetricsHistory, MetricsSample, sample_from
+from tandem.model_client.metrics import histogram_increase, histogram_quantile, parse_metrics
+from tandem.model_client.status import (
     INDEXING_STATUS_KEY,
     ModelServerStatus,
     StatusProbe,
     redis_publisher,
 )
+from tandem.wire.model import TextType
 from tests.e2e_support import Backends, create_api_key, running, start_api
 from tests.support import ServerProcess
 

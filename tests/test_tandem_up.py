@@ -18,9 +18,9 @@ from typing import IO
 import httpx
 import pytest
 
-from tandem.launcher import display_path
-from tandem.service_log_view import read_records
-from tandem.stack import SERVICE_NAMES
+from tandem.local.launcher import display_path
+from tandem.local.service_log_view import read_records
+from tandem.local.stack import SERVICE_NAMES
 from tests.support import die_with_pytest, free_port, service_dir
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tandem.config import ModelServerSettings, StorageSettings
-from tandem.stack import LocalPorts, local_stack_specs, replica_service_names
+from tandem.local.stack import LocalPorts, local_stack_specs, replica_service_names
 
 
 def test_standbys_start_after_the_primary_and_serve_the_api_reads(tmp_path: Path) -> None:

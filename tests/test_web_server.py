@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tandem.config import ModelServerSettings, StorageSettings
-from tandem.stack import LocalPorts, local_stack_specs
+from tandem.local.stack import LocalPorts, local_stack_specs
 from tandem.web.app import STATIC_DIR
 from tests.e2e_support import (
     Backends,

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tandem.restarts import RestartPolicy
-from tandem.supervisor import ServiceSpec, Supervisor
+from tandem.local.restarts import RestartPolicy
+from tandem.local.supervisor import ServiceSpec, Supervisor
 from tandem.worker.liveness import Liveness
 from tests.support import die_with_pytest
 from tests.test_supervisor import POLITE, Recorder, supervise_until
@@ -167,8 +167,8 @@ def test_the_supervisor_restarts_a_worker_whose_heartbeat_goes_stale(
 LAUNCHER = """
 import sys
 from pathlib import Path
-from tandem.launcher import run_stack
-from tandem.supervisor import ServiceSpec
+from tandem.local.launcher import run_stack
+from tandem.local.supervisor import ServiceSpec
 frozen, polite, logs = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 trigger = logs / "freeze"
 logs.mkdir(parents=True, exist_ok=True)

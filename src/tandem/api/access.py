@@ -8,10 +8,10 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from tandem.api_schemas import AccessIn, AccessOut
 from tandem.db import principals
 from tandem.db.models import PUBLIC, Group, User
-from tandem.http_errors import ApiError
+from tandem.wire.api import AccessIn, AccessOut
+from tandem.wire.errors import ApiError
 
 
 def resolve(session: Session, access: AccessIn | None, owner_id: int | None) -> tuple[str, ...]:

@@ -33,14 +33,14 @@ from tandem.db import attempts, catalog
 from tandem.db.migrate import upgrade
 from tandem.db.replicas import ReadRouter, ReplicaMonitor, replica_names
 from tandem.db.session import make_engine, make_session_factory
-from tandem.embedding_dimensions import check_dimensions, configured_model_dimensions
-from tandem.http_errors import error_response, error_responses, install_error_handlers
+from tandem.http.guards import HostAllowlist, RequestGuards
 from tandem.index.fusion import Fusion
-from tandem.metrics_history import MetricsHistory
-from tandem.model_client import ModelClient
-from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, read_published
-from tandem.request_guards import HostAllowlist, RequestGuards
-from tandem.work_queue import make_celery
+from tandem.model_client.client import ModelClient
+from tandem.model_client.dimensions import check_dimensions, configured_model_dimensions
+from tandem.model_client.history import MetricsHistory
+from tandem.model_client.status import INDEXING_STATUS_KEY, StatusProbe, read_published
+from tandem.wire.errors import error_response, error_responses, install_error_handlers
+from tandem.work_queue.producer import make_celery
 
 log = logging.getLogger(__name__)
 ops_router = APIRouter(prefix="/api", tags=["operations"])
@@ -136,7 +136,7 @@ def build_state(settings: ApiSettings) -> ApiState:
         inference=ModelClient(
             settings.model_server_urls, timeout=settings.model_timeout_seconds, overload_wait=0.5
         ),
-        queue=make_celery(settings),
+        celery=make_celery(settings),
         redis=Redis.from_url(settings.require_redis_url(), socket_timeout=2.0),
         authenticator=Authenticator(
             database_lookup(sessions),
@@ -175,7 +175,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             monitor.stop()
             state.reads.dispose()
             state.inference.close()
-            state.queue.close()
+            state.celery.close()
             state.redis.close()
             state.engine.dispose()
 

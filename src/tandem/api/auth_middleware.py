@@ -14,7 +14,7 @@ from collections.abc import Callable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tandem.api.auth import OPEN_ACCESS, Authenticator, Caller
-from tandem.http_errors import HttpMiddleware, error_response
+from tandem.wire.errors import HttpMiddleware, error_response
 
 CALLER_STATE = "caller"
 # Probes and the API's own documentation carry no key; everything else under /api/ does.

@@ -16,7 +16,7 @@ import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import ApiSettings
-from tandem.http_errors import HttpMiddleware, error_response
+from tandem.wire.errors import HttpMiddleware, error_response
 
 # Multipart framing per file (boundary, Content-Disposition, Content-Type lines): an upload
 # of the most files the API takes, each of the largest size, still fits.

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Query
 
 from tandem.api.access import access_out, readers_of
 from tandem.api.state import Ingesting, Searching, StateDep
-from tandem.api_schemas import ChunkOut, DocumentDetail, DocumentOut, DocumentPage
 from tandem.db import catalog
 from tandem.db.models import Document
 from tandem.db.replicas import ReadTarget
-from tandem.http_errors import ApiError, error_responses
+from tandem.wire.api import ChunkOut, DocumentDetail, DocumentOut, DocumentPage
+from tandem.wire.errors import ApiError, error_responses
 
 router = APIRouter(prefix="/api", tags=["documents"], responses=error_responses(401, 403, 422))
 # Far beyond any catalog, and inside PostgreSQL's bigint.
@@ -101,7 +101,7 @@ def delete_document(document_id: str, state: StateDep, caller: Ingesting) -> Non
             raise ApiError(
                 403, "only its uploader or an admin may delete this document", "forbidden"
             )
-    # An admin also clears chunks a catalogue row no longer names.
+    # An admin also clears chunks a catalog row no longer names.
     visible = document is not None or caller.readers is None
     removed = state.index.delete_document(document_id) if visible else 0
     with state.sessions.begin() as session:

@@ -19,7 +19,11 @@ from sqlalchemy.orm import Session
 from tandem.api.access import resolve
 from tandem.api.auth import Caller
 from tandem.api.state import Ingesting, Searching, StateDep
-from tandem.api_schemas import (
+from tandem.db import attempts
+from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemptItem
+from tandem.db.sources import InvalidPath, clean_path, document_id
+from tandem.documents.parsed import SNIFF_BYTES, UnsupportedFileType, screen_upload
+from tandem.wire.api import (
     AccessIn,
     AttemptItemOut,
     AttemptOut,
@@ -28,12 +32,8 @@ from tandem.api_schemas import (
     QueuedDocument,
     iso,
 )
-from tandem.db import attempts
-from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemptItem
-from tandem.db.sources import InvalidPath, clean_path, document_id
-from tandem.documents import SNIFF_BYTES, UnsupportedFileType, screen_upload
-from tandem.http_errors import ApiError, error_responses
-from tandem.work_queue import enqueue_items
+from tandem.wire.errors import ApiError, error_responses
+from tandem.work_queue.producer import enqueue_items
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["documents"], responses=error_responses(401, 403, 422))
@@ -70,7 +70,7 @@ def _others(session: Session, ids: list[str], caller: Caller) -> set[str]:
     return set(session.execute(owned.union(waiting)).scalars())
 
 
-def _queue(state: StateDep, new_items: list[attempts.NewItem], failed: dict[int, str]) -> str:
+def _queue(state: StateDep, new_items: list[attempts.ItemToQueue], failed: dict[int, str]) -> str:
     with state.sessions.begin() as session:
         attempt, item_ids = attempts.create_attempt(session, new_items)
         attempt_id = attempt.id
@@ -78,7 +78,7 @@ def _queue(state: StateDep, new_items: list[attempts.NewItem], failed: dict[int,
         attempts.finish_item(state.sessions, item_ids[position], error=error)
     queued = [item_id for pos, item_id in enumerate(item_ids) if pos not in failed]
     try:
-        enqueue_items(state.queue, queued, state.settings.task_expiry_seconds)
+        enqueue_items(state.celery, queued, state.settings.task_expiry_seconds)
     except OperationalError as exc:
         # The upload is stored: workers re-send unfinished items once the queue is back.
         log.error("enqueue_failed attempt=%s error=%s", attempt_id, exc)
@@ -95,7 +95,7 @@ def _parse_access(raw: str | None) -> AccessIn | None:
         raise ApiError(422, f"access: {detail}", "validation_error") from exc
 
 
-def _response(attempt_id: str, items: list[attempts.NewItem]) -> IngestResponse:
+def _response(attempt_id: str, items: list[attempts.ItemToQueue]) -> IngestResponse:
     return IngestResponse(
         attempt_id=attempt_id,
         documents=[QueuedDocument(document_id=i.document_id, filename=i.filename) for i in items],
@@ -128,7 +128,7 @@ def upload_documents(
     with state.sessions() as session:
         readers = resolve(session, given, caller.user_id)
         others = _others(session, ids, caller)
-    new_items: list[attempts.NewItem] = []
+    new_items: list[attempts.ItemToQueue] = []
     failed: dict[int, str] = {}
     for position, (upload, path, doc_id) in enumerate(zip(files, paths, ids, strict=True)):
         data = upload.file.read(limit + 1)
@@ -143,7 +143,7 @@ def upload_documents(
             failed[position] = f"{path}: another user's document of this path exists"
             data = b""
         new_items.append(
-            attempts.NewItem(
+            attempts.ItemToQueue(
                 document_id=doc_id,
                 filename=path,
                 payload=data,
@@ -173,7 +173,7 @@ def ingest_batch(body: BatchRequest, state: StateDep, caller: Ingesting) -> Inge
                 403, f"another user's documents have these ids: {sorted(others)[:10]}", "forbidden"
             )
         new_items = [
-            attempts.NewItem(
+            attempts.ItemToQueue(
                 document_id=d.id,
                 filename=d.path or d.id,
                 payload=d.text.encode(),

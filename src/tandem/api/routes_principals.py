@@ -10,9 +10,9 @@ from fastapi import APIRouter
 from sqlalchemy.orm import Session
 
 from tandem.api.state import Administering, Searching, StateDep
-from tandem.api_schemas import CallerOut, GroupIn, GroupOut, UserIn, UserOut
 from tandem.db import principals
-from tandem.http_errors import ApiError, error_responses
+from tandem.wire.api import CallerOut, GroupIn, GroupOut, UserIn, UserOut
+from tandem.wire.errors import ApiError, error_responses
 
 router = APIRouter(
     prefix="/api", tags=["principals"], responses=error_responses(400, 401, 403, 422)

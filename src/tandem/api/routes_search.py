@@ -15,12 +15,12 @@ from starlette.responses import Response
 
 from tandem.api.search_metrics import server_timing
 from tandem.api.state import Searching, StateDep
-from tandem.api_schemas import SearchRequest, SearchResponse
-from tandem.http_errors import ApiError
 from tandem.index.highlight import snippet
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, SearchFilters
 from tandem.index.stage_timings import Stage, StageTimings
 from tandem.search import InvalidQuery, Searcher, SearchQuery, SearchResult
+from tandem.wire.api import SearchRequest, SearchResponse
+from tandem.wire.errors import ApiError
 
 router = APIRouter(prefix="/api", tags=["search"])
 

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session
 from tandem.api.access import access_out, readers_of, resolve
 from tandem.api.auth import Caller
 from tandem.api.state import Ingesting, Searching, StateDep
-from tandem.api_schemas import (
+from tandem.db import sources
+from tandem.db.models import Source, SourceKind, SourceSync
+from tandem.wire.api import (
     SourceAccessIn,
     SourceIn,
     SourceList,
@@ -23,10 +25,8 @@ from tandem.api_schemas import (
     interval_seconds,
     iso,
 )
-from tandem.db import sources
-from tandem.db.models import Source, SourceKind, SourceSync
-from tandem.http_errors import ApiError, error_responses
-from tandem.work_queue import request_syncs
+from tandem.wire.errors import ApiError, error_responses
+from tandem.work_queue.producer import request_syncs
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api", tags=["sources"], responses=error_responses(400, 401, 403, 422))
@@ -68,7 +68,7 @@ def _source_out(source: Source, last: SourceSync | None, names: dict[str, str]) 
 
 def _wake_workers(state: StateDep) -> None:
     try:
-        request_syncs(state.queue, state.settings.task_expiry_seconds)
+        request_syncs(state.celery, state.settings.task_expiry_seconds)
     except OperationalError as exc:
         # Stored: a worker's next sweep starts it.
         log.error("sync_request_send_failed error=%s", exc)

@@ -16,9 +16,9 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from tandem.api.state import ApiState, Authorized
-from tandem.http_errors import error_responses
-from tandem.metrics_history import MetricsHistory, sample_from
-from tandem.model_status import INDEXING_STATUS_KEY, ModelServerStatus, read_published
+from tandem.model_client.history import MetricsHistory, sample_from
+from tandem.model_client.status import INDEXING_STATUS_KEY, ModelServerStatus, read_published
+from tandem.wire.errors import error_responses
 
 router = APIRouter(prefix="/api", tags=["operations"])
 

@@ -19,10 +19,10 @@ from tandem.api.search_metrics import SearchMetrics
 from tandem.config import ApiSettings
 from tandem.db.principals import Scope
 from tandem.db.replicas import ReadRouter
-from tandem.http_errors import ApiError
 from tandem.index.protocol import DocumentIndex
-from tandem.model_client import ModelClient
-from tandem.model_status import ModelServerStatus
+from tandem.model_client.client import ModelClient
+from tandem.model_client.status import ModelServerStatus
+from tandem.wire.errors import ApiError
 
 
 @dataclass
@@ -30,10 +30,10 @@ class ApiState:
     settings: ApiSettings
     engine: Engine
     sessions: sessionmaker[Session]  # the primary: writes, and reads that must be current
-    reads: ReadRouter  # catalogue reads: a caught-up replica, else the primary
+    reads: ReadRouter  # catalog reads: a caught-up replica, else the primary
     index: DocumentIndex  # searches and chunk reads through `reads`, writes on the primary
     inference: ModelClient  # the inference model server: queries only
-    queue: Celery
+    celery: Celery  # the Celery app: sends the wake-up messages (tandem.work_queue.producer)
     redis: Redis
     authenticator: Authenticator  # API key -> Caller, for auth_middleware
     search_metrics: SearchMetrics  # GET /metrics

@@ -23,8 +23,7 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy import Engine
 
-from tandem.api_schemas import SearchRequest
-from tandem.bulk_upload import (
+from tandem.api_client.bulk_upload import (
     BATCH_FILES,
     AttemptTracker,
     NameClash,
@@ -32,11 +31,12 @@ from tandem.bulk_upload import (
     send_batch,
     upload_batches,
 )
-from tandem.client import ApiRequestFailed, TandemClient
+from tandem.api_client.client import ApiRequestFailed, TandemClient
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings, WorkerSettings
 from tandem.db.session import make_engine
 from tandem.index.protocol import SearchMode
+from tandem.wire.api import SearchRequest
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
@@ -196,9 +196,9 @@ def local_stack_urls(settings: WorkerSettings) -> WorkerSettings:
     if settings.database_url and settings.redis_url:
         return settings
     from tandem.commands.principals import database_url
-    from tandem.services.model_key import read_key
-    from tandem.services.redis import LocalRedis
-    from tandem.stack import LocalPorts
+    from tandem.local.services.model_key import read_key
+    from tandem.local.services.redis import LocalRedis
+    from tandem.local.stack import LocalPorts
 
     # Their URLs carry the passwords kept in the data dir.
     redis = LocalRedis(settings.data_dir / "redis", LocalPorts().redis).url()
@@ -226,8 +226,8 @@ def reindex(
     from redis import Redis
 
     from tandem.db.session import make_session_factory
-    from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
-    from tandem.reindex import (
+    from tandem.model_client.client import ModelClient, ModelServerError, ModelServerUnavailable
+    from tandem.worker.reindex import (
         ProgressStore,
         Reindexer,
         ReindexError,

@@ -12,10 +12,10 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from tandem.api_schemas import interval_seconds
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings
 from tandem.db import principals
+from tandem.wire.api import interval_seconds
 
 users_app = typer.Typer(help="Users (who keys belong to and documents are shared with).")
 groups_app = typer.Typer(help="Groups of users.", no_args_is_help=True)
@@ -27,8 +27,8 @@ def database_url(settings: StorageSettings) -> str:
     """DATABASE_URL, else the local `tandem up` stack's (its password from the data dir)."""
     if settings.database_url:
         return settings.database_url
-    from tandem.services.postgres import LocalPostgres
-    from tandem.stack import LocalPorts
+    from tandem.local.services.postgres import LocalPostgres
+    from tandem.local.stack import LocalPorts
 
     return LocalPostgres(settings.data_dir / "postgres", LocalPorts().postgres).url()
 

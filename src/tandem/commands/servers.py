@@ -9,8 +9,8 @@ from starlette.types import ASGIApp
 
 from tandem.commands.common import build_settings, fail
 from tandem.config import ApiSettings, WebSettings, WorkerSettings
+from tandem.http.serving import serve
 from tandem.logs import configure_logging
-from tandem.serving import serve
 
 
 def _serve_clients(app: ASGIApp, settings: ApiSettings | WebSettings, drain_seconds: float) -> None:

@@ -23,7 +23,7 @@ class _LocalServer(Protocol):
 
 def _become(name: str, server: _LocalServer) -> None:
     """Prepare the data directory, then replace this process with the server."""
-    from tandem.services.process import ServiceError
+    from tandem.local.services.process import ServiceError
 
     configure_logging(name)
     try:
@@ -36,7 +36,7 @@ def _become(name: str, server: _LocalServer) -> None:
 @services_app.command("postgres")
 def services_postgres(data_dir: DataDirOption, port: PortOption) -> None:
     """Create the cluster and database if missing, then become the PostgreSQL server."""
-    from tandem.services.postgres import LocalPostgres
+    from tandem.local.services.postgres import LocalPostgres
 
     _become("postgres", LocalPostgres(data_dir, port))
 
@@ -49,8 +49,8 @@ def services_postgres_replica(
     primary_port: Annotated[int, typer.Option(min=1, max=65535, help="The primary's port.")],
 ) -> None:
     """Copy the local primary once (pg_basebackup), then become its hot standby."""
-    from tandem.services.postgres import LocalPostgres
-    from tandem.services.postgres_replica import standby_of
+    from tandem.local.services.postgres import LocalPostgres
+    from tandem.local.services.postgres_replica import standby_of
 
     primary = LocalPostgres(primary_data_dir, primary_port)
     _become(data_dir.name, standby_of(primary, data_dir, port))
@@ -59,6 +59,6 @@ def services_postgres_replica(
 @services_app.command("redis")
 def services_redis(data_dir: DataDirOption, port: PortOption) -> None:
     """Become a Redis server persisting to an append-only file in the data directory."""
-    from tandem.services.redis import LocalRedis
+    from tandem.local.services.redis import LocalRedis
 
     _become("redis", LocalRedis(data_dir, port))

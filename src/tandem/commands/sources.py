@@ -12,10 +12,10 @@ from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from tandem.api_schemas import SourceIn, SourceOut, SyncOut
-from tandem.client import ApiRequestFailed, TandemClient
+from tandem.api_client.client import ApiRequestFailed, TandemClient
 from tandem.commands.common import console, fail
 from tandem.commands.data import DEFAULT_API, ApiKey, ApiUrl, progress_bar
+from tandem.wire.api import SourceIn, SourceOut, SyncOut
 
 sources_app = typer.Typer(help="Folders and web sites kept in sync.", no_args_is_help=True)
 add_app = typer.Typer(help="Add a source (its first sync starts at once).", no_args_is_help=True)

@@ -56,9 +56,9 @@ def up(
 
     Services are restarted when they exit (a crash loop stops the stack); their output
     goes to <data dir>/logs (read it with `tandem logs`)."""
-    from tandem.launcher import run_stack
-    from tandem.service_logs import ServiceLog, ServiceLogHandler, log_path
-    from tandem.stack import LocalPorts, local_stack_specs
+    from tandem.local.launcher import run_stack
+    from tandem.local.service_logs import ServiceLog, ServiceLogHandler, log_path
+    from tandem.local.stack import LocalPorts, local_stack_specs
 
     storage = build_settings(StorageSettings)
     log_dir = _log_dir(storage)
@@ -101,14 +101,14 @@ def logs(
     ] = 100,
 ) -> None:
     """Print the logs `tandem up` keeps for its services, readable, interleaved by time."""
-    from tandem.service_log_view import (
+    from tandem.local.service_log_view import (
         LogFollower,
         UnknownService,
         merged,
         render,
         select_logs,
     )
-    from tandem.stack import SERVICE_NAMES, replica_service_names
+    from tandem.local.stack import SERVICE_NAMES, replica_service_names
 
     log_dir = _log_dir(build_settings(StorageSettings))
     names = [*SERVICE_NAMES, *replica_service_names(log_dir), "up"]

@@ -1,6 +1,6 @@
 """Index attempts and their items: created by the API, finished once every item is.
 
-Workers claim, lease and record the items themselves through `tandem.db.claims`.
+Workers claim, lease and record the items themselves through `tandem.work_queue.claims`.
 """
 
 from __future__ import annotations
@@ -21,7 +21,10 @@ TERMINAL = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
-class NewItem:
+class ItemToQueue:
+    """An item to enqueue: what an upload or a sync hands `create_attempt` (its row is an
+    `IndexAttemptItem`; the API shows it as `AttemptItemOut`)."""
+
     document_id: str
     filename: str  # the document's path in its source
     payload: bytes
@@ -34,7 +37,7 @@ class NewItem:
 
 
 def create_attempt(
-    session: Session, items: list[NewItem], *, collecting: bool = False
+    session: Session, items: list[ItemToQueue], *, collecting: bool = False
 ) -> tuple[IndexAttempt, list[int]]:
     """A new attempt with `items`; `collecting`: more will be added (`add_items`) and it is
     not finished until `stop_collecting`."""
@@ -45,7 +48,7 @@ def create_attempt(
     return attempt, [item.id for item in attempt.items]
 
 
-def add_items(session: Session, attempt_id: uuid.UUID, items: list[NewItem]) -> list[int]:
+def add_items(session: Session, attempt_id: uuid.UUID, items: list[ItemToQueue]) -> list[int]:
     """Append items to a collecting attempt; their ids."""
     start = session.execute(
         select(func.coalesce(func.max(IndexAttemptItem.position) + 1, 0)).where(
@@ -70,7 +73,7 @@ def stop_collecting(session: Session, attempt_id: uuid.UUID) -> None:
     finish_attempt_if_done(session, attempt_id)
 
 
-def _new_rows(items: list[NewItem], start: int) -> list[IndexAttemptItem]:
+def _new_rows(items: list[ItemToQueue], start: int) -> list[IndexAttemptItem]:
     return [
         IndexAttemptItem(
             position=position,

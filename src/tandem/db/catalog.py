@@ -67,7 +67,7 @@ class Upserted:
 
 
 def upsert_documents(session: Session, infos: Sequence[DocumentInfo]) -> Upserted:
-    """Insert or update catalogue rows in one statement (of one fixed text, whatever the
+    """Insert or update catalog rows in one statement (of one fixed text, whatever the
     count). An id that another source's document holds is not written. The ids must be
     distinct; sort them, so concurrent writers lock rows in one order."""
     if not infos:
@@ -102,7 +102,7 @@ def _array_literal(values: Sequence[str]) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Indexed:
-    """What the catalogue holds of a document: enough to tell whether it changed."""
+    """What the catalog holds of a document: enough to tell whether it changed."""
 
     source: str
     content_hash: str

@@ -334,7 +334,7 @@ class IndexAttemptItem(Base):
     # What its document will be readable by, and who sent it.
     readers: Mapped[list[str]] = _readers()
     owner_id: Mapped[int | None] = _owner()
-    # The work queue (tandem.db.claims): a claim bumps `claims` (the fencing token of
+    # The work queue (tandem.work_queue.claims): a claim bumps `claims` (the fencing token of
     # its write) and leases the item to one worker until `lease_expires_at`; `failures`
     # counts unexpected errors and dead workers; a retry waits until `not_before`.
     claims: Mapped[int] = mapped_column(Integer, default=0, server_default="0")

@@ -1,6 +1,6 @@
 """The only writer of `chunks` (and so, through its triggers, of the BM25 statistics):
 every statement runs in the caller's session, inside the caller's transaction, so a
-caller writes its catalogue rows and the chunks together."""
+caller writes its catalog rows and the chunks together."""
 
 from __future__ import annotations
 

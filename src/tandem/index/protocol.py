@@ -134,7 +134,7 @@ class DocumentIndex(Protocol):
 
 class ChunkWriter(Protocol):
     """The write side of the index: the only code that writes chunks (and so the BM25
-    statistics). Each method runs in the caller's session and transaction, so catalogue
+    statistics). Each method runs in the caller's session and transaction, so catalog
     rows and chunks commit or roll back together; none commits."""
 
     def replace_chunks(

@@ -13,15 +13,22 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import ModelServerSettings, Role
-from tandem.http_errors import (
+from tandem.model_files import MANIFEST_FILE, Precision, model_dir
+from tandem.model_server.auth import BearerKey, document_key
+from tandem.model_server.metrics import ModelServerMetrics
+from tandem.model_server.routes_embed import names_model
+from tandem.model_server.routes_embed import router as embed_router
+from tandem.model_server.routes_rerank import router as rerank_router
+from tandem.model_server.routes_rerank import wrong_role_router
+from tandem.model_server.state import EnginesDep, ServerState, StateDep
+from tandem.wire.errors import (
     ApiError,
     BodySizeLimit,
     HttpMiddleware,
     error_responses,
     install_error_handlers,
 )
-from tandem.model_files import MANIFEST_FILE, Precision, model_dir
-from tandem.model_schemas import (
+from tandem.wire.model import (
     HealthResponse,
     OpenAIModel,
     OpenAIModelList,
@@ -30,13 +37,6 @@ from tandem.model_schemas import (
     TEIInfo,
     TEIModelType,
 )
-from tandem.model_server.auth import BearerKey, document_key
-from tandem.model_server.metrics import ModelServerMetrics
-from tandem.model_server.routes_embed import names_model
-from tandem.model_server.routes_embed import router as embed_router
-from tandem.model_server.routes_rerank import router as rerank_router
-from tandem.model_server.routes_rerank import wrong_role_router
-from tandem.model_server.state import EnginesDep, ServerState, StateDep
 
 ops_router = APIRouter(tags=["operations"])
 models_router = APIRouter()

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tandem.http_errors import ERROR_DESCRIPTIONS, ErrorResponse, HttpMiddleware, error_response
+from tandem.wire.errors import ERROR_DESCRIPTIONS, ErrorResponse, HttpMiddleware, error_response
 
 SCHEME_NAME = "ModelServerKey"
 CHALLENGE = {"WWW-Authenticate": "Bearer"}

@@ -11,16 +11,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import BaseModel
 
-from tandem.http_errors import ApiError, error_responses, parse_body
 from tandem.model_files import FloatArray
-from tandem.model_schemas import (
-    EmbedRequest,
-    EmbedResponse,
-    OpenAIEmbeddingRequest,
-    OpenAIEmbeddingResponse,
-    TEIEmbedRequest,
-    TextType,
-)
 from tandem.model_server.engine import Embedded, InputTooLong, l2_normalize
 from tandem.model_server.scheduler import QueueFull, SchedulerStopped
 from tandem.model_server.state import (
@@ -29,6 +20,15 @@ from tandem.model_server.state import (
     StateDep,
     get_state,
     ready_engines,
+)
+from tandem.wire.errors import ApiError, error_responses, parse_body
+from tandem.wire.model import (
+    EmbedRequest,
+    EmbedResponse,
+    OpenAIEmbeddingRequest,
+    OpenAIEmbeddingResponse,
+    TEIEmbedRequest,
+    TextType,
 )
 
 # Every embedding endpoint can answer these, besides 200.

@@ -5,14 +5,7 @@ from __future__ import annotations
 import numpy as np
 from fastapi import APIRouter
 
-from tandem.http_errors import ApiError, error_responses
 from tandem.model_files import FloatArray
-from tandem.model_schemas import (
-    CrossEncoderRequest,
-    CrossEncoderResponse,
-    TEIRank,
-    TEIRerankRequest,
-)
 from tandem.model_server.engine import Engines, RerankEngine
 from tandem.model_server.routes_embed import (
     check_model,
@@ -21,6 +14,13 @@ from tandem.model_server.routes_embed import (
     refuse_cloud_provider,
 )
 from tandem.model_server.state import EnginesDep, FastJSONResponse, StateDep
+from tandem.wire.errors import ApiError, error_responses
+from tandem.wire.model import (
+    CrossEncoderRequest,
+    CrossEncoderResponse,
+    TEIRank,
+    TEIRerankRequest,
+)
 
 RERANK_PATHS = ("/rerank", "/encoder/cross-encoder-scores")
 

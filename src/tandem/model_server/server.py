@@ -6,9 +6,9 @@ import logging
 
 from tandem import cpu
 from tandem.config import ModelServerSettings
+from tandem.http.serving import serve as serve_app
 from tandem.model_files import ModelKind, locate_prepared
 from tandem.model_server.app import create_app
-from tandem.serving import serve as serve_app
 
 log = logging.getLogger(__name__)
 

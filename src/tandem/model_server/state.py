@@ -11,10 +11,10 @@ from fastapi import Depends, Request
 from starlette.responses import Response
 
 from tandem.config import ModelServerSettings
-from tandem.http_errors import ApiError
 from tandem.model_files import ModelNotPrepared
 from tandem.model_server.engine import Engines, load_engines
 from tandem.model_server.metrics import ModelServerMetrics
+from tandem.wire.errors import ApiError
 
 log = logging.getLogger(__name__)
 

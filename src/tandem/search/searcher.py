@@ -32,9 +32,9 @@ from tandem.index.protocol import (
     SearchMode,
 )
 from tandem.index.stage_timings import Stage, StageTimings
-from tandem.model_client import ModelServerError, ModelServerUnavailable, RerankNotAvailable
+from tandem.model_client.client import ModelServerError, ModelServerUnavailable, RerankNotAvailable
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ MAX_OFFSET = 1000
 
 
 class InferenceClient(Protocol):
-    """What search needs of the inference model server (tandem.model_client.ModelClient)."""
+    """What search needs of the inference model server (tandem.model_client.client.ModelClient)."""
 
     def embed(self, texts: list[str], text_type: TextType) -> FloatArray: ...
 

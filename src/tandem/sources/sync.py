@@ -163,7 +163,7 @@ class _Run:
 
 @dataclass
 class _Group:
-    items: list[attempts.NewItem] = field(default_factory=list)
+    items: list[attempts.ItemToQueue] = field(default_factory=list)
     entries: dict[str, db.Entry] = field(default_factory=dict)
     size: int = 0
 
@@ -278,7 +278,7 @@ class Syncer:
             return
         counts["added" if before is None else "updated"] += 1
         group.items.append(
-            attempts.NewItem(
+            attempts.ItemToQueue(
                 document_id=document_id,
                 filename=found.path,
                 payload=data,

@@ -21,7 +21,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tandem.config import WebSettings
-from tandem.request_guards import HostAllowlist, RequestGuards
+from tandem.http.guards import HostAllowlist, RequestGuards
 from tandem.web.proxy import PROXIED_METHODS, ApiProxy, error_json
 
 log = logging.getLogger(__name__)

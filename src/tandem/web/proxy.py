@@ -52,7 +52,7 @@ def _request_headers(request: Request) -> list[tuple[bytes, bytes]]:
     earlier = request.headers.get("x-forwarded-for")
     forwarded_for = f"{earlier}, {client}" if earlier else client
     # The Host the browser addressed, as the first proxy saw it (nginx's, when one is in
-    # front): the API compares a request's Origin with it (tandem.request_guards).
+    # front): the API compares a request's Origin with it (tandem.http.guards).
     forwarded_host = request.headers.get("x-forwarded-host") or request.headers.get("host", "")
     kept += [
         (b"x-forwarded-for", forwarded_for.encode("latin-1")),

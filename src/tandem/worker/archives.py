@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import zipfile
 
-from tandem.documents import CorruptFile, reason
+from tandem.documents.parsed import CorruptFile, reason
 from tandem.worker.limits import MIB, ParseLimits
 
 # What zipfile raises on a damaged archive: a bad directory, a truncated or lying member.

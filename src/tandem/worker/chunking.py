@@ -26,7 +26,7 @@ from pathlib import Path
 from semantic_text_splitter import MarkdownSplitter, TextSplitter
 from tokenizers import Tokenizer, normalizers, pre_tokenizers
 
-from tandem.documents import ContentType, ParsedDocument
+from tandem.documents.parsed import ContentType, ParsedDocument
 from tandem.model_files import TOKENIZER_FILE, ModelManifest
 
 DEFAULT_CHUNK_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length

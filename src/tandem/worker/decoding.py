@@ -8,7 +8,7 @@ import re
 
 from charset_normalizer import from_bytes
 
-from tandem.documents import CorruptFile
+from tandem.documents.parsed import CorruptFile
 
 # UTF-32 first: its little-endian BOM starts with the UTF-16 one.
 _BOMS = (

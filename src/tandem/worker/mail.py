@@ -8,7 +8,7 @@ from email import message_from_bytes, policy
 from email.errors import MessageError
 from email.message import EmailMessage, Message
 
-from tandem.documents import CorruptFile, Extracted, reason
+from tandem.documents.parsed import CorruptFile, Extracted, reason
 from tandem.worker.decoding import reject_binary
 from tandem.worker.html_text import html_to_text
 from tandem.worker.limits import Upload

@@ -12,21 +12,21 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from tandem.config import WorkerSettings
-from tandem.db import claims
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
-from tandem.embedding_dimensions import check_dimensions
-from tandem.model_client import ModelClient
+from tandem.model_client.client import ModelClient
+from tandem.model_client.dimensions import check_dimensions
+from tandem.model_client.status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
 from tandem.model_files import ModelKind, locate_prepared
-from tandem.model_status import INDEXING_STATUS_KEY, StatusProbe, redis_publisher
 from tandem.sources.sync import Syncer, SyncLimits
-from tandem.work_queue import QUEUE, UPLOAD_MESSAGES, make_celery, send_work
+from tandem.work_queue import claims
+from tandem.work_queue.consumer import register_index_task, register_sync_task
+from tandem.work_queue.producer import QUEUE, UPLOAD_MESSAGES, make_celery, send_work
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
 from tandem.worker.limits import ParseLimits
 from tandem.worker.liveness import LEASE_HEARTBEAT, Liveness, watch_celery_loop
 from tandem.worker.pipeline import IndexingPipeline
-from tandem.worker.queue import register_index_task, register_sync_task
 from tandem.worker.sandbox import SandboxedParser, SandboxLimits
 from tandem.worker.stages import Observers, StageObserver, TimingsFile
 from tandem.worker.sweep import Periodic, Sweeper, heartbeat

@@ -15,7 +15,7 @@ from docx.text.paragraph import Paragraph
 from pypdf import PasswordType, PdfReader
 from pypdf.errors import LimitReachedError, PyPdfError
 
-from tandem.documents import CorruptFile, Extracted, reason
+from tandem.documents.parsed import CorruptFile, Extracted, reason
 from tandem.worker.archives import check_zip
 from tandem.worker.limits import TextBudget, Upload
 

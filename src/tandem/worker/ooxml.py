@@ -16,7 +16,7 @@ from pptx.shapes.base import BaseShape
 from pptx.shapes.group import GroupShape
 from pptx.slide import Slide
 
-from tandem.documents import CorruptFile, Extracted, reason
+from tandem.documents.parsed import CorruptFile, Extracted, reason
 from tandem.worker.archives import check_zip
 from tandem.worker.limits import TextBudget, Upload
 

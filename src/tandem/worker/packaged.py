@@ -17,7 +17,7 @@ from bs4 import UnicodeDammit
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import fromstring
 
-from tandem.documents import CorruptFile, Extracted, reason
+from tandem.documents.parsed import CorruptFile, Extracted, reason
 from tandem.worker.archives import check_zip, read_member
 from tandem.worker.html_text import html_to_text
 from tandem.worker.limits import TextBudget, Upload

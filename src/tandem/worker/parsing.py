@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import PurePath
 from typing import Protocol
 
-from tandem.documents import (
+from tandem.documents.parsed import (
     SUPPORTED_EXTENSIONS,
     ContentType,
     CorruptFile,

@@ -2,7 +2,7 @@
 
 Short documents share embedding requests: a batch's passages go to the indexing server in
 requests of up to `embedder.batch_size`, across document boundaries, and the documents a
-request completes are written together in one transaction (catalogue rows, chunks by
+request completes are written together in one transaction (catalog rows, chunks by
 COPY, item outcomes). A document's chunks are replaced as a whole under the claim's fence,
 so a batch killed anywhere and claimed again leaves exactly one copy of each chunk.
 
@@ -29,12 +29,13 @@ from typing import Literal
 import orjson
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, catalog, claims
-from tandem.documents import EmptyDocument, ParseError
+from tandem.db import attempts, catalog
+from tandem.documents.parsed import EmptyDocument, ParseError
 from tandem.index.postgres import stored_vectors
-from tandem.model_client import ModelClient, ModelServerError, ModelServerUnavailable
+from tandem.model_client.client import ModelClient, ModelServerError, ModelServerUnavailable
 from tandem.model_files import FloatArray
-from tandem.model_schemas import TextType
+from tandem.wire.model import TextType
+from tandem.work_queue import claims
 from tandem.worker.chunking import Chunker
 from tandem.worker.held import HeldItems
 from tandem.worker.parsing import PARSER_VERSION, DocumentParser, InProcessParser
@@ -48,7 +49,7 @@ DEFAULT_MAX_HOLD_SECONDS = 900.0
 MAX_RETRY_SECONDS = 300.0
 
 
-def content_hash(item: claims.WorkItem, chunker: str) -> str:
+def content_hash(item: claims.ClaimedItem, chunker: str) -> str:
     """What an item's document is made from; equal hashes, equal chunks and vectors."""
     digest = hashlib.sha256()
     for part in (
@@ -70,8 +71,8 @@ class EmbeddingMismatch(ModelServerError):
 class _Progress:
     """What a batch still holds, and which items an error would be blamed on."""
 
-    unfinished: dict[int, claims.WorkItem]
-    suspects: list[claims.WorkItem] = field(default_factory=list)
+    unfinished: dict[int, claims.ClaimedItem]
+    suspects: list[claims.ClaimedItem] = field(default_factory=list)
 
     def done(self, item_ids: Sequence[int]) -> None:
         for item_id in item_ids:
@@ -127,7 +128,7 @@ class IndexingPipeline:
         return timings
 
     def _index(
-        self, items: list[claims.WorkItem], progress: _Progress, timings: BatchTimings
+        self, items: list[claims.ClaimedItem], progress: _Progress, timings: BatchTimings
     ) -> None:
         documents, failures = self._prepare(items, progress, timings)
         self.observer.reached(Stage.PREPARED, [d.item.id for d in documents])
@@ -175,14 +176,14 @@ class IndexingPipeline:
         self.observer.reached(Stage.FINISHED, [i.id for i in items])
 
     def _prepare(
-        self, items: list[claims.WorkItem], progress: _Progress, timings: BatchTimings
+        self, items: list[claims.ClaimedItem], progress: _Progress, timings: BatchTimings
     ) -> tuple[list[PreparedDocument], list[claims.Outcome]]:
         """Parse and chunk what changed; (the documents to embed, the items that end here:
         failed, or unchanged)."""
         failures: list[claims.Outcome] = []
         with timings.timed("hash"):
             digests = [content_hash(item, self.chunker.fingerprint) for item in items]
-        changed: list[tuple[claims.WorkItem, str, bool]] = []
+        changed: list[tuple[claims.ClaimedItem, str, bool]] = []
         # One session, closed before any parse: what is indexed, and the stored vectors of
         # the documents that changed (their chunks whose text stays keep them).
         with timings.timed("lookup"), self.sessions() as session:

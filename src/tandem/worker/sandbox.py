@@ -36,7 +36,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from tandem.documents import (
+from tandem.documents.parsed import (
     CorruptFile,
     EmptyDocument,
     ParsedDocument,

@@ -27,7 +27,7 @@ import time
 from types import TracebackType
 from typing import BinaryIO
 
-from tandem.documents import ParseError
+from tandem.documents.parsed import ParseError
 from tandem.worker.limits import ParseLimits
 
 FRAME_HEADER = struct.Struct(">II")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import tandem
-from tandem.documents import ParsedDocument
+from tandem.documents.parsed import ParsedDocument
 from tandem.worker.sandbox_child import FRAME_HEADER
 
 # What the child may see of the worker's environment: no database or broker credentials.

@@ -24,7 +24,7 @@ class Stage(StrEnum):
     CLAIMED = "claimed"  # items claimed under lease; nothing parsed
     PREPARED = "prepared"  # parsed and chunked; nothing embedded
     EMBEDDED = "embedded"  # an embedding request answered; none of it stored
-    WRITTEN = "written"  # chunks, catalogue rows and outcomes written, not committed
+    WRITTEN = "written"  # chunks, catalog rows and outcomes written, not committed
     COMMITTED = "committed"  # one group committed; later groups and the attempts not yet
     FINISHED = "finished"  # all recorded; the broker message not yet acknowledged
 

@@ -1,4 +1,4 @@
-"""Write embedded documents: catalogue rows, chunks and item outcomes in one transaction.
+"""Write embedded documents: catalog rows, chunks and item outcomes in one transaction.
 
 Fenced by the claims: only items this claim still holds are written, so a worker whose
 lease was taken over writes nothing, and a document's chunks exist exactly once whatever
@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import catalog, claims
-from tandem.documents import ParsedDocument
+from tandem.db import catalog
+from tandem.documents.parsed import ParsedDocument
 from tandem.index.chunk_writes import PostgresChunkWriter
 from tandem.index.protocol import ChunkWriter, IndexedChunk
 from tandem.model_files import FloatArray
+from tandem.work_queue import claims
 from tandem.worker.chunking import TextChunk
 
 
@@ -26,7 +27,7 @@ class PreparedDocument:
     """A claimed item, parsed and chunked; vectors arrive request by request (or are the
     stored ones of chunks whose text did not change)."""
 
-    item: claims.WorkItem
+    item: claims.ClaimedItem
     parsed: ParsedDocument
     chunks: list[TextChunk]
     content_hash: str

@@ -20,7 +20,8 @@ from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db import attempts, claims
+from tandem.db import attempts
+from tandem.work_queue import claims
 from tandem.worker.held import HeldItems
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 from bs4 import UnicodeDammit
 
-from tandem.documents import CorruptFile, Extracted, text_language
+from tandem.documents.parsed import CorruptFile, Extracted, text_language
 from tandem.worker.decoding import decode_text, reject_binary
 from tandem.worker.html_text import html_to_text
 from tandem.worker.limits import ParseLimits, TextBudget, Upload
