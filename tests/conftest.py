@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.config import DEFAULT_EMBEDDING_MODEL, ModelCacheSettings
+from tandem.config import ModelCacheSettings
+from tandem.config_fields import DEFAULT_EMBEDDING_MODEL
 from tandem.db.migrate import upgrade
 from tandem.db.session import make_engine, make_session_factory
 from tandem.model_files import ModelKind, ModelNotPrepared, Precision, locate_prepared

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from tokenizers import Tokenizer
 
-from tandem.config import DEFAULT_EMBEDDING_MODEL
+from tandem.config_fields import DEFAULT_EMBEDDING_MODEL
 from tandem.model_files import TOKENIZER_FILE
 from tandem.worker.chunking import Chunker, TextChunk
 from tandem.worker.parsing import ContentType, ParsedDocument, parse_document

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from tandem.db.migrate import alembic_config, current_revision, upgrade
-from tandem.db.models import Base
+from tandem.db.schema import METADATA
 from tandem.db.session import make_engine, normalize_url
 
 
@@ -46,7 +46,7 @@ def test_models_match_migrations(scratch_engine: Engine) -> None:
     assert current_revision(scratch_engine) == "0006"
     with scratch_engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"include_object": _modelled})
-        assert compare_metadata(context, Base.metadata) == []
+        assert compare_metadata(context, METADATA) == []
         indexes = {i["name"] for i in inspect(connection).get_indexes("chunks")}
     assert {"ix_chunks_embedding_hnsw", "ix_chunks_metadata"} <= indexes
     assert "ix_chunks_tsv" not in indexes  # BM25 reads its postings, not a GIN index

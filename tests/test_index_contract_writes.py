@@ -24,7 +24,7 @@ def sessions(empty_database: sessionmaker[Session]) -> sessionmaker[Session]:
     return empty_database
 
 
-def catalog(session: Session, document_id: str) -> None:
+def add_catalog_row(session: Session, document_id: str) -> None:
     info = catalog.DocumentInfo(document_id, "T", document_id, "text/plain", {}, "h", 1)
     catalog.upsert_document(session, info)
 
@@ -39,14 +39,14 @@ def test_replace_chunks_commits_or_rolls_back_with_the_caller(
     index: DocumentIndex, sessions: sessionmaker[Session]
 ) -> None:
     with sessions() as session:
-        catalog(session, "a")
+        add_catalog_row(session, "a")
         index.writer.replace_chunks(session, {"a": [chunk(0, "alpine meadow", 1)]}, existing=())
         session.rollback()
     assert index.chunk_count() == 0
     assert keyword(index, "meadow") == []
     with sessions.begin() as session:
-        catalog(session, "a")
-        catalog(session, "b")
+        add_catalog_row(session, "a")
+        add_catalog_row(session, "b")
         index.writer.replace_chunks(
             session,
             {
@@ -67,7 +67,7 @@ def test_replace_chunks_commits_or_rolls_back_with_the_caller(
 def test_delete_documents(index: DocumentIndex, sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as session:
         for document_id in ("a", "b"):
-            catalog(session, document_id)
+            add_catalog_row(session, document_id)
         index.writer.replace_chunks(
             session, {"a": [chunk(0, "alpha", 1), chunk(1, "alpha", 2)], "b": [chunk(0, "beta", 3)]}
         )
@@ -86,7 +86,7 @@ def test_readers_of_a_document_and_of_a_source(
 ) -> None:
     with sessions.begin() as session:
         for document_id in ("a", "b"):
-            catalog(session, document_id)
+            add_catalog_row(session, document_id)
         index.writer.replace_chunks(
             session, {"a": [chunk(0, "shared word", 1)], "b": [chunk(0, "shared word", 2)]}
         )
@@ -105,7 +105,7 @@ def test_replace_embeddings_keeps_the_text_and_its_keyword_scores(
     index: DocumentIndex, sessions: sessionmaker[Session]
 ) -> None:
     with sessions.begin() as session:
-        catalog(session, "a")
+        add_catalog_row(session, "a")
         index.writer.replace_chunks(session, {"a": [chunk(0, "orchard apples", 1)]})
     before = index.search(IndexQuery("apples", None, SearchMode.KEYWORD, 5))
     with sessions() as session:

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from benchmarks.quality_set import load
 
-from tandem.config import DEFAULT_EMBEDDING_MODEL
+from tandem.config_fields import DEFAULT_EMBEDDING_MODEL
 from tandem.model_files import (
     INT8_MODEL_FILE,
     MANIFEST_FILE,

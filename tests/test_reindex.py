@@ -20,7 +20,7 @@ from redis import Redis
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.config import DEFAULT_EMBEDDING_MODEL
+from tandem.config_fields import DEFAULT_EMBEDDING_MODEL
 from tandem.db.models import Chunk
 from tandem.db.session import make_engine, make_session_factory
 from tandem.documents.parsed import ParsedDocument

@@ -25,7 +25,7 @@ from tandem.api.app import ready
 from tandem.api.auth import Authenticator, Caller, FailureLimiter, Refusal
 from tandem.api.body_limits import RouteBodyLimits
 from tandem.api.state import ApiState
-from tandem.config import LOOPBACK_HOSTS
+from tandem.config_fields import LOOPBACK_HOSTS
 from tandem.db.principals import hash_key
 from tandem.http.guards import (
     HostAllowlist,

@@ -12,93 +12,46 @@ import tempfile
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import (
-    AliasChoices,
     BeforeValidator,
     Field,
     NonNegativeFloat,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    StringConstraints,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tandem.config_fields import (
+    DEFAULT_EMBEDDING_MODEL,
+    INDEXING_PORT,
+    INFERENCE_PORT,
+    LOOPBACK_HOSTS,
+    AllowedHosts,
+    BindHost,
+    EmbeddingModel,
+    IndexingPort,
+    InferencePort,
+    ModelCache,
+    ModelServerApiKey,
+    ModelServerUrls,
+    Port,
+    blank_is_unset,
+    default_model_cache,
+    endpoint_entries,
+    env,
+)
 from tandem.cpu import CpuPriority
 from tandem.model_files import Precision
-
-DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
-INFERENCE_PORT = 9000
-INDEXING_PORT = 9001
 
 
 class Role(StrEnum):
     INFERENCE = "inference"
     INDEXING = "indexing"
-
-
-def default_model_cache() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tandem" / "models"
-
-
-def _env(name: str, **constraints: Any) -> Any:
-    """A settings field read from the environment variable `name`; `constraints` are
-    `Field`'s (ge, pattern, ...)."""
-    return Field(validation_alias=AliasChoices(name), **constraints)
-
-
-Port = Annotated[int, Field(ge=1, le=65535)]
-# Variables more than one process reads, declared once. The address every server binds
-# (model servers, API, web) is one variable for all of them.
-BindHost = Annotated[str, _env("TANDEM_BIND_HOST")]
-InferencePort = Annotated[Port, _env("MODEL_SERVER_PORT")]
-IndexingPort = Annotated[Port, _env("INDEXING_MODEL_SERVER_PORT")]
-ModelCache = Annotated[Path, _env("TANDEM_MODEL_CACHE")]
-EmbeddingModel = Annotated[str, _env("TANDEM_EMBEDDING_MODEL", min_length=1)]
-# The Host names (any port) the API and web servers answer; any other Host gets 400, so a
-# DNS-rebinding page (a hostile name resolved to this machine) cannot read through them.
-# Comma-separated; `*` allows any name, `.example.org` that domain and its subdomains.
-AllowedHosts = Annotated[
-    str, _env("TANDEM_ALLOWED_HOSTS", min_length=1, pattern=r"^[A-Za-z0-9_.:*\[\], -]+$")
-]
-LOOPBACK_HOSTS = "127.0.0.1,localhost,[::1]"
-
-
-def _blank_is_unset(value: object) -> object:
-    # Compose passes `VAR:` through empty when .env leaves it unset.
-    return None if isinstance(value, str) and not value.strip() else value
-
-
-# The model servers' optional bearer key (as TEI's --api-key), and what their clients
-# send: one variable on both sides. Visible ASCII only, as an HTTP header carries it.
-ModelServerApiKey = Annotated[
-    Annotated[str, StringConstraints(pattern=r"^[\x21-\x7e]+$")] | None,
-    BeforeValidator(_blank_is_unset),
-    _env("TANDEM_MODEL_SERVER_API_KEY"),
-]
-
-
-# Several model servers of one role: comma-separated entries, each `http(s)://host:port`
-# (one server) or `dns+http(s)://name:port` (every A/AAAA address of the name, re-resolved
-# every 30 s: Compose `--scale`, a headless Service). Unset: the HOST/PORT pair's server.
-_ENDPOINT = r"(dns\+)?https?://([A-Za-z0-9_.-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?/?"
-ModelServerUrls = Annotated[
-    Annotated[str, StringConstraints(pattern=rf"^\s*{_ENDPOINT}\s*(,\s*{_ENDPOINT}\s*)*,?\s*$")]
-    | None,
-    BeforeValidator(_blank_is_unset),
-]
-
-
-def endpoint_entries(urls: str | None, host: str, port: int) -> list[str]:
-    """The model client's entries: the URL list when set, else the one host:port."""
-    if urls:
-        return [part.strip().rstrip("/") for part in urls.split(",") if part.strip()]
-    return [f"http://{host}:{port}"]
 
 
 class ModelCacheSettings(BaseSettings):
@@ -109,39 +62,39 @@ class ModelCacheSettings(BaseSettings):
     model_cache: ModelCache = Field(default_factory=default_model_cache)
     embedding_model: EmbeddingModel = DEFAULT_EMBEDDING_MODEL
     # A cross-encoder prepared with `tandem models prepare-reranker`; none is packaged.
-    rerank_model: Annotated[str | None, _env("TANDEM_RERANK_MODEL")] = None
+    rerank_model: Annotated[str | None, env("TANDEM_RERANK_MODEL")] = None
 
 
 class ModelServerSettings(ModelCacheSettings):
     """One model server process. The role decides the scheduling defaults."""
 
-    indexing_only: Annotated[bool, _env("INDEXING_ONLY")] = False
+    indexing_only: Annotated[bool, env("INDEXING_ONLY")] = False
     bind_host: BindHost = "127.0.0.1"
     inference_port: InferencePort = INFERENCE_PORT
     indexing_port: IndexingPort = INDEXING_PORT
     # CPUs this process may use, e.g. "0" or "2-3"; empty = whatever the OS gives us.
-    cpus: Annotated[str, _env("TANDEM_CPUS")] = ""
+    cpus: Annotated[str, env("TANDEM_CPUS")] = ""
     # normal | nice | idle (see cpu.py). Where both roles share a host (`tandem up`,
     # Compose) the indexing server is started with idle; alone on a node it changes nothing.
-    cpu_priority: Annotated[CpuPriority, _env("TANDEM_CPU_PRIORITY")] = CpuPriority.NORMAL
+    cpu_priority: Annotated[CpuPriority, env("TANDEM_CPU_PRIORITY")] = CpuPriority.NORMAL
     # Which prepared weights the embedding model runs. Both roles must use the same one:
     # queries and passages are compared in one vector space. int8 is the default because
     # it keeps retrieval MRR@10 within 0.005 of fp32 (benchmarks/precision_quality.py).
-    precision: Annotated[Precision, _env("TANDEM_PRECISION")] = Precision.INT8
+    precision: Annotated[Precision, env("TANDEM_PRECISION")] = Precision.INT8
 
     # Admission limits: a request over these is refused before any work is done.
-    max_request_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_REQUEST_BYTES")] = 8 * 1024 * 1024
-    max_items_per_request: Annotated[PositiveInt, _env("TANDEM_MAX_ITEMS_PER_REQUEST")] = 2048
-    max_context_length: Annotated[PositiveInt, _env("TANDEM_MAX_CONTEXT_LENGTH")] = 512
+    max_request_bytes: Annotated[PositiveInt, env("TANDEM_MAX_REQUEST_BYTES")] = 8 * 1024 * 1024
+    max_items_per_request: Annotated[PositiveInt, env("TANDEM_MAX_ITEMS_PER_REQUEST")] = 2048
+    max_context_length: Annotated[PositiveInt, env("TANDEM_MAX_CONTEXT_LENGTH")] = 512
     # Role-dependent when unset (see `scheduling`).
-    max_queue_items: Annotated[PositiveInt | None, _env("TANDEM_MAX_QUEUE_ITEMS")] = None
-    max_batch_size: Annotated[PositiveInt | None, _env("TANDEM_MAX_BATCH_SIZE")] = None
-    max_batch_tokens: Annotated[PositiveInt | None, _env("TANDEM_MAX_BATCH_TOKENS")] = None
-    threads: Annotated[PositiveInt | None, _env("TANDEM_THREADS")] = None
-    drain_seconds: Annotated[NonNegativeFloat, _env("TANDEM_DRAIN_SECONDS")] = 30.0
+    max_queue_items: Annotated[PositiveInt | None, env("TANDEM_MAX_QUEUE_ITEMS")] = None
+    max_batch_size: Annotated[PositiveInt | None, env("TANDEM_MAX_BATCH_SIZE")] = None
+    max_batch_tokens: Annotated[PositiveInt | None, env("TANDEM_MAX_BATCH_TOKENS")] = None
+    threads: Annotated[PositiveInt | None, env("TANDEM_THREADS")] = None
+    drain_seconds: Annotated[NonNegativeFloat, env("TANDEM_DRAIN_SECONDS")] = 30.0
     # One embedding model is served, so any requested model name is answered with it (as
     # TEI and Infinity do); strict matching refuses other names with 404 model_not_found.
-    strict_model_name: Annotated[bool, _env("TANDEM_STRICT_MODEL_NAME")] = False
+    strict_model_name: Annotated[bool, env("TANDEM_STRICT_MODEL_NAME")] = False
     # Set: every route but the probes, /metrics and the OpenAPI docs needs
     # `Authorization: Bearer <key>` (401 otherwise).
     api_key: ModelServerApiKey = None
@@ -149,7 +102,7 @@ class ModelServerSettings(ModelCacheSettings):
     # announces its queries in this file and the indexing role pauses between short
     # sub-batches while they run (model_server/query_signal.py). Unset: no signal.
     query_signal_file: Annotated[
-        Path | None, BeforeValidator(_blank_is_unset), _env("TANDEM_QUERY_SIGNAL_FILE")
+        Path | None, BeforeValidator(blank_is_unset), env("TANDEM_QUERY_SIGNAL_FILE")
     ] = None
 
     @field_validator("query_signal_file")
@@ -211,13 +164,13 @@ class StorageSettings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
 
-    database_url: Annotated[str | None, _env("DATABASE_URL")] = None
-    redis_url: Annotated[str | None, _env("REDIS_URL")] = None
-    data_dir: Annotated[Path, _env("TANDEM_DATA_DIR")] = Field(default_factory=default_data_dir)
+    database_url: Annotated[str | None, env("DATABASE_URL")] = None
+    redis_url: Annotated[str | None, env("REDIS_URL")] = None
+    data_dir: Annotated[Path, env("TANDEM_DATA_DIR")] = Field(default_factory=default_data_dir)
     # How long a task may stay unacknowledged before Redis hands it to another worker
     # (a worker killed mid-task loses nothing: the task runs again, idempotently).
-    task_visibility_timeout: Annotated[PositiveInt, _env("TANDEM_TASK_VISIBILITY_TIMEOUT")] = 300
-    task_expiry_seconds: Annotated[PositiveInt, _env("TANDEM_TASK_EXPIRY_SECONDS")] = 24 * 3600
+    task_visibility_timeout: Annotated[PositiveInt, env("TANDEM_TASK_VISIBILITY_TIMEOUT")] = 300
+    task_expiry_seconds: Annotated[PositiveInt, env("TANDEM_TASK_EXPIRY_SECONDS")] = 24 * 3600
 
     def require_database_url(self) -> str:
         if not self.database_url:
@@ -244,48 +197,48 @@ class ApiSettings(StorageSettings):
     # healthy one that has replayed every succeeded attempt (tandem.db.replicas); writes,
     # migrations and the work queue stay on the primary. Comma-separated.
     database_read_urls: Annotated[
-        list[str], NoDecode, BeforeValidator(_url_list), _env("DATABASE_READ_URLS")
+        list[str], NoDecode, BeforeValidator(_url_list), env("DATABASE_READ_URLS")
     ] = Field(default_factory=list)
     # A replica further behind the primary than this is skipped until it catches up.
     database_read_max_lag_seconds: Annotated[
-        PositiveFloat, _env("DATABASE_READ_MAX_LAG_SECONDS")
+        PositiveFloat, env("DATABASE_READ_MAX_LAG_SECONDS")
     ] = 5.0
     # How often each replica's health and lag are measured (in the background).
-    database_read_check_seconds: Annotated[PositiveFloat, _env("DATABASE_READ_CHECK_SECONDS")] = 1.0
+    database_read_check_seconds: Annotated[PositiveFloat, env("DATABASE_READ_CHECK_SECONDS")] = 1.0
 
-    model_server_host: Annotated[str, _env("MODEL_SERVER_HOST")] = "127.0.0.1"
+    model_server_host: Annotated[str, env("MODEL_SERVER_HOST")] = "127.0.0.1"
     model_server_port: InferencePort = INFERENCE_PORT
     bind_host: BindHost = "127.0.0.1"
-    port: Annotated[Port, _env("API_SERVER_PORT")] = 8080
+    port: Annotated[Port, env("API_SERVER_PORT")] = 8080
     # Explicit opt-out of API keys, for a local single-user stack only.
-    open_access: Annotated[bool, _env("TANDEM_OPEN_ACCESS")] = False
+    open_access: Annotated[bool, env("TANDEM_OPEN_ACCESS")] = False
     allowed_hosts: AllowedHosts = LOOPBACK_HOSTS
     # A key that passed is not looked up again for this long: also how long a revoked key
     # may still be accepted by a server that saw it just before (hence at most 5 s).
     api_key_cache_seconds: Annotated[
-        NonNegativeFloat, _env("TANDEM_API_KEY_CACHE_SECONDS", le=5.0)
+        NonNegativeFloat, env("TANDEM_API_KEY_CACHE_SECONDS", le=5.0)
     ] = 5.0
     # Refused keys per client address and minute before further unknown keys get 429
     # without a database lookup (keys already accepted keep working).
-    key_failures_per_minute: Annotated[PositiveInt, _env("TANDEM_KEY_FAILURES_PER_MINUTE")] = 30
+    key_failures_per_minute: Annotated[PositiveInt, env("TANDEM_KEY_FAILURES_PER_MINUTE")] = 30
     # Request bodies, checked before they are read: a multipart upload (all its files)...
-    max_upload_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_UPLOAD_BYTES")] = 100 * 1024 * 1024
+    max_upload_bytes: Annotated[PositiveInt, env("TANDEM_MAX_UPLOAD_BYTES")] = 100 * 1024 * 1024
     # ...a JSON batch ingest...
-    max_batch_request_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_BATCH_REQUEST_BYTES")] = (
+    max_batch_request_bytes: Annotated[PositiveInt, env("TANDEM_MAX_BATCH_REQUEST_BYTES")] = (
         16 * 1024 * 1024
     )
     # ...and every other request (search, deletes): 1 MiB holds a search with the largest
     # filter lists its schema allows.
-    max_json_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_JSON_BYTES")] = 1024 * 1024
-    max_file_bytes: Annotated[PositiveInt, _env("TANDEM_MAX_FILE_BYTES")] = 25 * 1024 * 1024
-    max_files_per_upload: Annotated[PositiveInt, _env("TANDEM_MAX_FILES_PER_UPLOAD")] = 1000
-    max_query_chars: Annotated[PositiveInt, _env("TANDEM_MAX_QUERY_CHARS")] = 1000
-    model_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_QUERY_MODEL_TIMEOUT")] = 5.0
-    fusion: Annotated[str, _env("TANDEM_FUSION", pattern="^(linear|rrf)$")] = "linear"
+    max_json_bytes: Annotated[PositiveInt, env("TANDEM_MAX_JSON_BYTES")] = 1024 * 1024
+    max_file_bytes: Annotated[PositiveInt, env("TANDEM_MAX_FILE_BYTES")] = 25 * 1024 * 1024
+    max_files_per_upload: Annotated[PositiveInt, env("TANDEM_MAX_FILES_PER_UPLOAD")] = 1000
+    max_query_chars: Annotated[PositiveInt, env("TANDEM_MAX_QUERY_CHARS")] = 1000
+    model_timeout_seconds: Annotated[PositiveFloat, env("TANDEM_QUERY_MODEL_TIMEOUT")] = 5.0
+    fusion: Annotated[str, env("TANDEM_FUSION", pattern="^(linear|rrf)$")] = "linear"
     # Sent to the inference server when set (ModelClient reads it when not given one).
     model_server_api_key: ModelServerApiKey = None
     # More than one inference server (see ModelServerUrls); searches skip one that is down.
-    model_server_urls_setting: Annotated[ModelServerUrls, _env("MODEL_SERVER_URLS")] = None
+    model_server_urls_setting: Annotated[ModelServerUrls, env("MODEL_SERVER_URLS")] = None
 
     @property
     def model_server_urls(self) -> list[str]:
@@ -302,51 +255,51 @@ class ApiSettings(StorageSettings):
 class WorkerSettings(StorageSettings):
     """A background worker: talks to the indexing model server only."""
 
-    indexing_model_server_host: Annotated[str, _env("INDEXING_MODEL_SERVER_HOST")] = "127.0.0.1"
+    indexing_model_server_host: Annotated[str, env("INDEXING_MODEL_SERVER_HOST")] = "127.0.0.1"
     indexing_model_server_port: IndexingPort = INDEXING_PORT
     model_cache: ModelCache = Field(default_factory=default_model_cache)
     embedding_model: EmbeddingModel = DEFAULT_EMBEDDING_MODEL
-    concurrency: Annotated[PositiveInt, _env("TANDEM_WORKER_CONCURRENCY")] = 4
-    chunk_overlap_tokens: Annotated[NonNegativeInt, _env("TANDEM_CHUNK_OVERLAP_TOKENS")] = 32
-    embed_batch_size: Annotated[PositiveInt, _env("TANDEM_EMBED_BATCH_SIZE")] = 64
-    model_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_INDEXING_MODEL_TIMEOUT")] = 120.0
+    concurrency: Annotated[PositiveInt, env("TANDEM_WORKER_CONCURRENCY")] = 4
+    chunk_overlap_tokens: Annotated[NonNegativeInt, env("TANDEM_CHUNK_OVERLAP_TOKENS")] = 32
+    embed_batch_size: Annotated[PositiveInt, env("TANDEM_EMBED_BATCH_SIZE")] = 64
+    model_timeout_seconds: Annotated[PositiveFloat, env("TANDEM_INDEXING_MODEL_TIMEOUT")] = 120.0
     # One claim takes up to this many items (short documents share embedding requests) or
     # this many payload bytes (~64 passages of 256 tokens), whichever comes first.
-    batch_items: Annotated[int, _env("TANDEM_BATCH_ITEMS", gt=0, le=1000)] = 64
-    batch_bytes: Annotated[PositiveInt, _env("TANDEM_BATCH_BYTES")] = 96 * 1024
+    batch_items: Annotated[int, env("TANDEM_BATCH_ITEMS", gt=0, le=1000)] = 64
+    batch_bytes: Annotated[PositiveInt, env("TANDEM_BATCH_BYTES")] = 96 * 1024
     # A claimed item is its worker's this long past the last heartbeat (every third of
     # it), then any worker may take it over: a killed worker's items resume within
     # lease + sweep interval. A batch still running after max_batch_seconds is presumed
     # stuck and its leases are left to run out.
-    lease_seconds: Annotated[float, _env("TANDEM_LEASE_SECONDS", ge=1.0)] = 30.0
-    max_batch_seconds: Annotated[PositiveFloat, _env("TANDEM_MAX_BATCH_SECONDS")] = 900.0
-    sweep_seconds: Annotated[PositiveFloat, _env("TANDEM_SWEEP_SECONDS")] = 5.0
+    lease_seconds: Annotated[float, env("TANDEM_LEASE_SECONDS", ge=1.0)] = 30.0
+    max_batch_seconds: Annotated[PositiveFloat, env("TANDEM_MAX_BATCH_SECONDS")] = 900.0
+    sweep_seconds: Annotated[PositiveFloat, env("TANDEM_SWEEP_SECONDS")] = 5.0
     # Unexpected errors (or dead workers) an item may meet before it fails for good; the
     # first retry waits retry_base_seconds, doubling after each.
-    max_item_failures: Annotated[PositiveInt, _env("TANDEM_MAX_ITEM_FAILURES")] = 3
-    retry_base_seconds: Annotated[NonNegativeFloat, _env("TANDEM_RETRY_BASE_SECONDS")] = 5.0
+    max_item_failures: Annotated[PositiveInt, env("TANDEM_MAX_ITEM_FAILURES")] = 3
+    retry_base_seconds: Annotated[NonNegativeFloat, env("TANDEM_RETRY_BASE_SECONDS")] = 5.0
     # Source syncs: a file or page larger than this fails alone; a sync's lease on its
     # source (one sync of a source at a time) lasts this long past its last heartbeat.
-    sync_max_file_bytes: Annotated[PositiveInt, _env("TANDEM_SYNC_MAX_FILE_BYTES")] = 25 << 20
-    sync_lease_seconds: Annotated[float, _env("TANDEM_SYNC_LEASE_SECONDS", ge=3.0)] = 60.0
+    sync_max_file_bytes: Annotated[PositiveInt, env("TANDEM_SYNC_MAX_FILE_BYTES")] = 25 << 20
+    sync_lease_seconds: Annotated[float, env("TANDEM_SYNC_LEASE_SECONDS", ge=3.0)] = 60.0
     # Per claimed batch, one JSON line of stage timings (benchmarks/ingest_worker.py).
-    timings_file: Annotated[Path | None, _env("TANDEM_WORKER_TIMINGS_FILE")] = None
+    timings_file: Annotated[Path | None, env("TANDEM_WORKER_TIMINGS_FILE")] = None
     # Each document is parsed in a child process (worker/sandbox.py) that is killed past
     # the timeout or its memory allowance, failing that file alone. One child by default:
     # parsing and chunking take 1-5 % of a batch's time, embedding 94-97 %
     # (benchmarks/results/ingest_throughput.json), and on a two-core machine a second
     # CPU-bound parser would take its core from the indexing model server.
-    parse_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_PARSE_TIMEOUT_SECONDS")] = 30.0
-    parse_memory_bytes: Annotated[int, _env("TANDEM_PARSE_MEMORY_BYTES", ge=64 * 1024 * 1024)] = (
+    parse_timeout_seconds: Annotated[PositiveFloat, env("TANDEM_PARSE_TIMEOUT_SECONDS")] = 30.0
+    parse_memory_bytes: Annotated[int, env("TANDEM_PARSE_MEMORY_BYTES", ge=64 * 1024 * 1024)] = (
         1024 * 1024 * 1024
     )
-    parse_workers: Annotated[int, _env("TANDEM_PARSE_WORKERS", gt=0, le=64)] = 1
+    parse_workers: Annotated[int, env("TANDEM_PARSE_WORKERS", gt=0, le=64)] = 1
     # Text kept per document; the rest is cut (the document's metadata says so).
-    max_extracted_chars: Annotated[PositiveInt, _env("TANDEM_MAX_EXTRACTED_CHARS")] = 10_000_000
+    max_extracted_chars: Annotated[PositiveInt, env("TANDEM_MAX_EXTRACTED_CHARS")] = 10_000_000
 
     # More than one indexing server (see ModelServerUrls); batches are spread over them.
     indexing_model_server_urls_setting: Annotated[
-        ModelServerUrls, _env("INDEXING_MODEL_SERVER_URLS")
+        ModelServerUrls, env("INDEXING_MODEL_SERVER_URLS")
     ] = None
 
     @property
@@ -368,13 +321,13 @@ class WorkerSettings(StorageSettings):
     # heartbeat make progress (never while a thread holds the GIL). Probes call the worker
     # dead when it is stale_seconds old; with the watchdog on, the worker exits by itself
     # then (faulthandler's C thread, which needs no GIL, dumps every thread and exits 1).
-    heartbeat_file: Annotated[Path, _env("TANDEM_WORKER_HEARTBEAT_FILE")] = Field(
+    heartbeat_file: Annotated[Path, env("TANDEM_WORKER_HEARTBEAT_FILE")] = Field(
         default_factory=lambda: default_heartbeat_file()
     )
-    heartbeat_seconds: Annotated[PositiveFloat, _env("TANDEM_WORKER_HEARTBEAT_SECONDS")] = 5.0
+    heartbeat_seconds: Annotated[PositiveFloat, env("TANDEM_WORKER_HEARTBEAT_SECONDS")] = 5.0
     # Whole seconds: the probes compare it in shell arithmetic.
-    stale_seconds: Annotated[int, _env("TANDEM_WORKER_STALE_SECONDS", ge=2)] = 60
-    watchdog: Annotated[bool, _env("TANDEM_WORKER_WATCHDOG")] = True
+    stale_seconds: Annotated[int, env("TANDEM_WORKER_STALE_SECONDS", ge=2)] = 60
+    watchdog: Annotated[bool, env("TANDEM_WORKER_WATCHDOG")] = True
 
     @model_validator(mode="after")
     def _stale_after_missed_beats(self) -> WorkerSettings:
@@ -409,22 +362,22 @@ class WebSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True, env_ignore_empty=True)
 
     bind_host: BindHost = "127.0.0.1"
-    port: Annotated[Port, _env("WEB_SERVER_PORT")] = 3000
+    port: Annotated[Port, env("WEB_SERVER_PORT")] = 3000
     allowed_hosts: AllowedHosts = LOOPBACK_HOSTS
     # Unset in a deployment, where nginx routes /api/ to the API server itself.
     api_server_url: Annotated[
-        str | None, _env("API_SERVER_URL", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
+        str | None, env("API_SERVER_URL", pattern=r"^https?://[^\s/]+(/[^\s]*)?$")
     ] = None
     # Longest wait for the API server's next bytes (uploads of large files are parsed
     # before the API answers); connecting has its own short limit.
-    proxy_timeout_seconds: Annotated[PositiveFloat, _env("TANDEM_PROXY_TIMEOUT")] = 300.0
-    proxy_connect_timeout_seconds: Annotated[
-        PositiveFloat, _env("TANDEM_PROXY_CONNECT_TIMEOUT")
-    ] = 5.0
+    proxy_timeout_seconds: Annotated[PositiveFloat, env("TANDEM_PROXY_TIMEOUT")] = 300.0
+    proxy_connect_timeout_seconds: Annotated[PositiveFloat, env("TANDEM_PROXY_CONNECT_TIMEOUT")] = (
+        5.0
+    )
 
     @field_validator("api_server_url", mode="before")
     @classmethod
-    def _blank_is_unset(cls, value: object) -> object:
+    def blank_is_unset(cls, value: object) -> object:
         if isinstance(value, str):
             return value.strip().rstrip("/") or None
         return value

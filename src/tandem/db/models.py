@@ -14,20 +14,17 @@ from typing import Any, ClassVar
 
 from pgvector.sqlalchemy import Vector
 from sqlalchemy import (
-    REAL,
     BigInteger,
     Boolean,
     CheckConstraint,
     Computed,
     DateTime,
-    Double,
     Enum,
     ForeignKey,
     Identity,
     Index,
     Integer,
     LargeBinary,
-    PrimaryKeyConstraint,
     String,
     Text,
     UniqueConstraint,
@@ -364,42 +361,3 @@ class ApiKey(Base):
     scope: Mapped[str] = mapped_column(String(16), default="admin", server_default="admin")
     expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
-
-
-# BM25 statistics, kept by triggers on `chunks` (migration 0002; tandem.index.bm25 reads
-# them). The application never writes these tables itself.
-
-
-class Bm25Corpus(Base):
-    __tablename__ = "bm25_corpus"
-    __table_args__ = (CheckConstraint("singleton", name="bm25_corpus_singleton_check"),)
-
-    singleton: Mapped[bool] = mapped_column(Boolean, primary_key=True, default=True)
-    chunks: Mapped[int] = mapped_column(BigInteger, default=0)
-    total_length: Mapped[float] = mapped_column(Double, default=0.0)
-    title_weight: Mapped[float] = mapped_column(REAL)
-
-
-class Bm25Term(Base):
-    __tablename__ = "bm25_terms"
-
-    id: Mapped[int] = mapped_column(Integer, Identity(always=True), primary_key=True)
-    lexeme: Mapped[str] = mapped_column(Text, unique=True)
-    df: Mapped[int] = mapped_column(Integer)
-    max_tf: Mapped[float] = mapped_column(REAL)
-    min_length: Mapped[float] = mapped_column(REAL)
-
-
-class Bm25Posting(Base):
-    __tablename__ = "bm25_postings"
-    # The migrations also index each term's postings by impact (`bm25_postings_impact`),
-    # on an expression tandem.index.bm25_formula writes: the index layer owns BM25's
-    # formula, and this layer cannot import it (tests/test_bm25_formula.py checks it).
-    __table_args__ = (
-        PrimaryKeyConstraint("term_id", "chunk_id", postgresql_include=["tf", "length"]),
-    )
-
-    term_id: Mapped[int] = mapped_column(Integer)
-    chunk_id: Mapped[int] = mapped_column(BigInteger)
-    tf: Mapped[float] = mapped_column(REAL)
-    length: Mapped[float] = mapped_column(REAL)
