@@ -20,7 +20,8 @@ from tandem.local.launcher import Console, run_stack
 from tandem.local.restarts import ExitHistory, RestartPolicy
 from tandem.local.service_log_view import read_records
 from tandem.local.services.process import free_port
-from tandem.local.supervisor import RunningService, ServiceSpec, StackFailed, Supervisor
+from tandem.local.spec import ServiceSpec
+from tandem.local.supervisor import RunningService, StackFailed, Supervisor
 
 # Restarts in tens of milliseconds, so a crash loop is reached in about a second.
 FAST = RestartPolicy(first_delay=0.05, max_delay=0.2, stable_after=60.0)

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from tandem.local.restarts import RestartPolicy
-from tandem.local.supervisor import ServiceSpec, Supervisor
+from tandem.local.spec import ServiceSpec
+from tandem.local.supervisor import Supervisor
 from tandem.worker.liveness import Liveness
 from tests.support import die_with_pytest
 from tests.test_supervisor import POLITE, Recorder, supervise_until
@@ -168,7 +169,7 @@ LAUNCHER = """
 import sys
 from pathlib import Path
 from tandem.local.launcher import run_stack
-from tandem.local.supervisor import ServiceSpec
+from tandem.local.spec import ServiceSpec
 frozen, polite, logs = sys.argv[1], sys.argv[2], Path(sys.argv[3])
 trigger = logs / "freeze"
 logs.mkdir(parents=True, exist_ok=True)
