@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.models import vector_literal
@@ -42,6 +43,8 @@ OPENING_WEIGHT = 0.5  # w above; 0 ranks by each chunk's own cosine alone
 # candidates, up to MAX_CANDIDATES each (PostgresRetrieval.search).
 GROWTH = 4
 MAX_CANDIDATES = 5000
+# A round that lost its connection (the database restarted) runs again this many times.
+DISCONNECT_RETRIES = 1
 
 
 # The cosine of a chunk's document's opening chunk, `o`, joined by the unique
@@ -97,24 +100,36 @@ class PostgresRetrieval:
         on connections of its own, none held in between (see `_hybrid`)."""
         chunk_filter = ChunkFilter.build(query.filters)
         candidates = query.candidates
-        timings = query.timings
         while True:
-            with sessions() as session:
-                pool = self._pool(
-                    sessions, session, replace(query, candidates=candidates), chunk_filter
-                )
-                with timings.stage(Stage.PAGE):
-                    hits = read_page(
-                        session,
-                        pool.ranked,
-                        offset=query.offset,
-                        limit=query.limit,
-                        grouped=query.group_by_document,
-                    )
+            pool, hits = self._round(sessions, replace(query, candidates=candidates), chunk_filter)
             if len(hits) >= query.limit or not pool.full or candidates >= MAX_CANDIDATES:
                 return hits
             candidates = min(MAX_CANDIDATES, candidates * GROWTH)
             query = replace(query, vector=pool.vector)  # resolved: not embedded again
+
+    def _round(
+        self, sessions: sessionmaker[Session], query: IndexQuery, chunk_filter: ChunkFilter
+    ) -> tuple[Pool, list[IndexHit]]:
+        """One round: the pool and its page. Search engines run without the pool's
+        pre-ping (tandem.db.session.make_engine): a connection the database dropped fails
+        here once, the pool discards it and its like, and the round runs again."""
+        for attempt in range(DISCONNECT_RETRIES + 1):
+            try:
+                with sessions() as session:
+                    pool = self._pool(sessions, session, query, chunk_filter)
+                    with query.timings.stage(Stage.PAGE):
+                        hits = read_page(
+                            session,
+                            pool.ranked,
+                            offset=query.offset,
+                            limit=query.limit,
+                            grouped=query.group_by_document,
+                        )
+                return pool, hits
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == DISCONNECT_RETRIES:
+                    raise
+        raise AssertionError("the last attempt returns or raises")
 
     def _pool(
         self,
