@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import text
@@ -33,7 +33,7 @@ from tandem.index.bm25_sql import chunk_score_join
 from tandem.index.filters import ChunkFilter, FilterEstimates
 from tandem.index.fusion import Candidate, Fusion, fuse
 from tandem.index.pages import read_page
-from tandem.index.protocol import IndexHit, IndexQuery, PendingVector, SearchMode
+from tandem.index.protocol import IndexHit, IndexQuery, SearchMode
 from tandem.index.stage_timings import Stage
 from tandem.model_files import FloatArray
 
@@ -74,6 +74,13 @@ class Pool:
     vector: FloatArray | None
 
 
+class PendingVector(Protocol):
+    """The query vector still being computed (a `Future` of `IndexQuery.embed`), which the
+    keyword work overlaps; resolves to None when the query could not be embedded."""
+
+    def result(self, timeout: float | None = None) -> FloatArray | None: ...
+
+
 def resolve(vector: FloatArray | PendingVector | None) -> FloatArray | None:
     if vector is None or isinstance(vector, np.ndarray):
         return vector
@@ -98,17 +105,35 @@ class PostgresRetrieval:
         document's chunks filling it): then the retrievers are asked again for GROWTH
         times as many, until the page is full, they run out, or MAX_CANDIDATES. Each round
         on connections of its own, none held in between (see `_hybrid`)."""
+        if query.mode is SearchMode.KEYWORD or query.vector is not None or query.embed is None:
+            return self._rounds(sessions, query, query.vector)
+        # The query is embedded while the index connects (and with hybrid, starts on the
+        # keywords): the vector is needed only for the HNSW scan.
+        with ThreadPoolExecutor(1, thread_name_prefix="query-embedding") as embedding:
+            return self._rounds(sessions, query, embedding.submit(query.embed))
+
+    def _rounds(
+        self,
+        sessions: sessionmaker[Session],
+        query: IndexQuery,
+        vector: FloatArray | PendingVector | None,
+    ) -> list[IndexHit]:
         chunk_filter = ChunkFilter.build(query.filters)
         candidates = query.candidates
         while True:
-            pool, hits = self._round(sessions, replace(query, candidates=candidates), chunk_filter)
+            asked = replace(query, candidates=candidates)
+            pool, hits = self._round(sessions, asked, vector, chunk_filter)
             if len(hits) >= query.limit or not pool.full or candidates >= MAX_CANDIDATES:
                 return hits
             candidates = min(MAX_CANDIDATES, candidates * GROWTH)
-            query = replace(query, vector=pool.vector)  # resolved: not embedded again
+            vector = pool.vector  # resolved: not embedded again
 
     def _round(
-        self, sessions: sessionmaker[Session], query: IndexQuery, chunk_filter: ChunkFilter
+        self,
+        sessions: sessionmaker[Session],
+        query: IndexQuery,
+        vector: FloatArray | PendingVector | None,
+        chunk_filter: ChunkFilter,
     ) -> tuple[Pool, list[IndexHit]]:
         """One round: the pool and its page. Search engines run without the pool's
         pre-ping (tandem.db.session.make_engine): a connection the database dropped fails
@@ -116,7 +141,7 @@ class PostgresRetrieval:
         for attempt in range(DISCONNECT_RETRIES + 1):
             try:
                 with sessions() as session:
-                    pool = self._pool(sessions, session, query, chunk_filter)
+                    pool = self._pool(sessions, session, query, vector, chunk_filter)
                     with query.timings.stage(Stage.PAGE):
                         hits = read_page(
                             session,
@@ -136,16 +161,17 @@ class PostgresRetrieval:
         sessions: sessionmaker[Session],
         session: Session,
         query: IndexQuery,
+        pending: FloatArray | PendingVector | None,
         chunk_filter: ChunkFilter,
     ) -> Pool:
-        if query.mode is SearchMode.HYBRID and query.vector is not None:
-            return self._hybrid(sessions, session, query, chunk_filter)
+        if query.mode is SearchMode.HYBRID and pending is not None:
+            return self._hybrid(sessions, session, query, pending, chunk_filter)
         timings = query.timings
         vector = None
-        if query.mode is not SearchMode.KEYWORD and query.vector is not None:
+        if query.mode is not SearchMode.KEYWORD and pending is not None:
             # Connected and set for HNSW while the query is still being embedded.
             self._connect(session, query, hnsw=True)
-            vector = resolve(query.vector)
+            vector = resolve(pending)
             if vector is None:  # embedding failed: BM25's plans, not the HNSW settings
                 session.execute(text(RESET_HNSW_SETTINGS))
         else:
@@ -167,6 +193,7 @@ class PostgresRetrieval:
         sessions: sessionmaker[Session],
         session: Session,
         query: IndexQuery,
+        pending: FloatArray | PendingVector,
         chunk_filter: ChunkFilter,
     ) -> Pool:
         """Two connections at once. On a second one: the query's terms, then the keyword
@@ -179,12 +206,12 @@ class PostgresRetrieval:
         vector_bm25: dict[int, float] = {}
         with ThreadPoolExecutor(1, thread_name_prefix="bm25") as keyword_thread:
             keyword = keyword_thread.submit(
-                self._keyword_side, sessions, query, chunk_filter, analysed
+                self._keyword_side, sessions, query, pending, chunk_filter, analysed
             )
             # The terms first: then the keyword side holds its connection (see above).
             terms = analysed.result()
             self._connect(session, query, hnsw=True)
-            vector = resolve(query.vector)
+            vector = resolve(pending)
             if vector is not None:
                 scorer = bm25.Bm25Scorer(session, terms, chunk_filter.sql, chunk_filter.params)
                 with query.timings.stage(Stage.HNSW):
@@ -212,6 +239,7 @@ class PostgresRetrieval:
         self,
         sessions: sessionmaker[Session],
         query: IndexQuery,
+        pending: FloatArray | PendingVector,
         chunk_filter: ChunkFilter,
         analysed: Future[bm25.PreparedQuery],
     ) -> tuple[dict[int, float], dict[int, float]]:
@@ -220,7 +248,7 @@ class PostgresRetrieval:
         with sessions() as session:
             with query.timings.stage(Stage.BM25):
                 scores = self._keyword(session, query, chunk_filter, analysed)
-            vector = resolve(query.vector)
+            vector = resolve(pending)
             if vector is None:
                 return scores, {}
             with query.timings.stage(Stage.COSINES):
