@@ -109,19 +109,30 @@ async def _on_database_unavailable(_: Request, exc: Exception) -> Response:
     )
 
 
+# Pooled search connections are replaced after this long, so that few are stale when a
+# search takes one (each stale one costs its search a retried round).
+SEARCH_RECYCLE_SECONDS = 600
+
+
 def build_state(settings: ApiSettings) -> ApiState:
     engine = make_engine(settings.require_database_url())
     upgrade(engine)
     sessions = make_session_factory(engine)
     urls = settings.database_read_urls
+    # Searches on engines without the pool's pre-ping: a round trip fewer per search; a
+    # dropped connection fails one round, which the index runs again.
+    search_engine = make_engine(
+        settings.require_database_url(), pre_ping=False, recycle_seconds=SEARCH_RECYCLE_SECONDS
+    )
     reads = ReadRouter(
-        engine,
+        search_engine,
         {
-            n: make_engine(u, connect_timeout=2)
+            n: make_engine(
+                u, connect_timeout=2, pre_ping=False, recycle_seconds=SEARCH_RECYCLE_SECONDS
+            )
             for n, u in zip(replica_names(urls), urls, strict=True)
         },
         max_lag_seconds=settings.database_read_max_lag_seconds,
-        primary_sessions=sessions,
     )
     # Queries are embedded by the inference server's model: refuse to serve an index of
     # another vector size (raises IncompatibleModel, naming both sizes).
@@ -129,6 +140,7 @@ def build_state(settings: ApiSettings) -> ApiState:
     return ApiState(
         settings=settings,
         engine=engine,
+        search_engine=search_engine,
         sessions=sessions,
         reads=reads,
         index=RoutedIndex(reads, Fusion(settings.fusion)),
@@ -178,6 +190,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             state.celery.close()
             state.redis.close()
             state.engine.dispose()
+            state.search_engine.dispose()
 
     app = FastAPI(title="Tandem API", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)

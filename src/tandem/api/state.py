@@ -29,6 +29,7 @@ from tandem.wire.errors import ApiError
 class ApiState:
     settings: ApiSettings
     engine: Engine
+    search_engine: Engine  # searches and chunk reads on the primary: no pre-ping
     sessions: sessionmaker[Session]  # the primary: writes, and reads that must be current
     reads: ReadRouter  # catalog reads: a caught-up replica, else the primary
     index: DocumentIndex  # searches and chunk reads through `reads`, writes on the primary

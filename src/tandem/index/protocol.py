@@ -5,7 +5,7 @@ One contract test suite (tests/test_index_contract.py) runs against every implem
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -20,14 +20,6 @@ from tandem.model_files import FloatArray
 # (benchmarks/retrieval_quality.py) 0.7 matched semantic-only MRR@10 on paraphrased
 # queries while keeping hybrid's gain on exact-term queries, so it is the default.
 DEFAULT_HYBRID_ALPHA = 0.7
-
-
-class PendingVector(Protocol):
-    """A query vector still being computed (a `concurrent.futures.Future`): the index
-    starts its keyword work meanwhile. Resolves to None when the inference server could
-    not embed the query (then: keyword only)."""
-
-    def result(self, timeout: float | None = None) -> FloatArray | None: ...
 
 
 class SearchMode(StrEnum):
@@ -74,8 +66,8 @@ class SearchFilters:
 @dataclass(frozen=True, slots=True)
 class IndexQuery:
     text: str
-    # None: keyword only (the inference server is unavailable).
-    vector: FloatArray | PendingVector | None
+    # None: keyword only (the inference server is unavailable), unless `embed` is given.
+    vector: FloatArray | None
     mode: SearchMode
     limit: int
     alpha: float = DEFAULT_HYBRID_ALPHA
@@ -86,6 +78,10 @@ class IndexQuery:
     # Hits skipped before the first one returned: the ranking's next page is at
     # offset + limit.
     offset: int = 0
+    # Computes the query vector (None: the inference server could not embed it, then:
+    # keyword only), for a query without `vector`: the index runs it while it connects and,
+    # for hybrid, starts on the keywords.
+    embed: Callable[[], FloatArray | None] | None = field(default=None, compare=False)
     # Where this search's time goes (the caller reads it; not part of the query).
     timings: StageTimings = field(default_factory=StageTimings, compare=False, repr=False)
 

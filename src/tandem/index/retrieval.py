@@ -20,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.models import vector_literal
@@ -32,7 +33,7 @@ from tandem.index.bm25_sql import chunk_score_join
 from tandem.index.filters import ChunkFilter, FilterEstimates
 from tandem.index.fusion import Candidate, Fusion, fuse
 from tandem.index.pages import read_page
-from tandem.index.protocol import IndexHit, IndexQuery, PendingVector, SearchMode
+from tandem.index.protocol import IndexHit, IndexQuery, SearchMode
 from tandem.index.stage_timings import Stage
 from tandem.model_files import FloatArray
 
@@ -42,6 +43,8 @@ OPENING_WEIGHT = 0.5  # w above; 0 ranks by each chunk's own cosine alone
 # candidates, up to MAX_CANDIDATES each (PostgresRetrieval.search).
 GROWTH = 4
 MAX_CANDIDATES = 5000
+# A round that lost its connection (the database restarted) runs again this many times.
+DISCONNECT_RETRIES = 1
 
 
 # The cosine of a chunk's document's opening chunk, `o`, joined by the unique
@@ -71,6 +74,13 @@ class Pool:
     vector: FloatArray | None
 
 
+class PendingVector(Protocol):
+    """The query vector still being computed (a `Future` of `IndexQuery.embed`), which the
+    keyword work overlaps; resolves to None when the query could not be embedded."""
+
+    def result(self, timeout: float | None = None) -> FloatArray | None: ...
+
+
 def resolve(vector: FloatArray | PendingVector | None) -> FloatArray | None:
     if vector is None or isinstance(vector, np.ndarray):
         return vector
@@ -95,42 +105,73 @@ class PostgresRetrieval:
         document's chunks filling it): then the retrievers are asked again for GROWTH
         times as many, until the page is full, they run out, or MAX_CANDIDATES. Each round
         on connections of its own, none held in between (see `_hybrid`)."""
+        if query.mode is SearchMode.KEYWORD or query.vector is not None or query.embed is None:
+            return self._rounds(sessions, query, query.vector)
+        # The query is embedded while the index connects (and with hybrid, starts on the
+        # keywords): the vector is needed only for the HNSW scan.
+        with ThreadPoolExecutor(1, thread_name_prefix="query-embedding") as embedding:
+            return self._rounds(sessions, query, embedding.submit(query.embed))
+
+    def _rounds(
+        self,
+        sessions: sessionmaker[Session],
+        query: IndexQuery,
+        vector: FloatArray | PendingVector | None,
+    ) -> list[IndexHit]:
         chunk_filter = ChunkFilter.build(query.filters)
         candidates = query.candidates
-        timings = query.timings
         while True:
-            with sessions() as session:
-                pool = self._pool(
-                    sessions, session, replace(query, candidates=candidates), chunk_filter
-                )
-                with timings.stage(Stage.PAGE):
-                    hits = read_page(
-                        session,
-                        pool.ranked,
-                        offset=query.offset,
-                        limit=query.limit,
-                        grouped=query.group_by_document,
-                    )
+            asked = replace(query, candidates=candidates)
+            pool, hits = self._round(sessions, asked, vector, chunk_filter)
             if len(hits) >= query.limit or not pool.full or candidates >= MAX_CANDIDATES:
                 return hits
             candidates = min(MAX_CANDIDATES, candidates * GROWTH)
-            query = replace(query, vector=pool.vector)  # resolved: not embedded again
+            vector = pool.vector  # resolved: not embedded again
+
+    def _round(
+        self,
+        sessions: sessionmaker[Session],
+        query: IndexQuery,
+        vector: FloatArray | PendingVector | None,
+        chunk_filter: ChunkFilter,
+    ) -> tuple[Pool, list[IndexHit]]:
+        """One round: the pool and its page. Search engines run without the pool's
+        pre-ping (tandem.db.session.make_engine): a connection the database dropped fails
+        here once, the pool discards it and its like, and the round runs again."""
+        for attempt in range(DISCONNECT_RETRIES + 1):
+            try:
+                with sessions() as session:
+                    pool = self._pool(sessions, session, query, vector, chunk_filter)
+                    with query.timings.stage(Stage.PAGE):
+                        hits = read_page(
+                            session,
+                            pool.ranked,
+                            offset=query.offset,
+                            limit=query.limit,
+                            grouped=query.group_by_document,
+                        )
+                return pool, hits
+            except DBAPIError as exc:
+                if not exc.connection_invalidated or attempt == DISCONNECT_RETRIES:
+                    raise
+        raise AssertionError("the last attempt returns or raises")
 
     def _pool(
         self,
         sessions: sessionmaker[Session],
         session: Session,
         query: IndexQuery,
+        pending: FloatArray | PendingVector | None,
         chunk_filter: ChunkFilter,
     ) -> Pool:
-        if query.mode is SearchMode.HYBRID and query.vector is not None:
-            return self._hybrid(sessions, session, query, chunk_filter)
+        if query.mode is SearchMode.HYBRID and pending is not None:
+            return self._hybrid(sessions, session, query, pending, chunk_filter)
         timings = query.timings
         vector = None
-        if query.mode is not SearchMode.KEYWORD and query.vector is not None:
+        if query.mode is not SearchMode.KEYWORD and pending is not None:
             # Connected and set for HNSW while the query is still being embedded.
             self._connect(session, query, hnsw=True)
-            vector = resolve(query.vector)
+            vector = resolve(pending)
             if vector is None:  # embedding failed: BM25's plans, not the HNSW settings
                 session.execute(text(RESET_HNSW_SETTINGS))
         else:
@@ -152,6 +193,7 @@ class PostgresRetrieval:
         sessions: sessionmaker[Session],
         session: Session,
         query: IndexQuery,
+        pending: FloatArray | PendingVector,
         chunk_filter: ChunkFilter,
     ) -> Pool:
         """Two connections at once. On a second one: the query's terms, then the keyword
@@ -164,12 +206,12 @@ class PostgresRetrieval:
         vector_bm25: dict[int, float] = {}
         with ThreadPoolExecutor(1, thread_name_prefix="bm25") as keyword_thread:
             keyword = keyword_thread.submit(
-                self._keyword_side, sessions, query, chunk_filter, analysed
+                self._keyword_side, sessions, query, pending, chunk_filter, analysed
             )
             # The terms first: then the keyword side holds its connection (see above).
             terms = analysed.result()
             self._connect(session, query, hnsw=True)
-            vector = resolve(query.vector)
+            vector = resolve(pending)
             if vector is not None:
                 scorer = bm25.Bm25Scorer(session, terms, chunk_filter.sql, chunk_filter.params)
                 with query.timings.stage(Stage.HNSW):
@@ -197,6 +239,7 @@ class PostgresRetrieval:
         self,
         sessions: sessionmaker[Session],
         query: IndexQuery,
+        pending: FloatArray | PendingVector,
         chunk_filter: ChunkFilter,
         analysed: Future[bm25.PreparedQuery],
     ) -> tuple[dict[int, float], dict[int, float]]:
@@ -205,7 +248,7 @@ class PostgresRetrieval:
         with sessions() as session:
             with query.timings.stage(Stage.BM25):
                 scores = self._keyword(session, query, chunk_filter, analysed)
-            vector = resolve(query.vector)
+            vector = resolve(pending)
             if vector is None:
                 return scores, {}
             with query.timings.stage(Stage.COSINES):

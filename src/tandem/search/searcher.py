@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
@@ -159,13 +158,15 @@ class Searcher:
         )
         if query.mode is SearchMode.KEYWORD:
             return SearchResult(query.text, query.mode, self._index.search(index_query))
-        # The query is embedded while the index connects (and with hybrid, starts on the
-        # keywords): the vector is needed only for the HNSW scan.
-        with ThreadPoolExecutor(1, thread_name_prefix="query-embedding") as embedding:
-            pending = embedding.submit(self._embed, query.text, timings)
-            hits = self._index.search(replace(index_query, vector=pending))
-            vector = pending.result()
-        if vector is not None:
+        embedded: list[FloatArray | None] = []
+
+        def embed() -> FloatArray | None:
+            embedded.append(self._embed(query.text, timings))
+            return embedded[-1]
+
+        # The index embeds the query while it connects (tandem.index.retrieval).
+        hits = self._index.search(replace(index_query, embed=embed))
+        if embedded and embedded[0] is not None:
             return SearchResult(query.text, query.mode, hits)
         # Degraded: the index answered from keywords alone.
         return SearchResult(
