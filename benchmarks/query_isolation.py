@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import os
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -30,9 +31,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from benchmarks import results_io, server_metrics
 from benchmarks.corpus import make_passages, make_queries
-from benchmarks.load import LatencyRun, bulk_load, query_latencies, summarize
+from benchmarks.load import (
+    DIMENSIONS,
+    EMBED_PATH,
+    LatencyRun,
+    bulk_load,
+    embed_body,
+    query_latencies,
+    summarize,
+)
 from benchmarks.processes import (
     FloorSetup,
     FloorWorker,
@@ -58,6 +69,7 @@ class Pair:
         self.inference = inference
         self.indexing = indexing
         self.idle: list[LatencyRun] = []
+        self.idle_raw: list[float] = []
         self.saturated: list[LatencyRun] = []
         self.bulk_during: list[dict[str, object]] = []
         self.indexed = {"passages": 0.0, "seconds": 0.0, "cpu_seconds": 0.0}
@@ -92,11 +104,47 @@ def _warm(pair: Pair, queries: list[str], passages: list[str]) -> None:
         bulk.result(timeout=630)
 
 
+def raw_socket_latencies(url: str, queries: list[str], max_seconds: float) -> list[float]:
+    """Sequential queries over one keep-alive socket, each request in one write and the
+    response read by Content-Length: the server's path without an HTTP client library's
+    own CPU time (httpx costs a few hundred microseconds a request)."""
+    host, _, port = url.removeprefix("http://").partition(":")
+    seconds: list[float] = []
+    deadline = time.monotonic() + max_seconds
+    with socket.create_connection((host, int(port)), timeout=30) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for text in queries:
+            if time.monotonic() > deadline:
+                break
+            body = embed_body([text], "query")
+            head = (
+                f"POST {EMBED_PATH} HTTP/1.1\r\nhost: {host}\r\n"
+                f"content-type: application/json\r\ncontent-length: {len(body)}\r\n\r\n"
+            )
+            started = time.perf_counter()
+            sock.sendall(head.encode() + body)
+            received = b""
+            while b"\r\n\r\n" not in received:
+                received += sock.recv(65536)
+            status_and_headers, _, content = received.partition(b"\r\n\r\n")
+            lines = status_and_headers.decode("latin-1").split("\r\n")
+            headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+            while len(content) < int(headers["content-length"]):
+                content += sock.recv(65536)
+            seconds.append(time.perf_counter() - started)
+            if " 200 " not in lines[0]:
+                raise ValueError(f"bad response from {url}: {lines[0]}")
+            if len(orjson.loads(content)["embeddings"][0]) != DIMENSIONS:
+                raise ValueError(f"bad response shape from {url}")
+    return seconds
+
+
 def _measure(pair: Pair, queries: list[str], passages: list[str], index_batches: int) -> None:
     def sequential() -> LatencyRun:
         return query_latencies(pair.inference.url, queries, passes=1, concurrency=1, max_seconds=30)
 
     pair.idle.append(sequential())
+    pair.idle_raw += raw_socket_latencies(pair.inference.url, queries, max_seconds=30)
     yielded = server_metrics.scrape(pair.indexing.url).get(YIELD_METRIC, 0.0)
     with bulk_load(
         pair.indexing.url,
@@ -155,6 +203,7 @@ def _report(pair: Pair, query_floor: dict[str, float], index_floor: dict[str, fl
     limit = 1.3 * query_floor["p50_ms"] + 1.0
     return {
         "query_idle": _ms(idle),
+        "query_idle_raw_socket": _ms(summarize(pair.idle_raw)),
         "query_saturated": _ms(saturated),
         "saturated_p99_vs_idle_p99": round(saturated["p99_ms"] / idle["p99_ms"], 3),
         "idle_p50_limit_ms": round(limit, 3),

@@ -90,6 +90,8 @@ class BatchScheduler:
         self._limits = limits
         self._metrics = metrics
         self._name = name
+        # The labelled child once: its lookup takes a lock, several times per request.
+        self._depth = metrics.queue_depth.labels(name)
         self._jobs: list[_Job] = []
         self._queued = 0
         self._seq = itertools.count()
@@ -123,7 +125,7 @@ class BatchScheduler:
             if self._queued and self._queued + count > self._limits.max_queue_items:
                 raise QueueFull(f"{self._name} queue is full ({self._queued} items waiting)")
             self._queued += count
-            self._metrics.queue_depth.labels(self._name).set(self._queued)
+            self._depth.set(self._queued)
         return Reservation(self, count)
 
     async def submit(self, items: list[TokenizedItem]) -> FloatArray:
@@ -136,18 +138,18 @@ class BatchScheduler:
         with self._cond:
             if self._stopping:
                 self._queued -= reservation.count
-                self._metrics.queue_depth.labels(self._name).set(self._queued)
+                self._depth.set(self._queued)
                 raise SchedulerStopped("the server is shutting down")
             self._queued += len(items) - reservation.count  # the reservation becomes the job
             self._jobs.append(job)
-            self._metrics.queue_depth.labels(self._name).set(self._queued)
+            self._depth.set(self._queued)
             self._cond.notify()
         return job
 
     def _release(self, count: int) -> None:
         with self._cond:
             self._queued -= count
-            self._metrics.queue_depth.labels(self._name).set(self._queued)
+            self._depth.set(self._queued)
 
     # --- worker thread -------------------------------------------------------------
 
@@ -160,7 +162,7 @@ class BatchScheduler:
                     return
                 batch = self._next_batch()
                 self._queued -= len(batch)
-                self._metrics.queue_depth.labels(self._name).set(self._queued)
+                self._depth.set(self._queued)
             if batch:
                 self._execute(batch)
 
@@ -234,9 +236,6 @@ class BatchScheduler:
             self._fail_jobs({slot.job for slot in batch}, exc)
             return
         elapsed = time.perf_counter() - started
-        self._metrics.observe_batch(
-            self._name, size=len(batch), tokens=len(batch) * max(map(len, items)), seconds=elapsed
-        )
         finished: list[_Job] = []
         with self._cond:
             for row, slot in zip(output, batch, strict=True):
@@ -248,8 +247,12 @@ class BatchScheduler:
                 if job.unfinished == 0:
                     finished.append(job)
             self._jobs = [j for j in self._jobs if j.unfinished]
+        # Wake the waiting requests first: the metrics below are off their latency path.
         for job in finished:
             job.loop.call_soon_threadsafe(_resolve, job.future, job.results)
+        self._metrics.observe_batch(
+            self._name, size=len(batch), tokens=len(batch) * max(map(len, items)), seconds=elapsed
+        )
 
     def _fail_jobs(self, jobs: set[_Job], exc: Exception) -> None:
         with self._cond:
