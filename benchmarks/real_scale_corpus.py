@@ -74,7 +74,7 @@ def parse_translation(text: str) -> Iterator[tuple[str, str, str]]:
         for line in stanza.splitlines():
             if line.startswith("Package:"):
                 package, in_description = line.split(":", 1)[1].strip(), False
-            elif line.startswith("Description-"):
+            elif line.startswith("Description-") and not line.startswith("Description-md5"):
                 short, in_description = line.split(":", 1)[1].strip(), True
             elif in_description and line.startswith(" "):
                 body.append("" if line.strip() == "." else line[1:].rstrip())
