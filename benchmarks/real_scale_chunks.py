@@ -128,6 +128,7 @@ def write_chunks(directory: Path, max_chunks: int = MAX_CHUNKS) -> int:
                 "chunks": [c.__dict__ for c in chunks],
             }
             handle.write(orjson.dumps(row) + b"\n")
+            handle.flush()  # the embedder may read the partial file while this runs
             total += len(chunks)
             if total // 20_000 != (total - len(chunks)) // 20_000:
                 print(f"  {total} chunks, {time.perf_counter() - started:.0f} s", flush=True)
@@ -135,13 +136,21 @@ def write_chunks(directory: Path, max_chunks: int = MAX_CHUNKS) -> int:
     return total
 
 
-def read_chunks(directory: Path, limit: int) -> Iterator[tuple[dict[str, Any], list[Chunk]]]:
-    """(document row fields, its chunks) in load order, the first `limit` chunks in all."""
+def read_chunks(
+    directory: Path, limit: int, partial: bool = False
+) -> Iterator[tuple[dict[str, Any], list[Chunk]]]:
+    """(document row fields, its chunks) in load order, the first `limit` chunks in all.
+    `partial`: read what a running write_chunks has written so far when it is not done."""
     given = 0
-    with chunk_file(directory).open("rb") as handle:
+    path = chunk_file(directory)
+    if partial and not path.exists():
+        path = directory / "chunks.partial.jsonl"
+    with path.open("rb") as handle:
         for line in handle:
             if given >= limit:
                 return
+            if not line.endswith(b"\n"):
+                return  # a line still being written
             row = orjson.loads(line)
             every = [Chunk(**c) for c in row.pop("chunks")]
             row["chunk_count"] = len(every)

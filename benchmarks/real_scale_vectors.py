@@ -56,7 +56,7 @@ def embed_in_order(directory: Path, cache_dir: Path, seconds: float) -> int:
     started = time.perf_counter()
     texts: list[str] = []
     done = 0
-    for _, chunks in chunks_.read_chunks(directory, chunks_.MAX_CHUNKS):
+    for _, chunks in chunks_.read_chunks(directory, chunks_.MAX_CHUNKS, partial=True):
         texts.extend(c.embed_text for c in chunks)
         while len(texts) >= SEGMENT_SIZE:
             if done >= chunks_.FIRST_SIZE and time.perf_counter() - started > seconds:
