@@ -30,7 +30,9 @@ DONOR_CHUNKS = 100_000  # borrowed vectors are drawn from the real vectors among
 def donors(directory: Path, model: vectors_.ScaleEmbedder) -> vectors_.Matrix:
     """The real vectors among the first DONOR_CHUNKS chunks of the load order."""
     texts = [
-        c.embed_text for _, chunks in chunks_.read_chunks(directory, DONOR_CHUNKS) for c in chunks
+        c.embed_text
+        for _, chunks in chunks_.read_chunks(directory, DONOR_CHUNKS, partial=True)
+        for c in chunks
     ]
     found = [v for v in model.cached(texts) if v is not None]
     if not found:
@@ -95,7 +97,7 @@ def load_range(
         real += found
         documents, batch = [], []
 
-    for row, chunks in chunks_.read_chunks(directory, stop):
+    for row, chunks in chunks_.read_chunks(directory, stop, partial=True):
         for chunk in chunks:
             position += 1
             if position <= start:

@@ -35,7 +35,7 @@ from benchmarks import real_scale_load as load
 from benchmarks import real_scale_vectors as vectors_
 from benchmarks import search_corpus
 from benchmarks import tandem_stack as stack
-from benchmarks.results_io import summarize_ms, write_result
+from benchmarks.results_io import RESULTS_DIR, summarize_ms, write_result
 from benchmarks.search_latency import embed_queries, hnsw_recall
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.fusion import Fusion
@@ -168,6 +168,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
         "concurrent_seconds": CONCURRENT_SECONDS,
         "sizes": {},
     }
+    if args.keep and args.output.exists():
+        # Sizes measured by an earlier run (another process, so another table) are kept
+        # beside the ones this run measures.
+        result["sizes"] = orjson.loads(args.output.read_bytes())["sizes"]
     loaded = 0
     with (
         stack.backends(work / "data", durable=False) as backends,
@@ -207,7 +211,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=corpus.default_cache_dir())
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
-    parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--output", type=Path, default=RESULTS_DIR / "real_scale.json")
+    parser.add_argument("--keep", action="store_true", help="keep the output's other sizes")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tandem-real-scale-") as tmp:
         run(args, Path(tmp))
