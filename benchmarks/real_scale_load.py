@@ -84,6 +84,7 @@ def load_range(
     documents: list[dict[str, Any]] = []
     batch: list[Chunk] = []
     paths: dict[str, str] = {}
+    document_ids: set[str] = set()
 
     def flush() -> None:
         nonlocal real, documents, batch
@@ -106,6 +107,7 @@ def load_range(
                 documents.append(row)
             paths[chunk.document_id] = f"{row['source']}\0{row['content_type']}"
             batch.append(chunk)
+            document_ids.add(chunk.document_id)
             if len(batch) >= BATCH:
                 flush()
     flush()
@@ -115,4 +117,5 @@ def load_range(
         "real_vectors": real,
         "borrowed_vectors": loaded - real,
         "copy_seconds": time.perf_counter() - started,
+        "document_ids": document_ids,
     }

@@ -68,8 +68,14 @@ def _search(client: httpx.Client, query: str, mode: SearchMode) -> tuple[float, 
 
 
 def sequential(
-    api_url: str, warmup: list[str], queries: list[dict[str, Any]], mode: SearchMode
+    api_url: str,
+    warmup: list[str],
+    queries: list[dict[str, Any]],
+    mode: SearchMode,
+    loaded: set[str],
 ) -> dict[str, Any]:
+    """Latency over every query; MRR@10 over the queries whose target is loaded (a size
+    cuts the load order at a chunk, so the last targets of the first segment may be out)."""
     seconds: list[float] = []
     reciprocal: list[float] = []
     with httpx.Client(base_url=api_url, timeout=60.0) as client:
@@ -78,12 +84,15 @@ def sequential(
         for query in queries:
             elapsed, documents = _search(client, query["text"], mode)
             seconds.append(elapsed)
+            if query["relevant"] not in loaded:
+                continue
             rank = documents.index(query["relevant"]) + 1 if query["relevant"] in documents else 0
             reciprocal.append(1.0 / rank if rank else 0.0)
     return {
         "queries": len(seconds),
         "client_ms": summarize_ms(seconds),
         "mrr_at_10": sum(reciprocal) / len(reciprocal),
+        "mrr_queries": len(reciprocal),
     }
 
 
@@ -120,11 +129,15 @@ def concurrent(api_url: str, queries: list[str], mode: SearchMode) -> dict[str, 
 
 
 def measure(
-    urls: dict[str, str], database_url: str, warmup: list[str], held_out: list[dict[str, Any]]
+    urls: dict[str, str],
+    database_url: str,
+    warmup: list[str],
+    held_out: list[dict[str, Any]],
+    loaded: set[str],
 ) -> dict[str, Any]:
     modes: dict[str, Any] = {}
     for mode in MODES:
-        modes[mode.value] = {"sequential": sequential(urls["api"], warmup, held_out, mode)}
+        modes[mode.value] = {"sequential": sequential(urls["api"], warmup, held_out, mode, loaded)}
         texts = [q["text"] for q in held_out]
         modes[mode.value]["concurrent"] = concurrent(urls["api"], texts, mode)
         print(f"  {mode.value}: {_line(modes[mode.value])}", flush=True)
@@ -180,15 +193,17 @@ def run(args: argparse.Namespace, work: Path) -> None:
     ):
         urls = {"api": api.url, "inference": servers["inference"].url}
         real = 0
+        loaded_documents: set[str] = set()
         for size in sorted(args.sizes):
             before = loadavg()
             with psycopg.connect(search_corpus.conninfo(backends.database_url)) as connection:
                 search_corpus.drop_search_indexes(connection)
                 added = load.load_range(connection, directory, model, donor_vectors, loaded, size)
                 index_seconds = search_corpus.build_search_indexes(connection)
+            loaded_documents |= added.pop("document_ids")
             loaded += added["chunks_loaded"]
             real += added["real_vectors"]
-            measured = measure(urls, backends.database_url, warmup, held_out)
+            measured = measure(urls, backends.database_url, warmup, held_out, loaded_documents)
             measured |= {
                 "chunks": loaded,
                 "real_vectors": real,

@@ -22,7 +22,8 @@ def _met(ok: bool) -> str:
 def real_scale(result: dict[str, Any]) -> str:
     rows = [
         "| chunks (real / borrowed vectors) | mode | sequential p50 / p99 | target | "
-        "4 clients queries/s, p50 / p99 | MRR@10 held-out | HNSW recall@10 | load before → after |",
+        "4 clients queries/s, p50 / p99 | MRR@10 held-out (queries) | HNSW recall@10 | "
+        "load before → after |",
         "|---|---|---|---|---|---:|---:|---|",
     ]
     notes: list[str] = []
@@ -41,7 +42,8 @@ def real_scale(result: dict[str, Any]) -> str:
                 f"| {size['chunks']:,} ({size['real_vectors']:,} / "
                 f"{size['borrowed_vectors']:,}) | {mode} | {seq['p50']:.1f} / {seq['p99']:.1f} ms"
                 f" | {verdict} | {c['queries_per_second']:.0f}, {c['client_ms']['p50']:.1f} / "
-                f"{c['client_ms']['p99']:.1f} ms | {s['mrr_at_10']:.3f} | {recall} | "
+                f"{c['client_ms']['p99']:.1f} ms | {s['mrr_at_10']:.3f} ({s['mrr_queries']}) | "
+                f"{recall} | "
                 f"{size['load_average_before'][0]:.1f} → {size['load_average_after'][0]:.1f} |"
             )
         if n == 100_000:
