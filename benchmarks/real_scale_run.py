@@ -168,15 +168,10 @@ def run(args: argparse.Namespace, work: Path) -> None:
     held_out = [q for q in queries if q["half"] == "held_out"]
     warmup = [q["text"] for q in queries if q["half"] == "tuning"][:WARMUP]
     model = vectors_.embedder(args.cache_dir)
-    donor_vectors = load.donors(directory, model)
     result: dict[str, Any] = {
         "corpus": description,
         "queries": {"held_out": len(held_out), "tuning": len(queries) - len(held_out)},
-        "vectors": {
-            "model": model.model_key,
-            "borrow_rule": vectors_.RULE,
-            "donors": len(donor_vectors),
-        },
+        "vectors": {"model": model.model_key, "borrow_rule": vectors_.RULE},
         "targets": TARGETS,
         "concurrent_seconds": CONCURRENT_SECONDS,
         "sizes": {},
@@ -196,6 +191,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
         loaded_documents: set[str] = set()
         for size in sorted(args.sizes):
             before = loadavg()
+            # Read per size: the embedder may still be adding real vectors to the cache.
+            model = vectors_.embedder(args.cache_dir)
+            donor_vectors = load.donors(directory, model)
             with psycopg.connect(search_corpus.conninfo(backends.database_url)) as connection:
                 search_corpus.drop_search_indexes(connection)
                 added = load.load_range(connection, directory, model, donor_vectors, loaded, size)
@@ -208,6 +206,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 "chunks": loaded,
                 "real_vectors": real,
                 "borrowed_vectors": loaded - real,
+                "donor_vectors": len(donor_vectors),
                 "copy_seconds_added": added["copy_seconds"],
                 "index_build_seconds": index_seconds,
                 "load_average_before": before,

@@ -1,11 +1,11 @@
 """Vectors for the scale corpus: real int8 embeddings where the cache has them, borrowed
 ones beyond.
 
-`python -m benchmarks.real_scale_vectors --seconds S` embeds the chunks' embed texts in
-load order (benchmarks/real_scale_chunks.py) with Tandem's int8 model, in this process,
-into benchmarks/embedding_cache.py's disk cache, for at least the first FIRST_SIZE chunks
-(every query target is among them) and then for as long as S seconds allow. Run it at
-idle priority; a re-run embeds only what the cache lacks.
+`python -m benchmarks.real_scale_vectors --seconds S` embeds, with Tandem's int8 model in
+this process, into benchmarks/embedding_cache.py's disk cache: first every chunk of the
+query targets, then the chunks in load order (benchmarks/real_scale_chunks.py), at least
+`--first` of them, then for as long as S seconds allow. Run it at idle priority; a re-run
+embeds only what the cache lacks.
 
 A chunk whose text has no cached vector borrows one: donor = a real chunk drawn by a
 generator seeded with BORROW_SEED and the chunk's position in the load order, vector =
