@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PY_SOURCES := src tests benchmarks
 
-.PHONY: up test lint typecheck deploy-tools deploy-check browser models bench bench-data clean
+.PHONY: up test lint typecheck deploy-tools deploy-check browser models bench bench-data bench-real-scale clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -101,6 +101,19 @@ bench-data: $(VENV)/.installed-dev
 		apt-get update -qq; \
 	fi
 	$(BIN)/python -m benchmarks.labelled_corpus
+
+# Search on real text at 16k-1M chunks (benchmarks/real_scale_run.py): the corpus from
+# Debian's package descriptions, man/POD pages and HTML documentation packages, chunked,
+# embedded for as long as REAL_SCALE_EMBED_SECONDS allows (cached), then measured.
+REAL_SCALE_EMBED_SECONDS ?= 1200
+bench-real-scale: $(VENV)/.installed-dev
+	@if [ "$$(id -u)" -eq 0 ] && ! ls /var/lib/apt/lists/*_Translation-en* >/dev/null 2>&1; then \
+		apt-get update -qq -o Acquire::Languages=en; \
+	fi
+	nice -n 19 $(BIN)/python -m benchmarks.real_scale_corpus
+	nice -n 19 $(BIN)/python -m benchmarks.real_scale_chunks
+	nice -n 19 $(BIN)/python -m benchmarks.real_scale_vectors --seconds $(REAL_SCALE_EMBED_SECONDS)
+	$(BIN)/python -m benchmarks.real_scale_run
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

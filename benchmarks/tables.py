@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from benchmarks.tables_guards import load_burst, precision_quality, unauthenticated_body
+from benchmarks.tables_real_scale import real_scale
 from benchmarks.tables_search import search_latency
 
 ROOT = Path(__file__).parent.parent
@@ -475,6 +476,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "load_burst": load_burst,
     "unauthenticated_body": unauthenticated_body,
     "search_latency": search_latency,
+    "real_scale": real_scale,
 }
 
 

@@ -1,0 +1,63 @@
+"""Renderer of benchmarks/tables.py for search on real text at 16k-1M chunks
+(benchmarks/real_scale_run.py), each size against the issue's targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MODES = ("keyword", "semantic", "hybrid")
+
+
+def _target(n: int, result: dict[str, Any]) -> tuple[float, float] | None:
+    for target in (result["targets"]["sequential_small"], result["targets"]["sequential_1m"]):
+        if n in target["sizes"]:
+            return float(target["p50_ms"]), float(target["p99_ms"])
+    return None
+
+
+def _met(ok: bool) -> str:
+    return "met" if ok else "**missed**"
+
+
+def real_scale(result: dict[str, Any]) -> str:
+    rows = [
+        "| chunks (real / borrowed vectors) | mode | sequential p50 / p99 | target | "
+        "4 clients queries/s, p50 / p99 | MRR@10 held-out (queries) | HNSW recall@10 | "
+        "load before → after |",
+        "|---|---|---|---|---|---:|---:|---|",
+    ]
+    notes: list[str] = []
+    for key, size in sorted(result["sizes"].items(), key=lambda item: int(item[0])):
+        n = int(key)
+        target = _target(n, result)
+        for mode in MODES:
+            s, c = size["modes"][mode]["sequential"], size["modes"][mode]["concurrent"]
+            seq = s["client_ms"]
+            verdict = ""
+            if target:
+                ok = seq["p50"] <= target[0] and seq["p99"] <= target[1]
+                verdict = f"≤ {target[0]:.0f} / {target[1]:.0f} ms: {_met(ok)}"
+            recall = f"{size['hnsw_recall_at_10']:.3f}" if mode != "keyword" else ""
+            rows.append(
+                f"| {size['chunks']:,} ({size['real_vectors']:,} / "
+                f"{size['borrowed_vectors']:,}) | {mode} | {seq['p50']:.1f} / {seq['p99']:.1f} ms"
+                f" | {verdict} | {c['queries_per_second']:.0f}, {c['client_ms']['p50']:.1f} / "
+                f"{c['client_ms']['p99']:.1f} ms | {s['mrr_at_10']:.3f} ({s['mrr_queries']}) | "
+                f"{recall} | "
+                f"{size['load_average_before'][0]:.1f} → {size['load_average_after'][0]:.1f} |"
+            )
+        if n == 100_000:
+            qps = size["modes"]["hybrid"]["concurrent"]["queries_per_second"]
+            goal = result["targets"]["hybrid_4_clients_100k_qps"]
+            notes.append(
+                f"hybrid with 4 clients at 100k: {qps:.0f} queries/s "
+                f"(target ≥ {goal:.0f}: {_met(qps >= goal)})"
+            )
+    corpus = result["corpus"]
+    kinds = ", ".join(f"{v:,} {k}" for k, v in corpus["documents_by_kind"].items())
+    machine = result["machine"]
+    notes.append(
+        f"corpus: {corpus['documents']:,} documents ({kinds}); {result['queries']['held_out']} "
+        f"held-out known-item queries per mode; run {machine['finished_at'][:10]}"
+    )
+    return "\n".join(rows) + "\n\n" + "; ".join(notes) + "\n"
