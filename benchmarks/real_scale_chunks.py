@@ -25,7 +25,7 @@ import orjson
 
 from benchmarks import real_scale_corpus as corpus
 from tandem.config import ModelCacheSettings
-from tandem.documents import ContentType, ParsedDocument
+from tandem.documents.parsed import ContentType, ParsedDocument
 from tandem.model_files import ModelKind, locate_prepared
 from tandem.worker.chunking import Chunker
 
