@@ -170,6 +170,9 @@ class SearchRequest(BaseModel):
 
 
 class SearchHitOut(BaseModel):
+    # Built from either name; dumped under the JSON one everywhere, not only by FastAPI.
+    model_config = ConfigDict(populate_by_name=True, serialize_by_alias=True)
+
     document_id: str
     # The chunk's ordinal in its document, as `ChunkOut.ordinal`; its JSON name stays "chunk"
     # (the public API: clients and the web UI read `hit.chunk`).
