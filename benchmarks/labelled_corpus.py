@@ -60,9 +60,14 @@ _MAN_FILE = re.compile(r"usr/share/man/man[^/]*/(?P<page>[^/]+?)\.(?P<section>[^
 _POD_FILE = re.compile(r"/perl[^/]*/.*\.(pm|pod)$")
 
 
-def default_cache_dir() -> Path:
+def bench_cache_dir(name: str) -> Path:
+    """The benchmarks' cache directory `name` (built data, never in git)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tandem-bench" / "labelled-corpus"
+    return Path(base) / "tandem-bench" / name
+
+
+def default_cache_dir() -> Path:
+    return bench_cache_dir("labelled-corpus")
 
 
 @dataclass(frozen=True)
@@ -110,26 +115,26 @@ def deb_version(deb: Path) -> str:
     return urllib.parse.unquote(deb.stem.split("_")[1])
 
 
-def _read(path: Path) -> str:
+def read_text(path: Path) -> str:
     raw = path.read_bytes()
     if path.suffix == ".gz":
         raw = gzip.decompress(raw)
     return raw.decode("utf-8", errors="replace")
 
 
-def _files(tree: Path) -> list[Path]:
+def files(tree: Path) -> list[Path]:
     # Symbolic links are aliases of another page: the real file is read once.
     return sorted(p for p in tree.rglob("*") if p.is_file() and not p.is_symlink())
 
 
 def man_pages(package: str, tree: Path) -> list[Page]:
     pages: list[Page] = []
-    for path in _files(tree):
+    for path in files(tree):
         relative = path.relative_to(tree).as_posix()
         match = _MAN_FILE.search(relative)
         if match is None:
             continue
-        parsed = parse_man(_read(path))
+        parsed = parse_man(read_text(path))
         if parsed is None:
             continue
         title = f"{match['page']}({match['section']})"
@@ -140,11 +145,11 @@ def man_pages(package: str, tree: Path) -> list[Page]:
 
 def pod_pages(package: str, tree: Path) -> list[Page]:
     pages: list[Page] = []
-    for path in _files(tree):
+    for path in files(tree):
         relative = path.relative_to(tree).as_posix()
         if _POD_FILE.search("/" + relative) is None:
             continue
-        parsed = parse_pod(_read(path))
+        parsed = parse_pod(read_text(path))
         if parsed is None or not re.fullmatch(r"[\w:.\-]+", parsed.name):
             continue
         source = f"{package}/{relative}"
@@ -162,7 +167,7 @@ def cap_words(text: str, limit: int) -> str:
     return text
 
 
-def _normal(text: str) -> str:
+def normal_text(text: str) -> str:
     return " ".join(text.lower().split())
 
 
@@ -174,14 +179,14 @@ def select(pages: list[Page], queries: int, seed: int) -> dict[str, Any]:
             documents[page.id] = page
     sharing: dict[str, int] = {}
     for page in documents.values():
-        sharing[_normal(page.description)] = sharing.get(_normal(page.description), 0) + 1
+        sharing[normal_text(page.description)] = sharing.get(normal_text(page.description), 0) + 1
     capped = {i: cap_words(p.text, MAX_WORDS) for i, p in documents.items()}
     candidates = sorted(
         page.id
         for page in documents.values()
         if len(page.description.split()) >= MIN_QUERY_WORDS
-        and sharing[_normal(page.description)] == 1
-        and _normal(page.description) not in _normal(f"{page.title}\n{capped[page.id]}")
+        and sharing[normal_text(page.description)] == 1
+        and normal_text(page.description) not in normal_text(f"{page.title}\n{capped[page.id]}")
     )
     chosen = sorted(random.Random(seed).sample(candidates, min(queries, len(candidates))))
     return {

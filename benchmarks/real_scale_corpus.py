@@ -19,8 +19,6 @@ benchmarks/ranking_split.py.
 from __future__ import annotations
 
 import argparse
-import gzip
-import os
 import random
 import re
 import subprocess
@@ -60,8 +58,7 @@ class Document:
 
 
 def default_cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tandem-bench" / "real-scale"
+    return labelled.bench_cache_dir("real-scale")
 
 
 def parse_translation(text: str) -> Iterator[tuple[str, str, str]]:
@@ -130,15 +127,11 @@ def html_documents(cache_dir: Path) -> tuple[list[Document], dict[str, str]]:
     documents: list[Document] = []
     for package in sorted(debs):
         tree = labelled.unpack(debs[package], cache_dir / "trees")
-        for path in labelled._files(tree):
+        for path in labelled.files(tree):
             relative = path.relative_to(tree).as_posix()
             if _HTML_FILE.search(relative) is None:
                 continue
-            raw = path.read_bytes()
-            markup = (gzip.decompress(raw) if path.suffix == ".gz" else raw).decode(
-                "utf-8", errors="replace"
-            )
-            title, text, _ = html_to_text(markup, HTML_MAX_CHARS)
+            title, text, _ = html_to_text(labelled.read_text(path), HTML_MAX_CHARS)
             if len(text.split()) < MIN_HTML_WORDS:
                 continue  # redirects, frames, empty index pages
             source = f"{package}/{relative}"
@@ -148,23 +141,21 @@ def html_documents(cache_dir: Path) -> tuple[list[Document], dict[str, str]]:
     return documents, {p: labelled.deb_version(d) for p, d in debs.items()}
 
 
-def _normal(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
 def query_candidates(documents: list[Document]) -> list[Document]:
     """Documents whose query is usable: long enough, not in the document, not shared."""
     sharing: dict[str, int] = {}
     for document in documents:
         if document.query:
-            sharing[_normal(document.query)] = sharing.get(_normal(document.query), 0) + 1
+            sharing[labelled.normal_text(document.query)] = (
+                sharing.get(labelled.normal_text(document.query), 0) + 1
+            )
     return [
         d
         for d in documents
         if d.query
         and len(d.query.split()) >= MIN_QUERY_WORDS
-        and sharing[_normal(d.query)] == 1
-        and _normal(d.query) not in _normal(f"{d.title}\n{d.text}")
+        and sharing[labelled.normal_text(d.query)] == 1
+        and labelled.normal_text(d.query) not in labelled.normal_text(f"{d.title}\n{d.text}")
     ]
 
 
