@@ -26,6 +26,7 @@ from pgvector.psycopg import register_vector
 
 from benchmarks import search_corpus as corpus
 from benchmarks import tandem_stack as stack
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import summarize_ms, write_result
 from benchmarks.search_latency import embed_queries, make_queries
 from tandem.db.migrate import upgrade
@@ -129,6 +130,7 @@ def recall(
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--chunks", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=200)

@@ -26,6 +26,7 @@ import numpy as np
 import orjson
 from sqlalchemy import text
 
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.prose import ProseModel
 from benchmarks.results_io import RESULTS_DIR, write_result
 from tandem.db import catalog
@@ -117,6 +118,7 @@ def run(count: int, work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=400)
     parser.add_argument("--output", type=Path, default=None)

@@ -40,7 +40,7 @@ from benchmarks import ingest_cpu
 from benchmarks import tandem_stack as stack
 from benchmarks.ingest_corpus import GeneratedDocument, generate_documents, worker_chunk_texts
 from benchmarks.ingest_worker import TIMINGS_FILE_VARIABLE, read_batches, stage_summary
-from benchmarks.processes import FloorSetup, FloorWorker, floor_worker
+from benchmarks.processes import FloorSetup, FloorWorker, floor_worker, unwind_on_sigterm
 from benchmarks.prose import ProseModel
 from benchmarks.results_io import write_result
 from tandem.config import ModelServerSettings, WorkerSettings
@@ -278,6 +278,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run: fewer documents")
     parser.add_argument("--profiles", default="short,long", help="short, long or both")

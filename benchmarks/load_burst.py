@@ -35,6 +35,7 @@ from benchmarks.burst import (
     run_sequential_embeds,
 )
 from benchmarks.corpus import make_passages, make_queries
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import RESULTS_DIR, summarize_ms, write_result
 from benchmarks.tandem_stack import api_server, backends, model_servers, worker
 
@@ -128,6 +129,7 @@ def summarize(burst: BurstOutcome, idle: list[Answer], sequential: list[Answer])
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items-per-request", type=int, default=32)
     parser.add_argument("--waves", type=int, default=20)

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -44,6 +42,7 @@ from benchmarks.processes import (
     free_port,
     running,
     tandem_argv,
+    unwind_on_sigterm,
     wait_settled,
 )
 from tandem.config import ModelCacheSettings, ModelServerSettings
@@ -331,8 +330,7 @@ def main() -> None:
         help="also measure queries with the inference server at this thread count",
     )
     args = parser.parse_args()
-    # SIGTERM unwinds like an error, so every `finally` stops the processes it started.
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    unwind_on_sigterm()
     work = QUICK if args.quick else FULL
     output: Path = args.output or (QUICK_RESULTS_PATH if args.quick else RESULTS_PATH)
     started = time.monotonic()

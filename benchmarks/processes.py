@@ -24,6 +24,12 @@ from tandem.local.services.process import stop as stop_process
 THREAD_CAP_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def unwind_on_sigterm() -> None:
+    """SIGTERM unwinds like an error, so every `finally` and `with` stops what it started
+    (a benchmark killed by its runner leaves no server behind)."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of process ``pid`` (all its threads) so far.
 

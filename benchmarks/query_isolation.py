@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import signal
 import socket
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -53,6 +51,7 @@ from benchmarks.processes import (
     free_port,
     running,
     tandem_argv,
+    unwind_on_sigterm,
     wait_settled,
 )
 from tandem.config import ModelServerSettings
@@ -240,7 +239,7 @@ def main() -> None:
     parser.add_argument("--index-batches", type=int, default=2, help="requests of 64, per round")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    unwind_on_sigterm()
     queries, passages = make_queries(args.queries), make_passages(BATCH * BULK_CLIENTS * 2)
     load_at_start = os.getloadavg()
     floor_single: list[float] = []

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import signal
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,6 +33,7 @@ from typing import Any
 
 from benchmarks import labelled_corpus, quality_set, ranking_references
 from benchmarks.embedding_cache import CachedEmbedder
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.ranking_report import from_ranks, ranks_in, row, summarize
 from benchmarks.ranking_runs import (
     Configuration,
@@ -223,8 +222,7 @@ def main() -> None:
     parser.add_argument("--cache-dir", type=Path, default=labelled_corpus.default_cache_dir())
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args()
-    # SIGTERM unwinds like an error: PostgreSQL is stopped and the temporary directory removed.
-    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+    unwind_on_sigterm()
     names = ("man-perl", "stdlib") if args.set == "both" else (args.set,)
     embedder = CachedEmbedder(args.cache_dir, precision=args.precision)
     started = time.perf_counter()

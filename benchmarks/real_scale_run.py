@@ -35,6 +35,7 @@ from benchmarks import real_scale_load as load
 from benchmarks import real_scale_vectors as vectors_
 from benchmarks import search_corpus
 from benchmarks import tandem_stack as stack
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import RESULTS_DIR, summarize_ms, write_result
 from benchmarks.search_latency import embed_queries, hnsw_recall
 from tandem.db.session import make_engine, make_session_factory
@@ -224,6 +225,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cache-dir", type=Path, default=corpus.default_cache_dir())
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 from redis import Redis
 
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.prose import ProseModel
 from benchmarks.results_io import write_result
 from benchmarks.tandem_stack import backends, model_servers
@@ -124,6 +125,7 @@ def run(count: int, work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=200)
     parser.add_argument("--output", type=Path, default=None)

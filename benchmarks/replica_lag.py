@@ -34,6 +34,7 @@ import httpx
 import psycopg
 from tests.replica_support import Replication, replication
 
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.prose import package_descriptions, site_packages
 from benchmarks.results_io import summarize_ms, write_result
 from benchmarks.tandem_stack import Backends, api_server, model_servers, worker
@@ -50,6 +51,11 @@ QUERIES = (
     "render templates in HTML",
 )
 BATCH = 20  # documents per bulk upload request
+BULK_CLIENTS = 3  # bulk batches in flight: one indexing, the next ones queued
+ATTEMPT_GRACE_SECONDS = 120.0  # past the deadline, for attempts already sent
+# Between status polls of an attempt. Seven clients polling every 20 ms kept the API busy
+# on most of a core, CPU the indexing server (at the lowest priority) then did not get.
+POLL_SECONDS = 0.1
 
 
 def _search(client: httpx.Client, query: str, mode: str) -> tuple[float, bool]:
@@ -145,20 +151,34 @@ def _ingest_phase(
     tries_done = threading.Event()
     bulk_sent = [0]
 
+    def wait_finished(client: httpx.Client, attempt_id: str) -> str:
+        while (status := client.get(f"/api/index-attempts/{attempt_id}").json()["status"]) not in (
+            "succeeded",
+            "failed",
+        ):
+            if time.monotonic() > deadline + ATTEMPT_GRACE_SECONDS:
+                return "unfinished"
+            time.sleep(POLL_SECONDS)
+        return str(status)
+
     def bulk(start: int) -> None:
         """Full speed until the tries are done: the documents again and again, under new
-        names each round (the index grows as in a real import)."""
+        names each round (the index grows as in a real import). Each client sends its next
+        batch once its last one is indexed, so BULK_CLIENTS batches keep the worker busy
+        without a queue that grows without end (a try waits behind at most those)."""
         with httpx.Client(base_url=replica_api, timeout=300) as client:
             for round_ in itertools.count():
-                for n in range(start, len(documents), 2 * BATCH):
+                for n in range(start * BATCH, len(documents), BULK_CLIENTS * BATCH):
                     if tries_done.is_set():
                         return
                     files = [
                         ("files", (f"r{round_}-{name}", body))
                         for name, body in documents[n : n + BATCH]
                     ]
-                    client.post("/api/documents", files=files).raise_for_status()
+                    response = client.post("/api/documents", files=files)
+                    response.raise_for_status()
                     bulk_sent[0] += len(files)
+                    wait_finished(client, response.json()["attempt_id"])
 
     def one_try(n: int) -> bool | None:
         if time.monotonic() > deadline:
@@ -167,14 +187,9 @@ def _ingest_phase(
         with httpx.Client(base_url=replica_api, timeout=300) as client:
             body = f"Notes on {word}, try {n}.".encode()
             attempt = client.post("/api/documents", files=[("files", (f"ryw-{n}.txt", body))])
-            attempt_id = attempt.json()["attempt_id"]
-            while (
-                status := client.get(f"/api/index-attempts/{attempt_id}").json()["status"]
-            ) not in (
-                "succeeded",
-                "failed",
-            ):
-                time.sleep(0.02)
+            status = wait_finished(client, attempt.json()["attempt_id"])
+            if status == "unfinished":
+                return None  # not indexed in time: not a read-your-writes try
             assert status == "succeeded"
             hits = client.post("/api/search", json={"query": word, "mode": "keyword"}).json()
             return f"ryw-{n}.txt" in [h["document_id"] for h in hits["results"]]
@@ -184,8 +199,8 @@ def _ingest_phase(
     sampler.start()
     search_thread = threading.Thread(target=searcher)
     search_thread.start()
-    with ThreadPoolExecutor(2) as uploads, ThreadPoolExecutor(4) as ryw:
-        bulk_done = [uploads.submit(bulk, 0), uploads.submit(bulk, BATCH)]
+    with ThreadPoolExecutor(BULK_CLIENTS) as uploads, ThreadPoolExecutor(4) as ryw:
+        bulk_done = [uploads.submit(bulk, n) for n in range(BULK_CLIENTS)]
         found = [f for f in ryw.map(one_try, range(tries)) if f is not None]
         tries_done.set()
         for future in bulk_done:
@@ -239,6 +254,7 @@ def _failover(pair: Replication, replica_api: str) -> dict[str, Any]:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tries", type=int, default=1000)
     parser.add_argument("--bulk-documents", type=int, default=300)

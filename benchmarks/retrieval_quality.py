@@ -29,6 +29,7 @@ import numpy as np
 import orjson
 
 from benchmarks import tandem_stack as stack
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.quality_set import LabelledDocument, LabelledQuery, load
 from benchmarks.ranking_split import HALVES, Split, choose, halves
 from benchmarks.ranking_split import PerQuery as SplitScores
@@ -195,6 +196,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="every fourth query, alpha 0.5 only")
     parser.add_argument("--output", type=Path, default=None)

@@ -35,6 +35,7 @@ import psycopg
 
 from benchmarks import search_corpus as corpus
 from benchmarks import tandem_stack as stack
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import summarize_ms, write_result
 from benchmarks.search_latency import make_queries
 from tandem.db.migrate import upgrade
@@ -167,6 +168,7 @@ def measure(urls: dict[str, str], queries: list[str]) -> dict[str, Any]:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--before", required=True, help="git revision of the 'before' side")
     parser.add_argument("--chunks", type=int, default=100_000)

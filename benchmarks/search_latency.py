@@ -32,6 +32,7 @@ from pgvector.psycopg import register_vector
 from benchmarks import search_corpus as corpus
 from benchmarks import search_variants as variants
 from benchmarks import tandem_stack as stack
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import summarize_ms, write_result
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.fusion import Fusion
@@ -268,6 +269,7 @@ def _line(measured: dict[str, Any]) -> str:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="10k chunks, 40 queries per mode")
     parser.add_argument("--sizes", type=int, nargs="+", default=None)

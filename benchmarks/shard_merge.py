@@ -37,6 +37,7 @@ from scipy import sparse  # type: ignore[import-untyped]
 
 from benchmarks import labelled_corpus
 from benchmarks.embedding_cache import CachedEmbedder
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import write_result
 from tandem.local.services.postgres import THROWAWAY_SETTINGS, running_postgres
 from tandem.local.services.process import free_port
@@ -194,6 +195,7 @@ def dense_runs(
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--documents", type=int, default=0, help="0: every document")
     parser.add_argument("--queries", type=int, default=1000)

@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 from tests.source_site import Resource, Site, running_site
 
 from benchmarks.labelled_corpus import default_cache_dir, ensure, load
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.quality_set import LabelledDocument
 from benchmarks.results_io import write_result
 from benchmarks.tandem_stack import api_server, backends, model_servers, worker
@@ -192,6 +193,7 @@ def web_runs(stack: Stack, documents: list[LabelledDocument]) -> dict[str, Any]:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=5000)
     parser.add_argument("--pages", type=int, default=1000)

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import write_result
 from benchmarks.tandem_stack import Process, backends, free_port, process, tandem_argv
 from tandem.local.services.process import LOOPBACK as HOST
@@ -220,6 +221,7 @@ def run(work: Path, payload: int = BODY_BYTES) -> dict[str, Any]:
 
 
 def main() -> None:
+    unwind_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument(

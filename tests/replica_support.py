@@ -57,9 +57,11 @@ class Replication:
     def standby_sql(self, statement: str, *params: Any) -> list[tuple[Any, ...]]:
         return _sql(self.standby, statement, params)
 
-    def wait_replayed(self, timeout: float = 30.0) -> None:
-        """Until the standby has replayed everything the primary had written."""
-        (target,) = self.primary_sql("SELECT pg_current_wal_lsn()")[0]
+    def wait_replayed(self, timeout: float = 30.0, *, target: str | None = None) -> None:
+        """Until the standby has replayed `target`, by default everything the primary had
+        written (with asynchronous commit that can be short of what it has inserted)."""
+        if target is None:
+            (target,) = self.primary_sql("SELECT pg_current_wal_lsn()::text")[0]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             (done,) = self.standby_sql("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", target)[0]

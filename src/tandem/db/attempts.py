@@ -19,6 +19,22 @@ from tandem.db.sources import finish_syncs
 
 TERMINAL = (AttemptStatus.SUCCEEDED, AttemptStatus.FAILED)
 
+# The end of the WAL inserted so far. At the very start of a page the server reports the
+# position past that page's header (24 bytes; 40 at a segment's start), which a standby
+# replaying every record never reaches until more WAL is written: a replica would then be
+# ruled out of reads on a quiet primary for no reason.
+WAL_END_SQL = """
+SELECT (CASE
+    WHEN o % pg_size_bytes(current_setting('wal_segment_size')) = 40 THEN p - 40
+    WHEN o % current_setting('wal_block_size')::numeric = 24 THEN p - 24
+    ELSE p
+END)::text
+FROM (
+    SELECT p, p - '0/0'::pg_lsn AS o
+    FROM coalesce(CAST(:at AS pg_lsn), pg_current_wal_insert_lsn()) AS p
+) AS insert
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class ItemToQueue:
@@ -118,9 +134,7 @@ def finish_attempt_if_done(session: Session, attempt_id: uuid.UUID) -> None:
     if attempt.status == AttemptStatus.SUCCEEDED:
         # Every item's chunks were committed before this transaction began (items finish
         # in their own): a replica replayed past here can serve them (db.replicas).
-        attempt.succeeded_lsn = session.execute(
-            text("SELECT pg_current_wal_insert_lsn()::text")
-        ).scalar_one()
+        attempt.succeeded_lsn = wal_end(session)
     finish_syncs(session, attempt_id, failed)
 
 
@@ -173,6 +187,11 @@ def waiting_items(session: Session) -> int:
             text("SELECT count(*) FROM index_attempt_items WHERE status = 'queued'")
         ).scalar_one()
     )
+
+
+def wal_end(session: Session | Connection, at: str | None = None) -> str:
+    """The end of the WAL inserted so far (or of the insert position `at`), as text."""
+    return str(session.execute(text(WAL_END_SQL), {"at": at}).scalar_one())
 
 
 def newest_succeeded_lsn(session: Session | Connection) -> str | None:

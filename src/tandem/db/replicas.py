@@ -112,7 +112,12 @@ class ReadRouter:
     def _primary_lsn(self) -> int | None:
         try:
             with self._primary_engine.connect() as connection:
-                value = connection.execute(text("SELECT pg_current_wal_lsn()::text")).scalar_one()
+                # Flushed, not merely written: a standby is sent only flushed WAL, and
+                # with asynchronous commit the written position can stay a few bytes past
+                # it on an idle primary, which would age an idle replica out of reads.
+                value = connection.execute(
+                    text("SELECT pg_current_wal_flush_lsn()::text")
+                ).scalar_one()
         except OperationalError as exc:
             log.warning("replica_check_primary_unreachable error=%s", _first_line(exc))
             return None
