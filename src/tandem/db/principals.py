@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from tandem.db.models import PUBLIC, ApiKey, Group, GroupMember, User
 
 KEY_PREFIX = "tdm_"
+Principal = TypeVar("Principal", User, Group)
 
 
 class Scope(StrEnum):
@@ -96,11 +98,15 @@ def add_user(session: Session, name: str, *, admin: bool = False) -> User:
     return user
 
 
+def _named(session: Session, model: type[Principal], name: str, kind: str) -> Principal:
+    found = session.execute(select(model).where(model.name == name)).scalar_one_or_none()
+    if found is None:
+        raise PrincipalError(f"no {kind} named {name!r}")
+    return found
+
+
 def get_user(session: Session, name: str) -> User:
-    user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
-    if user is None:
-        raise PrincipalError(f"no user named {name!r}")
-    return user
+    return _named(session, User, name, "user")
 
 
 def _memberships(session: Session) -> list[tuple[int, int, str, str]]:
@@ -137,10 +143,7 @@ def add_group(session: Session, name: str, members: Sequence[str] = ()) -> Group
 
 
 def _group(session: Session, name: str) -> Group:
-    group = session.execute(select(Group).where(Group.name == name)).scalar_one_or_none()
-    if group is None:
-        raise PrincipalError(f"no group named {name!r}")
-    return group
+    return _named(session, Group, name, "group")
 
 
 def add_member(session: Session, group: str, user: str) -> None:
