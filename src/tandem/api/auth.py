@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -104,6 +104,7 @@ class FailureLimiter:
         _trim(self._buckets)
 
 
+@dataclass(eq=False)
 class Authenticator:
     """API key -> `Caller`, with a cache of valid keys (so revocation takes at most
     `valid_seconds`), one of unknown keys, and the failure limit per client address.
@@ -112,22 +113,14 @@ class Authenticator:
     caches need no lock.
     """
 
-    def __init__(
-        self,
-        lookup: KeyLookup,
-        *,
-        valid_seconds: float,
-        failures: FailureLimiter,
-        unknown_seconds: float = UNKNOWN_KEY_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.lookup = lookup
-        self.valid_seconds = valid_seconds
-        self.unknown_seconds = unknown_seconds
-        self.failures = failures
-        self.clock = clock
-        self._valid: dict[str, tuple[float, Caller]] = {}
-        self._unknown: dict[str, float] = {}
+    lookup: KeyLookup
+    _: KW_ONLY
+    valid_seconds: float
+    failures: FailureLimiter
+    unknown_seconds: float = UNKNOWN_KEY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _valid: dict[str, tuple[float, Caller]] = field(default_factory=dict, init=False, repr=False)
+    _unknown: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     async def authenticate(self, key: str, client: str) -> Caller | Refusal:
         digest = hash_key(key)
