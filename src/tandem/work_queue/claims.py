@@ -104,6 +104,7 @@ _TAKE = text(
         lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :lease),
         not_before = NULL
     WHERE id = ANY(:ids)
+    -- the fields of ClaimedItem by name; a payload is never cleared before a terminal state
     RETURNING id, attempt_id, document_id, source, filename, content_type, title, metadata,
               coalesce(payload, ''::bytea) AS payload, size_bytes, claims AS claim, failures,
               readers, owner_id
