@@ -22,11 +22,11 @@ from starlette.testclient import TestClient
 from starlette.types import Message, Scope
 
 from tandem.api.app import ready
-from tandem.api.auth import Authenticator, Caller, FailureLimiter, Refusal
+from tandem.api.auth import Authenticator, FailureLimiter, Refusal
 from tandem.api.body_limits import RouteBodyLimits
 from tandem.api.state import ApiState
 from tandem.config_fields import LOOPBACK_HOSTS
-from tandem.db.principals import hash_key
+from tandem.db.principals import Caller, hash_key
 from tandem.http.guards import (
     HostAllowlist,
     RequestGuards,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -21,7 +21,7 @@ import anyio.to_thread
 from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.db.principals import Scope, hash_key, key_holder
+from tandem.db.principals import Caller, hash_key, key_caller
 
 # A key nobody has is not looked up again for this long: a client retrying one bad key
 # costs no queries, and a key created in the meantime is usable almost at once.
@@ -29,24 +29,6 @@ UNKNOWN_KEY_SECONDS = 2.0
 # Bounds on what the caches and the failure counters hold; beyond them the oldest go.
 MAX_ENTRIES = 10_000
 V = TypeVar("V")
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The principal a request runs as: an API key's holder, or open access (no key: one
-    implicit admin, as the local stack runs by default)."""
-
-    key_id: int | None
-    name: str  # the key's name
-    scope: Scope = Scope.ADMIN
-    user_id: int | None = None
-    user: str | None = None  # None: a service key, or open access
-    # The reader tokens it reads with (tandem.db.principals); None: it reads everything.
-    readers: tuple[str, ...] | None = None
-    expires_at: datetime | None = None
-
-    def may(self, needed: Scope) -> bool:
-        return self.scope.allows(needed)
 
 
 OPEN_ACCESS = Caller(key_id=None, name="open access")
@@ -74,25 +56,17 @@ def database_lookup(sessions: sessionmaker[Session]) -> KeyLookup:
 
     def lookup(digest: str) -> Caller | None:
         with sessions.begin() as session:
-            holder = key_holder(session, digest)
-            if holder is None:
+            caller = key_caller(session, digest)
+            if caller is None:
                 return None
             session.execute(
                 text(
                     "UPDATE api_keys SET last_used_at = now() WHERE id = :id AND "
                     "(last_used_at IS NULL OR last_used_at < now() - make_interval(secs => :s))"
                 ),
-                {"id": holder.key_id, "s": TOUCH_SECONDS},
+                {"id": caller.key_id, "s": TOUCH_SECONDS},
             )
-        return Caller(
-            key_id=holder.key_id,
-            name=holder.name,
-            scope=holder.scope,
-            user_id=holder.user_id,
-            user=holder.user,
-            readers=None if holder.reads_all else holder.tokens,
-            expires_at=holder.expires_at,
-        )
+        return caller
 
     return lookup
 
@@ -130,6 +104,7 @@ class FailureLimiter:
         _trim(self._buckets)
 
 
+@dataclass(eq=False)
 class Authenticator:
     """API key -> `Caller`, with a cache of valid keys (so revocation takes at most
     `valid_seconds`), one of unknown keys, and the failure limit per client address.
@@ -138,22 +113,14 @@ class Authenticator:
     caches need no lock.
     """
 
-    def __init__(
-        self,
-        lookup: KeyLookup,
-        *,
-        valid_seconds: float,
-        failures: FailureLimiter,
-        unknown_seconds: float = UNKNOWN_KEY_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.lookup = lookup
-        self.valid_seconds = valid_seconds
-        self.unknown_seconds = unknown_seconds
-        self.failures = failures
-        self.clock = clock
-        self._valid: dict[str, tuple[float, Caller]] = {}
-        self._unknown: dict[str, float] = {}
+    lookup: KeyLookup
+    _: KW_ONLY
+    valid_seconds: float
+    failures: FailureLimiter
+    unknown_seconds: float = UNKNOWN_KEY_SECONDS
+    clock: Callable[[], float] = time.monotonic
+    _valid: dict[str, tuple[float, Caller]] = field(default_factory=dict, init=False, repr=False)
+    _unknown: dict[str, float] = field(default_factory=dict, init=False, repr=False)
 
     async def authenticate(self, key: str, client: str) -> Caller | Refusal:
         digest = hash_key(key)

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from tandem.api.auth import OPEN_ACCESS, Authenticator, Caller
+from tandem.api.auth import OPEN_ACCESS, Authenticator
+from tandem.db.principals import Caller
 from tandem.wire.errors import HttpMiddleware, error_response
 
 CALLER_STATE = "caller"

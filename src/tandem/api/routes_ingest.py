@@ -17,10 +17,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tandem.api.access import resolve
-from tandem.api.auth import Caller
 from tandem.api.state import Ingesting, Searching, StateDep
 from tandem.db import attempts
 from tandem.db.models import UPLOAD_SOURCE, AttemptStatus, Document, IndexAttemptItem
+from tandem.db.principals import Caller
 from tandem.db.sources import InvalidPath, clean_path, document_id
 from tandem.documents.parsed import SNIFF_BYTES, UnsupportedFileType, screen_upload
 from tandem.wire.api import (

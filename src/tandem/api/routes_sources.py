@@ -11,10 +11,10 @@ from kombu.exceptions import OperationalError
 from sqlalchemy.orm import Session
 
 from tandem.api.access import access_out, readers_of, resolve
-from tandem.api.auth import Caller
 from tandem.api.state import Ingesting, Searching, StateDep
 from tandem.db import sources
 from tandem.db.models import Source, SourceKind, SourceSync
+from tandem.db.principals import Caller
 from tandem.wire.api import (
     SourceAccessIn,
     SourceIn,

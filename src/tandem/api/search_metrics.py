@@ -5,8 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
-
+from tandem.http.metrics import MetricsRegistry
 from tandem.index.stage_timings import Stage
 
 # Stages take from tens of microseconds (fusion) to tens of milliseconds (a query embedding
@@ -30,31 +29,26 @@ STAGE_BUCKETS = (
 )
 
 
-class SearchMetrics:
+class SearchMetrics(MetricsRegistry):
     def __init__(self) -> None:
-        self.registry = CollectorRegistry(auto_describe=True)
-        self.stage_seconds = Histogram(
+        super().__init__()
+        self.stage_seconds = self.histogram(
             "tandem_search_stage_seconds",
             "Wall time of one stage of a search (hybrid runs some at once), by requested mode",
             ["mode", "stage"],
-            buckets=STAGE_BUCKETS,
-            registry=self.registry,
+            STAGE_BUCKETS,
         )
-        self.search_seconds = Histogram(
+        self.search_seconds = self.histogram(
             "tandem_search_seconds",
             "Wall time of a search in the API route, response body included, by requested mode",
             ["mode"],
-            buckets=STAGE_BUCKETS,
-            registry=self.registry,
+            STAGE_BUCKETS,
         )
 
     def observe(self, mode: str, stages: Mapping[Stage, float], total: float) -> None:
         for stage, seconds in stages.items():
             self.stage_seconds.labels(mode, stage.value).observe(seconds)
         self.search_seconds.labels(mode).observe(total)
-
-    def render(self) -> bytes:
-        return bytes(generate_latest(self.registry))
 
 
 def server_timing(stages: Mapping[Stage, float], total: float) -> str:

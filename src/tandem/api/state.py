@@ -13,11 +13,11 @@ from redis import Redis
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tandem.api.auth import Authenticator, Caller
+from tandem.api.auth import Authenticator
 from tandem.api.auth_middleware import BAD_KEY, CALLER_STATE
 from tandem.api.search_metrics import SearchMetrics
 from tandem.config import ApiSettings
-from tandem.db.principals import Scope
+from tandem.db.principals import Caller, Scope
 from tandem.db.replicas import ReadRouter
 from tandem.index.protocol import DocumentIndex
 from tandem.model_client.client import ModelClient

@@ -5,8 +5,10 @@ from __future__ import annotations
 import mimetypes
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from tandem.wire.api import (
     AttemptOut,
@@ -17,6 +19,8 @@ from tandem.wire.api import (
     SourceList,
     SourceOut,
 )
+
+Answer = TypeVar("Answer", bound=BaseModel)
 
 
 class ApiRequestFailed(RuntimeError):
@@ -48,37 +52,39 @@ class TandemClient:
     def __exit__(self, *_: object) -> None:
         self._http.close()
 
+    def _request(
+        self,
+        method: str,
+        url: str,
+        answer: type[Answer],
+        *,
+        json: object = None,
+        files: list[tuple[str, tuple[str, bytes, str]]] | None = None,
+    ) -> Answer:
+        response = self._http.request(method, url, json=json, files=files)
+        _raise_for(response)
+        return answer.model_validate_json(response.content)
+
     def upload(self, files: Iterable[tuple[Path, str]]) -> IngestResponse:
         """Upload (file, its path as the document's) pairs."""
         parts = []
         for path, name in files:
             content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
             parts.append(("files", (name, path.read_bytes(), content_type)))
-        response = self._http.post("/api/documents", files=parts)
-        _raise_for(response)
-        return IngestResponse.model_validate_json(response.content)
+        return self._request("POST", "/api/documents", IngestResponse, files=parts)
 
     def attempt(self, attempt_id: str) -> AttemptOut:
-        response = self._http.get(f"/api/index-attempts/{attempt_id}")
-        _raise_for(response)
-        return AttemptOut.model_validate_json(response.content)
+        return self._request("GET", f"/api/index-attempts/{attempt_id}", AttemptOut)
 
     def add_source(self, source: SourceIn) -> SourceOut:
-        response = self._http.post(
-            "/api/sources", json=source.model_dump(mode="json", exclude_none=True)
-        )
-        _raise_for(response)
-        return SourceOut.model_validate_json(response.content)
+        body = source.model_dump(mode="json", exclude_none=True)
+        return self._request("POST", "/api/sources", SourceOut, json=body)
 
     def sources(self) -> SourceList:
-        response = self._http.get("/api/sources")
-        _raise_for(response)
-        return SourceList.model_validate_json(response.content)
+        return self._request("GET", "/api/sources", SourceList)
 
     def source(self, name: str) -> SourceOut:
-        response = self._http.get(f"/api/sources/{name}")
-        _raise_for(response)
-        return SourceOut.model_validate_json(response.content)
+        return self._request("GET", f"/api/sources/{name}", SourceOut)
 
     def sync_source(self, name: str) -> None:
         _raise_for(self._http.post(f"/api/sources/{name}/sync"))
@@ -87,6 +93,5 @@ class TandemClient:
         _raise_for(self._http.delete(f"/api/sources/{name}"))
 
     def search(self, request: SearchRequest) -> SearchResponse:
-        response = self._http.post("/api/search", json=request.model_dump(mode="json"))
-        _raise_for(response)
-        return SearchResponse.model_validate_json(response.content)
+        body = request.model_dump(mode="json")
+        return self._request("POST", "/api/search", SearchResponse, json=body)

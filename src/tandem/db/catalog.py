@@ -126,7 +126,7 @@ def indexed(session: Session, ids: Sequence[str]) -> dict[str, Indexed]:
 
 
 def set_readers(session: Session, readers: dict[str, tuple[str, ...]]) -> None:
-    """New readers for documents (their chunks: tandem.index.postgres.set_readers)."""
+    """New readers for documents (their chunks: the index's ChunkWriter.set_document_readers)."""
     for document_id, tokens in sorted(readers.items()):
         session.execute(
             text("UPDATE documents SET readers = :r, updated_at = now() WHERE id = :id"),

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import TypeVar
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
@@ -23,6 +24,7 @@ from sqlalchemy.orm import Session
 from tandem.db.models import PUBLIC, ApiKey, Group, GroupMember, User
 
 KEY_PREFIX = "tdm_"
+Principal = TypeVar("Principal", User, Group)
 
 
 class Scope(StrEnum):
@@ -96,11 +98,15 @@ def add_user(session: Session, name: str, *, admin: bool = False) -> User:
     return user
 
 
+def _named(session: Session, model: type[Principal], name: str, kind: str) -> Principal:
+    found = session.execute(select(model).where(model.name == name)).scalar_one_or_none()
+    if found is None:
+        raise PrincipalError(f"no {kind} named {name!r}")
+    return found
+
+
 def get_user(session: Session, name: str) -> User:
-    user = session.execute(select(User).where(User.name == name)).scalar_one_or_none()
-    if user is None:
-        raise PrincipalError(f"no user named {name!r}")
-    return user
+    return _named(session, User, name, "user")
 
 
 def _memberships(session: Session) -> list[tuple[int, int, str, str]]:
@@ -115,17 +121,25 @@ def _memberships(session: Session) -> list[tuple[int, int, str, str]]:
     return [(int(g), int(u), str(gn), str(un)) for g, u, gn, un in rows]
 
 
+def _listed(session: Session, model: type[Principal]) -> list[tuple[Principal, list[str]]]:
+    """Every user with its groups' names, or every group with its members' names."""
+    related: dict[int, list[str]] = {}
+    for group_id, user_id, group, user in _memberships(session):
+        if model is User:
+            related.setdefault(user_id, []).append(group)
+        else:
+            related.setdefault(group_id, []).append(user)
+    principals = session.execute(select(model).order_by(model.name)).scalars()
+    return [(p, related.get(p.id, [])) for p in principals]
+
+
 def remove_user(session: Session, name: str) -> None:
     """Its keys go with it (cascade); documents it uploaded stay, readable as before."""
     session.delete(get_user(session, name))
 
 
 def list_users(session: Session) -> list[tuple[User, list[str]]]:
-    users = list(session.execute(select(User).order_by(User.name)).scalars())
-    groups: dict[int, list[str]] = {}
-    for _, user_id, group, _ in _memberships(session):
-        groups.setdefault(user_id, []).append(group)
-    return [(u, groups.get(u.id, [])) for u in users]
+    return _listed(session, User)
 
 
 def add_group(session: Session, name: str, members: Sequence[str] = ()) -> Group:
@@ -137,10 +151,7 @@ def add_group(session: Session, name: str, members: Sequence[str] = ()) -> Group
 
 
 def _group(session: Session, name: str) -> Group:
-    group = session.execute(select(Group).where(Group.name == name)).scalar_one_or_none()
-    if group is None:
-        raise PrincipalError(f"no group named {name!r}")
-    return group
+    return _named(session, Group, name, "group")
 
 
 def add_member(session: Session, group: str, user: str) -> None:
@@ -161,11 +172,7 @@ def remove_member(session: Session, group: str, user: str) -> bool:
 
 
 def list_groups(session: Session) -> list[tuple[Group, list[str]]]:
-    groups = list(session.execute(select(Group).order_by(Group.name)).scalars())
-    members: dict[int, list[str]] = {}
-    for group_id, _, _, user in _memberships(session):
-        members.setdefault(group_id, []).append(user)
-    return [(g, members.get(g.id, [])) for g in groups]
+    return _listed(session, Group)
 
 
 # --- API keys ---------------------------------------------------------------------------
@@ -226,21 +233,26 @@ def revoke_key(session: Session, id_or_key: str) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class KeyHolder:
-    """What a valid key stands for."""
+class Caller:
+    """The principal a request runs as: an API key's holder, or open access (no key: one
+    implicit admin, as the local stack runs by default)."""
 
-    key_id: int
-    name: str
-    scope: Scope
-    user_id: int | None
-    user: str | None
-    reads_all: bool  # an admin user's key, or an admin service key: no reader filter
-    tokens: tuple[str, ...]  # the reader tokens it reads with (empty when it reads all)
-    expires_at: datetime | None
+    key_id: int | None
+    name: str  # the key's name
+    scope: Scope = Scope.ADMIN
+    user_id: int | None = None
+    user: str | None = None  # None: a service key, or open access
+    # The reader tokens it reads with; None: it reads everything (an admin user's key, or
+    # an admin service key).
+    readers: tuple[str, ...] | None = None
+    expires_at: datetime | None = None
+
+    def may(self, needed: Scope) -> bool:
+        return self.scope.allows(needed)
 
 
-def key_holder(session: Session, digest: str) -> KeyHolder | None:
-    """The holder of a key by its digest: None when unknown, revoked or expired."""
+def key_caller(session: Session, digest: str) -> Caller | None:
+    """Who a key stands for, by its digest: None when unknown, revoked or expired."""
     row = session.execute(
         select(ApiKey, User)
         .outerjoin(User, User.id == ApiKey.user_id)
@@ -262,13 +274,12 @@ def key_holder(session: Session, digest: str) -> KeyHolder | None:
         ).scalars()
         tokens += [group_token(g) for g in group_ids]
     reads_all = user.is_admin if user is not None else scope is Scope.ADMIN
-    return KeyHolder(
+    return Caller(
         key_id=key.id,
         name=key.name,
         scope=scope,
         user_id=user.id if user else None,
         user=user.name if user else None,
-        reads_all=reads_all,
-        tokens=() if reads_all else tuple(tokens),
+        readers=None if reads_all else tuple(tokens),
         expires_at=key.expires_at,
     )

@@ -18,7 +18,7 @@ postings by impact join the candidates, and every candidate is still scored exac
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
@@ -110,44 +110,36 @@ class Ranked:
     exact: bool  # False: the common terms' best postings stood in for their whole lists
 
 
+@dataclass(frozen=True, slots=True)
 class Bm25Scorer:
     """Runs the SQL of one prepared query in one session; `filter_sql` restricts chunks."""
 
-    def __init__(
-        self,
-        session: Session,
-        query: PreparedQuery,
-        filter_sql: str = "",
-        filter_params: dict[str, object] | None = None,
-        budget: ReadBudget = ReadBudget(),
-        estimates: FilterEstimates | None = None,
-    ) -> None:
-        self._budget = budget
-        self._estimates = estimates
-        self._session = session
-        self._query = query
-        self._filter_sql = filter_sql
-        self._filter_params = filter_params or {}
+    session: Session
+    query: PreparedQuery
+    filter_sql: str = ""
+    filter_params: dict[str, object] = field(default_factory=dict)
+    budget: ReadBudget = ReadBudget()
+    estimates: FilterEstimates | None = None
 
     def _filtered_rows(self) -> float:
         """How many chunks the filter leaves, as the planner estimates it (no scan; with
         `estimates`, as it estimated it lately)."""
 
         def estimate() -> float:
-            return _estimated_rows(self._session, self._filter_sql, self._filter_params)
+            return _estimated_rows(self.session, self.filter_sql, self.filter_params)
 
-        if self._estimates is None:
+        if self.estimates is None:
             return estimate()
-        return self._estimates.rows(self._filter_sql, self._filter_params, estimate)
+        return self.estimates.rows(self.filter_sql, self.filter_params, estimate)
 
     def _constants(self) -> dict[str, object]:
-        constants = score_constants(self._query.parameters, self._query.average_length)
-        return {**self._filter_params, **constants}
+        constants = score_constants(self.query.parameters, self.query.average_length)
+        return {**self.filter_params, **constants}
 
     def score_parameters(self, terms: Sequence[QueryTerm] | None = None) -> dict[str, object]:
         """The parameters of the SQL that sums `terms` (default: all the query's) per chunk:
         `bm25_sql.SCORE` over `bm25_sql.QUERY_TERMS`, as in `bm25_sql.chunk_score_join`."""
-        chosen = self._query.terms if terms is None else terms
+        chosen = self.query.terms if terms is None else terms
         return self._constants() | {
             "term_ids": [t.term_id for t in chosen],
             "idfs": [t.idf for t in chosen],
@@ -162,8 +154,8 @@ class Bm25Scorer:
         params = self.score_parameters(terms)
         if limit is not None:
             params["k"] = limit
-        sql = list_scores_sql(self._filter_sql, limit is not None)
-        return {int(row[0]): float(row[1]) for row in self._session.execute(text(sql), params)}
+        sql = list_scores_sql(self.filter_sql, limit is not None)
+        return {int(row[0]): float(row[1]) for row in self.session.execute(text(sql), params)}
 
     def top(self, k: int) -> list[tuple[int, float]]:
         """The BM25 top k as (chunk id, score), best first, ties by chunk id."""
@@ -173,15 +165,15 @@ class Bm25Scorer:
         """The top k, and whether it is exact (module docstring): in one round trip (two
         with a filter whose estimate is not kept: the planner's estimate of what it leaves
         chooses the statement)."""
-        terms = self._query.terms
+        terms = self.query.terms
         if not terms or k <= 0:
             return Ranked([], exact=True)
-        if self._filter_sql and self._filtered_rows() <= FILTERED_FIRST_ROWS:
-            found = self._session.execute(
-                text(filtered_first_sql(self._filter_sql)), self.score_parameters() | {"k": k}
+        if self.filter_sql and self._filtered_rows() <= FILTERED_FIRST_ROWS:
+            found = self.session.execute(
+                text(filtered_first_sql(self.filter_sql)), self.score_parameters() | {"k": k}
             )
             return Ranked([(int(r[0]), float(r[1])) for r in found], exact=True)
-        read, probed = _split_by_budget(terms, self._budget.postings)
+        read, probed = _split_by_budget(terms, self.budget.postings)
         if not probed:  # every list fits the budget: the database ranks alone
             return Ranked(list(self.partial_scores(read, limit=k).items()), exact=True)
         params = self._constants() | {
@@ -192,13 +184,13 @@ class Bm25Scorer:
             "unread_bound": sum(t.bound for t in probed),
             "k": k,
             "k_less_1": k - 1,
-            "m": self._budget.sampled,
-            "completion_limit": max(k, self._budget.completion_limit),
+            "m": self.budget.sampled,
+            "completion_limit": max(k, self.budget.completion_limit),
         }
         for i, term in enumerate(probed):
             params[f"term_{i}"], params[f"idf_{i}"] = term.term_id, term.idf
         # Sorting is off in this transaction since `prepare` (see there).
-        rows = self._session.execute(text(top_sql(self._filter_sql, len(probed))), params).all()
+        rows = self.session.execute(text(top_sql(self.filter_sql, len(probed))), params).all()
         exact = bool(rows[0][2]) if rows else True
         return Ranked([(int(r[0]), float(r[1])) for r in rows], exact=exact)
 

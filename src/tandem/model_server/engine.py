@@ -8,7 +8,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -63,7 +64,19 @@ async def _tokenize(model: OnnxModel, texts: list[str], max_length: int) -> list
     return await asyncio.to_thread(model.tokenize, texts, max_length)
 
 
-class EmbeddingEngine:
+def _refuse_truncated(items: list[TokenizedItem], what: str, limit: int) -> None:
+    """InputTooLong when any item was cut at `limit` tokens (the client said not to)."""
+    too_long = [i for i, item in enumerate(items) if item.truncated]
+    if too_long:
+        raise InputTooLong(
+            f"{len(too_long)} {what} exceed {limit} tokens (first: index {too_long[0]})"
+        )
+
+
+class ModelEngine:
+    """One loaded model behind its batch scheduler. Each request is announced on
+    `activity` while it runs: the inference role's queries make the indexing role wait."""
+
     def __init__(
         self,
         name: str,
@@ -77,22 +90,29 @@ class EmbeddingEngine:
         self.activity = activity or NoSignal()
 
     @property
-    def dimensions(self) -> int:
-        return self.model.manifest.dimensions
-
-    @property
     def max_seq_length(self) -> int:
         return self.model.manifest.max_seq_length
+
+    @contextmanager
+    def _announced(self) -> Iterator[None]:
+        self.activity.begin()
+        try:
+            yield
+        finally:
+            self.activity.end()
+
+
+class EmbeddingEngine(ModelEngine):
+    @property
+    def dimensions(self) -> int:
+        return self.model.manifest.dimensions
 
     async def embed(
         self, texts: list[str], max_length: int, *, normalize: bool, truncate: bool = True
     ) -> Embedded:
         limit = min(max_length, self.max_seq_length)
-        self.activity.begin()
-        try:
+        with self._announced():
             return await self._embed(texts, limit, normalize=normalize, truncate=truncate)
-        finally:
-            self.activity.end()
 
     async def _embed(
         self, texts: list[str], limit: int, *, normalize: bool, truncate: bool
@@ -102,12 +122,7 @@ class EmbeddingEngine:
         with self.scheduler.reserve(len(texts)) as reservation:
             items = await _tokenize(self.model, texts, limit)
             if not truncate:
-                too_long = [i for i, item in enumerate(items) if item.truncated]
-                if too_long:
-                    raise InputTooLong(
-                        f"{len(too_long)} input(s) exceed {limit} tokens "
-                        f"(first: index {too_long[0]})"
-                    )
+                _refuse_truncated(items, "input(s)", limit)
             vectors = await reservation.submit(items)
         return Embedded(
             vectors=l2_normalize(vectors) if normalize else vectors,
@@ -115,26 +130,11 @@ class EmbeddingEngine:
         )
 
 
-class RerankEngine:
-    def __init__(
-        self,
-        name: str,
-        model: OnnxModel,
-        scheduler: BatchScheduler,
-        activity: QueryActivity | None = None,
-    ) -> None:
-        self.name = name
-        self.model = model
-        self.scheduler = scheduler
-        self.activity = activity or NoSignal()
-
+class RerankEngine(ModelEngine):
     async def score(self, query: str, documents: list[str], *, truncate: bool = True) -> FloatArray:
         """Raw relevance logits, one per document, in input order."""
-        self.activity.begin()
-        try:
+        with self._announced():
             return await self._score(query, documents, truncate=truncate)
-        finally:
-            self.activity.end()
 
     async def _score(self, query: str, documents: list[str], *, truncate: bool) -> FloatArray:
         with self.scheduler.reserve(len(documents)) as reservation:  # before tokenizing
@@ -143,13 +143,7 @@ class RerankEngine:
             else:
                 items = self.model.tokenize_pairs(query, documents)
             if not truncate:
-                too_long = [i for i, item in enumerate(items) if item.truncated]
-                if too_long:
-                    raise InputTooLong(
-                        f"{len(too_long)} query/document pair(s) exceed "
-                        f"{self.model.manifest.max_seq_length} tokens "
-                        f"(first: index {too_long[0]})"
-                    )
+                _refuse_truncated(items, "query/document pair(s)", self.max_seq_length)
             logits = await reservation.submit(items)
         return np.asarray(logits[:, 0], dtype=np.float32)
 

@@ -18,6 +18,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,40 +194,34 @@ def add_int8(directory: Path) -> ModelManifest:
     return updated
 
 
-def _mean_pooled_module(encoder: Any) -> Any:
+def _exportable(model: Any, head: Callable[[Any, Any], Any]) -> Any:
+    """`model` as the ONNX export traces it: the three BERT inputs by position, and one
+    output, `head` of the model's output and the attention mask."""
     import torch
 
-    class MeanPooled(torch.nn.Module):
-        """Mean pooling over real tokens, as sentence-transformers' Pooling does."""
-
+    class Exportable(torch.nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.encoder = encoder
+            self.model = model
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            hidden = self.encoder(
+            output = self.model(
                 input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
-            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            )
+            return head(output, attention_mask)
 
-    return MeanPooled().eval()
+    return Exportable().eval()
 
 
-def _logits_module(classifier: Any) -> Any:
-    import torch
+def _mean_pooled(output: Any, attention_mask: Any) -> Any:
+    """Mean pooling over real tokens, as sentence-transformers' Pooling does."""
+    hidden = output.last_hidden_state
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.classifier = classifier
 
-        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            return self.classifier(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).logits
-
-    return Logits().eval()
+def _logits(output: Any, _attention_mask: Any) -> Any:
+    return output.logits
 
 
 def prepare(
@@ -255,16 +250,14 @@ def prepare(
                 encoder = AutoModel.from_pretrained(
                     source, local_files_only=True, attn_implementation="eager"
                 )
-                module, output_name, dims = (
-                    _mean_pooled_module(encoder),
-                    "embedding",
-                    config.hidden_size,
-                )
+                module, output_name = _exportable(encoder, _mean_pooled), "embedding"
+                dims = config.hidden_size
             else:
                 classifier = AutoModelForSequenceClassification.from_pretrained(
                     source, local_files_only=True, attn_implementation="eager"
                 )
-                module, output_name, dims = _logits_module(classifier), "logits", config.num_labels
+                module, output_name = _exportable(classifier, _logits), "logits"
+                dims = config.num_labels
             _export(module, work / "raw.onnx", output_name)
         _optimize(
             work / "raw.onnx", work / MODEL_FILE, config.num_attention_heads, config.hidden_size

@@ -164,7 +164,7 @@ class Searcher:
             embedded.append(self._embed(query.text, timings))
             return embedded[-1]
 
-        # The index embeds the query while it connects (tandem.index.retrieval).
+        # The index embeds the query while it connects (PostgresIndex.search).
         hits = self._index.search(replace(index_query, embed=embed))
         if embedded and embedded[0] is not None:
             return SearchResult(query.text, query.mode, hits)

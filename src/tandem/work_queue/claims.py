@@ -21,11 +21,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Row, text
+from sqlalchemy import text
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.attempts import finish_attempt_if_done
 from tandem.db.models import AttemptStatus
+from tandem.db.rows import from_row
 
 WORKER_STOPPED = "the worker indexing this item stopped before finishing it"
 
@@ -48,6 +49,11 @@ class ClaimedItem:
     failures: int  # earlier unexpected errors or dead workers
     readers: tuple[str, ...] = ()
     owner_id: int | None = None
+
+    def __post_init__(self) -> None:
+        # A PostgreSQL array arrives as a list; readers are compared with the catalog's
+        # tuples, and a list is never equal to a tuple.
+        object.__setattr__(self, "readers", tuple(self.readers))
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,8 +104,10 @@ _TAKE = text(
         lease_owner = :owner, lease_expires_at = now() + make_interval(secs => :lease),
         not_before = NULL
     WHERE id = ANY(:ids)
-    RETURNING id, attempt_id, document_id, source, filename, content_type, title, metadata, payload,
-              size_bytes, claims, failures, readers, owner_id
+    -- the fields of ClaimedItem by name; a payload is never cleared before a terminal state
+    RETURNING id, attempt_id, document_id, source, filename, content_type, title, metadata,
+              coalesce(payload, ''::bytea) AS payload, size_bytes, claims AS claim, failures,
+              readers, owner_id
     """
 )
 _START_ATTEMPTS = text(
@@ -121,25 +129,6 @@ _GIVE_UP = text(
 )
 
 
-def _work_item(row: Row[Any]) -> ClaimedItem:
-    return ClaimedItem(
-        id=int(row.id),
-        attempt_id=row.attempt_id,
-        document_id=row.document_id,
-        source=row.source,
-        filename=row.filename,
-        content_type=row.content_type,
-        title=row.title,
-        metadata=dict(row.metadata),
-        payload=bytes(row.payload or b""),  # never cleared before a terminal state
-        size_bytes=int(row.size_bytes),
-        claim=int(row.claims),
-        failures=int(row.failures),
-        readers=tuple(row.readers),
-        owner_id=row.owner_id,
-    )
-
-
 def claim_items(sessions: sessionmaker[Session], limits: ClaimLimits) -> list[ClaimedItem]:
     """Claim the next batch: one recovering item alone, else up to ``max_items`` fresh ones
     (oldest first, within ``max_bytes``, one item per document). Empty when nothing is due."""
@@ -158,7 +147,7 @@ def claim_items(sessions: sessionmaker[Session], limits: ClaimLimits) -> list[Cl
                 "failures_delta": failures_delta,
             },
         ).all()
-        items = sorted((_work_item(r) for r in rows), key=lambda i: i.id)
+        items = sorted((from_row(ClaimedItem, r) for r in rows), key=lambda i: i.id)
         session.execute(_START_ATTEMPTS, {"ids": sorted({i.attempt_id for i in items})})
         return items
 
