@@ -5,16 +5,17 @@ the tests run them), Redis, both model servers, a worker, and two API servers: o
 `DATABASE_READ_URLS` (reads from the standby), one without (reads from the primary).
 
 1. Idle: the same queries, alternating between the two API servers, query by query.
-2. Bulk ingest of real text (package descriptions) at full speed through the replica API,
-   while (a) PostgreSQL's own `pg_stat_replication.replay_lag` and the WAL bytes behind
-   are sampled on the primary, (b) the same queries run on the replica API, and (c)
-   read-your-writes tries run: upload one document with a unique word, poll its attempt
-   until `succeeded`, search for the word at once; a try misses if the document is not
-   in the results.
+2. Continuous ingest of real text (package descriptions) through the primary's API (the
+   worker never idle, the queue kept short: `IngestLoad`), while (a) PostgreSQL's own
+   `pg_stat_replication.replay_lag` and the WAL bytes behind are sampled on the primary,
+   (b) the same queries run on the replica API, and (c) read-your-writes tries run:
+   upload one document with a unique word through the primary's API, poll its attempt
+   until `succeeded`, search for the word at once through the replica API; a try misses
+   if the document is not in the results.
 3. Failover: searches run while the standby is SIGKILLed and started again: failed
    searches, and the time from its restart until the API reports it healthy.
 
-    python -m benchmarks.replica_lag [--tries 1000] [--bulk-documents 300]
+    python -m benchmarks.replica_lag [--tries 1000] [--bulk-clients 1] [--try-clients 8]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,8 +52,21 @@ QUERIES = (
     "serialize data to JSON quickly",
     "render templates in HTML",
 )
-BATCH = 20  # documents per bulk upload request
-BULK_CLIENTS = 3  # bulk batches in flight: one indexing, the next ones queued
+BATCH = 20  # documents per seed upload request
+
+
+@dataclass(frozen=True)
+class IngestLoad:
+    """What runs at once during the ingest phase. Each bulk client sends its next batch
+    once its last one is indexed, so the queue stays short and a try waits behind at most
+    the batches in flight, while the worker is never idle."""
+
+    bulk_clients: int = 1
+    bulk_batch: int = 10  # documents per bulk upload request
+    try_clients: int = 8  # read-your-writes tries in flight
+    search_interval: float = 0.2  # seconds between the search load's queries
+
+
 ATTEMPT_GRACE_SECONDS = 120.0  # past the deadline, for attempts already sent
 # Between status polls of an attempt. Seven clients polling every 20 ms kept the API busy
 # on most of a core, CPU the indexing server (at the lowest priority) then did not get.
@@ -124,9 +139,11 @@ def _repeat(stop: threading.Event, action: Callable[[], None]) -> None:
 def _ingest_phase(
     pair: Replication,
     replica_api: str,
+    upload_api: str,
     documents: list[tuple[str, bytes]],
     tries: int,
     max_seconds: float,
+    load: IngestLoad,
 ) -> dict[str, Any]:
     stop = threading.Event()
     lags: list[float] = []
@@ -141,7 +158,7 @@ def _ingest_phase(
         turn[0] += 1
         searches[mode].append(seconds)
         failed_searches[0] += not ok
-        time.sleep(0.05)
+        time.sleep(load.search_interval)
 
     def searcher() -> None:
         with httpx.Client(base_url=replica_api, timeout=60) as client:
@@ -164,16 +181,16 @@ def _ingest_phase(
     def bulk(start: int) -> None:
         """Full speed until the tries are done: the documents again and again, under new
         names each round (the index grows as in a real import). Each client sends its next
-        batch once its last one is indexed, so BULK_CLIENTS batches keep the worker busy
-        without a queue that grows without end (a try waits behind at most those)."""
-        with httpx.Client(base_url=replica_api, timeout=300) as client:
+        batch once its last one is indexed (`IngestLoad`)."""
+        with httpx.Client(base_url=upload_api, timeout=300) as client:
             for round_ in itertools.count():
-                for n in range(start * BATCH, len(documents), BULK_CLIENTS * BATCH):
+                step = load.bulk_clients * load.bulk_batch
+                for n in range(start * load.bulk_batch, len(documents), step):
                     if tries_done.is_set():
                         return
                     files = [
                         ("files", (f"r{round_}-{name}", body))
-                        for name, body in documents[n : n + BATCH]
+                        for name, body in documents[n : n + load.bulk_batch]
                     ]
                     response = client.post("/api/documents", files=files)
                     response.raise_for_status()
@@ -184,14 +201,19 @@ def _ingest_phase(
         if time.monotonic() > deadline:
             return None  # out of time: not tried
         word = f"zebu{secrets.token_hex(6)}"
-        with httpx.Client(base_url=replica_api, timeout=300) as client:
+        # Written through one API server, searched through the other (the one reading from
+        # the standby): the attempt's WAL position, not a server's memory, must carry it.
+        with (
+            httpx.Client(base_url=upload_api, timeout=300) as client,
+            httpx.Client(base_url=replica_api, timeout=300) as searcher,
+        ):
             body = f"Notes on {word}, try {n}.".encode()
             attempt = client.post("/api/documents", files=[("files", (f"ryw-{n}.txt", body))])
             status = wait_finished(client, attempt.json()["attempt_id"])
             if status == "unfinished":
                 return None  # not indexed in time: not a read-your-writes try
             assert status == "succeeded"
-            hits = client.post("/api/search", json={"query": word, "mode": "keyword"}).json()
+            hits = searcher.post("/api/search", json={"query": word, "mode": "keyword"}).json()
             return f"ryw-{n}.txt" in [h["document_id"] for h in hits["results"]]
 
     started = time.monotonic()
@@ -199,8 +221,11 @@ def _ingest_phase(
     sampler.start()
     search_thread = threading.Thread(target=searcher)
     search_thread.start()
-    with ThreadPoolExecutor(BULK_CLIENTS) as uploads, ThreadPoolExecutor(4) as ryw:
-        bulk_done = [uploads.submit(bulk, n) for n in range(BULK_CLIENTS)]
+    with (
+        ThreadPoolExecutor(load.bulk_clients) as uploads,
+        ThreadPoolExecutor(load.try_clients) as ryw,
+    ):
+        bulk_done = [uploads.submit(bulk, n) for n in range(load.bulk_clients)]
         found = [f for f in ryw.map(one_try, range(tries)) if f is not None]
         tries_done.set()
         for future in bulk_done:
@@ -212,6 +237,7 @@ def _ingest_phase(
     return {
         "seconds": time.monotonic() - started,
         "bulk_documents": bulk_sent[0],
+        "load": asdict(load),
         "replay_lag_ms": lag_ms,
         "wal_bytes_behind_max": max(behind, default=0),
         "search_ms": {mode: summarize_ms(s) for mode, s in searches.items()},
@@ -263,6 +289,10 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=1800.0)
     parser.add_argument("--idle-rounds", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--bulk-clients", type=int, default=IngestLoad.bulk_clients)
+    parser.add_argument("--bulk-batch", type=int, default=IngestLoad.bulk_batch)
+    parser.add_argument("--try-clients", type=int, default=IngestLoad.try_clients)
+    parser.add_argument("--search-interval", type=float, default=IngestLoad.search_interval)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="tandem-replica-lag-") as scratch_name:
         scratch = Path(scratch_name)
@@ -293,8 +323,17 @@ def main() -> None:
                 _wait_idle(pair)
                 time.sleep(20)  # warm: the servers are still settling right after start
                 idle = _idle_latency(plain.url, api.url, args.idle_rounds)
+                load = IngestLoad(
+                    args.bulk_clients, args.bulk_batch, args.try_clients, args.search_interval
+                )
                 ingest = _ingest_phase(
-                    pair, api.url, _documents(args.bulk_documents), args.tries, args.max_seconds
+                    pair,
+                    api.url,
+                    plain.url,
+                    _documents(args.bulk_documents),
+                    args.tries,
+                    args.max_seconds,
+                    load,
                 )
                 failover = _failover(pair, api.url)
     result = {
