@@ -32,7 +32,7 @@ CHECKS = (
 # The stateful phase is left out: it expects a resource created by a 202 upload to be
 # readable at once, while indexing is asynchronous by design.
 PHASES = "examples,coverage,fuzzing"
-EXAMPLES_PER_OPERATION = 40
+EXAMPLES_PER_OPERATION = 20
 SEED = 20261129
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 

@@ -8,10 +8,11 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
-from tandem.db.migrate import alembic_config, current_revision, upgrade
+from tandem.db.migrate import HEAD_REVISION, alembic_config, current_revision, upgrade
 from tandem.db.schema import METADATA
 from tandem.db.session import make_engine, normalize_url
 
@@ -39,11 +40,16 @@ def _modelled(obj: object, name: str | None, kind: str, reflected: bool, _: obje
     return not (kind == "index" and name == "bm25_postings_impact")
 
 
+def test_the_head_revision_upgrade_skips_alembic_for_is_alembics_head() -> None:
+    """A new migration without HEAD_REVISION moved to it would never be applied."""
+    assert ScriptDirectory.from_config(alembic_config()).get_heads() == [HEAD_REVISION]
+
+
 def test_models_match_migrations(scratch_engine: Engine) -> None:
     assert current_revision(scratch_engine) is None
     upgrade(scratch_engine)
     upgrade(scratch_engine)  # idempotent: start-up runs it every time
-    assert current_revision(scratch_engine) == "0006"
+    assert current_revision(scratch_engine) == HEAD_REVISION
     with scratch_engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"include_object": _modelled})
         assert compare_metadata(context, METADATA) == []

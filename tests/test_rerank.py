@@ -1,7 +1,7 @@
 """Reranking over real HTTP, against a cross-encoder built and prepared offline here.
 
 A MiniLM cross-encoder is fine-tuned in seconds (tests/cross_encoder_fixture.py), prepared
-into a throwaway model cache with `prepare_reranker`, and served by a real inference
+into a throwaway model cache by `tandem models prepare-reranker`, and served by a real inference
 model server. Its scores must equal torch's own forward pass of the same weights, and it
 must rank each topic's passage first for that topic's question.
 """
@@ -23,14 +23,12 @@ import pytest
 from tandem.config import ModelCacheSettings
 from tandem.model_files import ModelKind, locate_prepared, model_dir
 from tandem.model_server.onnx_model import load_model
-from tandem.model_server.prepare import prepare_reranker
 from tests.cross_encoder_fixture import (
     MAX_LENGTH,
     TOPICS,
     TorchCrossEncoder,
     TrainingRun,
     build_cross_encoder,
-    torch_threads,
 )
 from tests.e2e_support import Backends, running, search, start_api, start_worker, wait_attempt
 from tests.support import ServerProcess, model_server
@@ -91,15 +89,34 @@ def reference(cross_encoder_dir: Path) -> TorchCrossEncoder:
 
 
 @pytest.fixture(scope="module")
+def cli_preparation(
+    cross_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """Our reranker prepared once, by `tandem models prepare-reranker`: the CLI's test reads
+    its output and the module's server serves its cache (a preparation costs minutes of
+    CPU on a busy machine: one serves both)."""
+    cache = tmp_path_factory.mktemp("rerank-cache")
+    done = tandem(
+        "models",
+        "prepare-reranker",
+        "--from",
+        str(cross_encoder_dir),
+        "--name",
+        RERANKER,
+        cache=cache,
+    )
+    return cache, done
+
+
+@pytest.fixture(scope="module")
 def rerank_cache(
-    model_cache: Path, cross_encoder_dir: Path, tmp_path_factory: pytest.TempPathFactory
+    model_cache: Path, cli_preparation: tuple[Path, subprocess.CompletedProcess[str]]
 ) -> Path:
     """A cache holding the session's prepared embedding model (linked) and our reranker."""
-    cache = tmp_path_factory.mktemp("rerank-cache")
+    cache, done = cli_preparation
+    assert done.returncode == 0, done.stderr
     embedding = ModelCacheSettings().embedding_model
     (cache / embedding).symlink_to(model_dir(model_cache, embedding), target_is_directory=True)
-    with torch_threads(1):
-        prepare_reranker(cache, RERANKER, cross_encoder_dir)
     return cache
 
 
@@ -356,7 +373,8 @@ def test_inference_without_reranker_is_501(
 
 def tandem(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
     # A wide console so rich does not wrap the messages we look for.
-    env = os.environ | {"TANDEM_MODEL_CACHE": str(cache), "COLUMNS": "400"}
+    # One torch thread, as tests/cross_encoder_fixture.py's torch_threads(1) explains.
+    env = os.environ | {"TANDEM_MODEL_CACHE": str(cache), "COLUMNS": "400", "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "tandem.cli", *args],
         env=env,
@@ -368,13 +386,12 @@ def tandem(*args: str, cache: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_cli_prepares_and_lists_a_reranker(
-    cross_encoder_dir: Path, reference: TorchCrossEncoder, tmp_path: Path
+    cross_encoder_dir: Path,
+    reference: TorchCrossEncoder,
+    cli_preparation: tuple[Path, subprocess.CompletedProcess[str]],
 ) -> None:
-    cache = tmp_path / "cache"
-    name = "cli-reranker"
-    done = tandem(
-        "models", "prepare-reranker", "--from", str(cross_encoder_dir), "--name", name, cache=cache
-    )
+    cache, done = cli_preparation
+    name = RERANKER
     assert done.returncode == 0, done.stderr
     assert f"TANDEM_RERANK_MODEL={name}" in done.stderr
     directory, manifest = locate_prepared(cache, name, ModelKind.CROSS_ENCODER)

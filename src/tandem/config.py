@@ -46,7 +46,7 @@ from tandem.config_fields import (
     env,
 )
 from tandem.cpu import CpuPriority
-from tandem.model_files import Precision
+from tandem.precision import Precision
 
 
 class Role(StrEnum):

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from tandem.precision import Precision as Precision
+
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 INT8_MODEL_FILE = "model.int8.onnx"
@@ -25,11 +27,6 @@ FORMAT_VERSION = 1
 
 # Vectors and scores as the model server computes them and its clients receive them.
 FloatArray = npt.NDArray[np.float32]
-
-
-class Precision(StrEnum):
-    FP32 = "fp32"
-    INT8 = "int8"
 
 
 def model_file(precision: Precision) -> str:

@@ -6,10 +6,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from tandem.api_client.client import ApiRequestFailed, TandemClient
 from tandem.sources.folder import FolderUnavailable, WalkProblem, walk_folder
-from tandem.wire.api import AttemptOut, IngestResponse
+
+if TYPE_CHECKING:
+    # Types only: `tandem ingest --help` (BATCH_FILES) loads neither httpx nor the wire models.
+    from tandem.api_client.client import TandemClient
+    from tandem.wire.api import AttemptOut, IngestResponse
 
 # Well under the API's default limits (1,000 files and 100 MiB per request), so a folder
 # of thousands of files goes up in many small requests, each its own index attempt.
@@ -102,6 +106,8 @@ class Sent:
 def send_batch(client: TandemClient, batch: list[LocalFile]) -> Iterator[Sent]:
     """Upload `batch`; when the API answers 413 (too many bytes or files for its limits),
     upload each half instead, down to single files, which then fail on their own."""
+    from tandem.api_client.client import ApiRequestFailed
+
     try:
         yield Sent(batch, client.upload((f.file, f.name) for f in batch))
     except ApiRequestFailed as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -21,22 +21,18 @@ from rich.progress import (
 )
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import Engine
 
-from tandem.api_client.bulk_upload import (
-    BATCH_FILES,
-    AttemptTracker,
-    NameClash,
-    collect_files,
-    send_batch,
-    upload_batches,
-)
-from tandem.api_client.client import ApiRequestFailed, TandemClient
+from tandem.api_client.bulk_upload import BATCH_FILES
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings, WorkerSettings
-from tandem.db.session import make_engine
-from tandem.index.protocol import SearchMode
-from tandem.wire.api import SearchRequest
+from tandem.search_mode import SearchMode
+
+if TYPE_CHECKING:
+    # The heavy libraries (SQLAlchemy, httpx, the wire models) load in the commands that
+    # use them, so `tandem --help` and every other command start without them.
+    from sqlalchemy import Engine
+
+    from tandem.api_client.bulk_upload import AttemptTracker
 
 db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 
@@ -50,6 +46,7 @@ DEFAULT_API = "http://127.0.0.1:8080"
 def _engine(settings: StorageSettings) -> Engine:
     """DATABASE_URL's, or the local `tandem up` stack's (from the data dir) when unset."""
     from tandem.commands.principals import database_url
+    from tandem.db.session import make_engine
 
     return make_engine(database_url(settings), pool_size=1)
 
@@ -76,6 +73,15 @@ def ingest(
 ) -> None:
     """Upload files through the API (in requests of --batch-files) and show indexing
     progress: files/s and the time left."""
+    from tandem.api_client.bulk_upload import (
+        AttemptTracker,
+        NameClash,
+        collect_files,
+        send_batch,
+        upload_batches,
+    )
+    from tandem.api_client.client import ApiRequestFailed, TandemClient
+
     try:
         collected = collect_files(paths)
     except NameClash as exc:
@@ -171,6 +177,9 @@ def search(
     api_key: ApiKey = None,
 ) -> None:
     """Search through the API and print the ranked chunks."""
+    from tandem.api_client.client import ApiRequestFailed, TandemClient
+    from tandem.wire.api import SearchRequest
+
     try:
         with TandemClient(api_url, api_key) as client:
             result = client.search(SearchRequest(query=query, mode=mode, limit=limit))

@@ -6,16 +6,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from tandem.commands.common import build_settings, console, fail
 from tandem.config import StorageSettings
-from tandem.db import principals
-from tandem.wire.api import interval_seconds
+from tandem.db.scopes import Scope
+
+if TYPE_CHECKING:
+    # SQLAlchemy and the database models load when a command runs, not for `--help`.
+    from sqlalchemy.orm import Session
 
 users_app = typer.Typer(help="Users (who keys belong to and documents are shared with).")
 groups_app = typer.Typer(help="Groups of users.", no_args_is_help=True)
@@ -38,6 +40,7 @@ def transaction() -> Iterator[Session]:
     """A migrated database's session, committed on success; a clear error otherwise."""
     from sqlalchemy.exc import OperationalError
 
+    from tandem.db import principals
     from tandem.db.migrate import upgrade
     from tandem.db.session import make_engine, make_session_factory
 
@@ -65,6 +68,8 @@ Name = Annotated[str, typer.Argument(help="The name (a-z, 0-9, . _ -).")]
 def users_add(
     name: Name, admin: Annotated[bool, typer.Option(help="May manage everything.")] = False
 ) -> None:
+    from tandem.db import principals
+
     with transaction() as session:
         principals.add_user(session, name, admin=admin)
     console.print(f"added user {name!r}" + (" (admin)" if admin else ""))
@@ -72,6 +77,8 @@ def users_add(
 
 @users_app.command("list")
 def users_list() -> None:
+    from tandem.db import principals
+
     with transaction() as session:
         table = Table("user", "admin", "groups", "created")
         for user, groups in principals.list_users(session):
@@ -87,6 +94,8 @@ def users_list() -> None:
 @users_app.command("remove")
 def users_remove(name: Name) -> None:
     """Remove a user and their keys (documents they uploaded stay)."""
+    from tandem.db import principals
+
     with transaction() as session:
         principals.remove_user(session, name)
     console.print(f"removed user {name!r} and their keys")
@@ -97,6 +106,8 @@ def groups_add(
     name: Name,
     member: Annotated[list[str] | None, typer.Option(help="A member (repeatable).")] = None,
 ) -> None:
+    from tandem.db import principals
+
     with transaction() as session:
         principals.add_group(session, name, member or [])
     console.print(f"added group {name!r}" + (f": {', '.join(member)}" if member else ""))
@@ -104,6 +115,8 @@ def groups_add(
 
 @groups_app.command("add-member")
 def groups_add_member(group: Name, user: Name) -> None:
+    from tandem.db import principals
+
     with transaction() as session:
         principals.add_member(session, group, user)
     console.print(f"{user!r} is in {group!r}")
@@ -111,6 +124,8 @@ def groups_add_member(group: Name, user: Name) -> None:
 
 @groups_app.command("remove-member")
 def groups_remove_member(group: Name, user: Name) -> None:
+    from tandem.db import principals
+
     with transaction() as session:
         removed = principals.remove_member(session, group, user)
     console.print(f"{user!r} left {group!r}" if removed else f"{user!r} was not in {group!r}")
@@ -118,6 +133,8 @@ def groups_remove_member(group: Name, user: Name) -> None:
 
 @groups_app.command("list")
 def groups_list() -> None:
+    from tandem.db import principals
+
     with transaction() as session:
         table = Table("group", "members")
         for group, members in principals.list_groups(session):
@@ -127,20 +144,22 @@ def groups_list() -> None:
 
 @api_key_app.command("create")
 def api_key_create(
-    scope: Annotated[
-        principals.Scope, typer.Option(help="search, ingest or admin.")
-    ] = principals.Scope.ADMIN,
+    scope: Annotated[Scope, typer.Option(help="search, ingest or admin.")] = Scope.ADMIN,
     user: Annotated[str | None, typer.Option(help="Whose key (none: a service key).")] = None,
     expires: Annotated[str | None, typer.Option(help="Expires after, e.g. 90d or 12h.")] = None,
     name: Annotated[str, typer.Option(help="What the key is for.")] = "default",
 ) -> None:
     """Create a key and print it alone on the first line (only its hash is stored)."""
+    from tandem.wire.api import interval_seconds
+
     try:
         expires_at = (
             datetime.now(UTC) + timedelta(seconds=interval_seconds(expires)) if expires else None
         )
     except ValueError as exc:
         raise fail(f"--expires: {exc}") from exc
+    from tandem.db import principals
+
     with transaction() as session:
         _, key = principals.create_key(session, name, scope=scope, user=user, expires_at=expires_at)
     typer.echo(key)
@@ -150,6 +169,8 @@ def api_key_create(
 @api_key_app.command("list")
 def api_key_list() -> None:
     """Every key: id, user, scope, created, last used, expiry (never the key)."""
+    from tandem.db import principals
+
     with transaction() as session:
         table = Table("id", "name", "user", "scope", "created", "last used", "expires", "state")
         now = datetime.now(UTC)
@@ -175,6 +196,8 @@ def api_key_revoke(
     id_or_key: Annotated[str, typer.Argument(help="The key's id, or the key itself.")],
 ) -> None:
     """Revoke a key; the API refuses it within its key cache's lifetime (5 s)."""
+    from tandem.db import principals
+
     with transaction() as session:
         revoked = principals.revoke_key(session, id_or_key)
     if not revoked:

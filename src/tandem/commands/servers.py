@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from starlette.types import ASGIApp
 
 from tandem.commands.common import build_settings, fail
 from tandem.config import ApiSettings, WebSettings, WorkerSettings
-from tandem.http.serving import serve
 from tandem.logs import configure_logging
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
 
 
 def _serve_clients(app: ASGIApp, settings: ApiSettings | WebSettings, drain_seconds: float) -> None:
     """Serve a process browsers and API clients talk to (behind nginx or not)."""
+    # uvicorn loads only in the server commands.
+    from tandem.http.serving import serve
+
     serve(
         app,
         host=settings.bind_host,

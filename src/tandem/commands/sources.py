@@ -5,17 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from pydantic import ValidationError
 from rich.markup import escape
 from rich.table import Table
 
-from tandem.api_client.client import ApiRequestFailed, TandemClient
 from tandem.commands.common import console, fail
 from tandem.commands.data import DEFAULT_API, ApiKey, ApiUrl, progress_bar
-from tandem.wire.api import SourceIn, SourceOut, SyncOut
+
+if TYPE_CHECKING:
+    # httpx and the wire models load when a command runs, not for `--help`.
+    from tandem.api_client.client import TandemClient
+    from tandem.wire.api import SourceOut, SyncOut
 
 sources_app = typer.Typer(help="Folders and web sites kept in sync.", no_args_is_help=True)
 add_app = typer.Typer(help="Add a source (its first sync starts at once).", no_args_is_help=True)
@@ -30,6 +33,9 @@ FINISHED = ("succeeded", "failed", "interrupted")
 
 
 def _add(source: Mapping[str, object], api_url: str, api_key: str | None) -> None:
+    from tandem.api_client.client import ApiRequestFailed, TandemClient
+    from tandem.wire.api import SourceIn
+
     try:
         body = SourceIn.model_validate(source)
     except ValidationError as exc:
@@ -104,6 +110,8 @@ def _summary(sync: SyncOut | None) -> str:
 @sources_app.command("list")
 def list_sources(api_url: ApiUrl = DEFAULT_API, api_key: ApiKey = None) -> None:
     """Each source, its last sync's counts and its next run."""
+    from tandem.api_client.client import ApiRequestFailed, TandemClient
+
     try:
         with TandemClient(api_url, api_key) as client:
             listed = client.sources().items
@@ -131,6 +139,8 @@ def sync(
     api_key: ApiKey = None,
 ) -> None:
     """Sync a source now. With --wait: a progress bar, exit 1 if the sync failed."""
+    from tandem.api_client.client import ApiRequestFailed, TandemClient
+
     try:
         with TandemClient(api_url, api_key) as client:
             before = client.source(name).last_sync
@@ -179,6 +189,8 @@ def remove(
     api_key: ApiKey = None,
 ) -> None:
     """Remove a source and every document it holds."""
+    from tandem.api_client.client import ApiRequestFailed, TandemClient
+
     try:
         with TandemClient(api_url, api_key) as client:
             client.remove_source(name)

@@ -15,26 +15,16 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import TypeVar
 
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from tandem.db.models import PUBLIC, ApiKey, Group, GroupMember, User
+from tandem.db.scopes import Scope as Scope
 
 KEY_PREFIX = "tdm_"
 Principal = TypeVar("Principal", User, Group)
-
-
-class Scope(StrEnum):
-    SEARCH = "search"  # search and read what the user may see
-    INGEST = "ingest"  # also upload, and manage the user's own sources and documents
-    ADMIN = "admin"  # everything: users, groups, keys, all documents
-
-    def allows(self, needed: Scope) -> bool:
-        order = (Scope.SEARCH, Scope.INGEST, Scope.ADMIN)
-        return order.index(self) >= order.index(needed)
 
 
 class PrincipalError(ValueError):

@@ -8,24 +8,18 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Any, Protocol
 
 from sqlalchemy.orm import Session
 
 from tandem.index.stage_timings import StageTimings
 from tandem.model_files import FloatArray
+from tandem.search_mode import SearchMode as SearchMode
 
 # Weight of the vector side in a hybrid blend. Onyx uses 0.5; on Tandem's labelled set
 # (benchmarks/retrieval_quality.py) 0.7 matched semantic-only MRR@10 on paraphrased
 # queries while keeping hybrid's gain on exact-term queries, so it is the default.
 DEFAULT_HYBRID_ALPHA = 0.7
-
-
-class SearchMode(StrEnum):
-    HYBRID = "hybrid"
-    SEMANTIC = "semantic"
-    KEYWORD = "keyword"
 
 
 @dataclass(frozen=True, slots=True)

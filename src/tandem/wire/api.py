@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from tandem.index.protocol import SearchMode
+from tandem.search_mode import SearchMode
 from tandem.wire.fields import Flag, MetadataValue, StoredText
 
 DocumentId = Annotated[
