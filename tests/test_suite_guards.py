@@ -57,7 +57,7 @@ QUICK_MODULES = ("tests/test_chunking.py", "tests/test_parsing.py")
 SERVER_MODULES = (
     "tests/test_e2e_ingest_search.py",
     "tests/test_index_contract.py",
-    "tests/test_db_schema.py",
+    "tests/test_e2e_hostile_input.py",
 )
 
 
