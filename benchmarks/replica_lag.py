@@ -16,6 +16,15 @@ the tests run them), Redis, both model servers, a worker, and two API servers: o
    searches, and the time from its restart until the API reports it healthy.
 
     python -m benchmarks.replica_lag [--tries 1000] [--bulk-clients 1] [--try-clients 8]
+                                     [--two-hosts]
+
+`--two-hosts` splits the machine's CPUs in two, as two hosts would be (`cpu_split`): the
+write side (primary, worker, indexing server, the primary's API server, the upload and
+try clients) on one half, the read side (standby, inference server, the replica's API
+server, the search client) on the other. Search on the replica during ingest is then
+compared with search on the idle primary, each on its own half (the target's question:
+what replaying the primary's WAL costs the standby's searches), and the result goes to
+`replica_lag_two_hosts.json`.
 """
 
 from __future__ import annotations
@@ -36,10 +45,18 @@ import httpx
 import psycopg
 from tests.replica_support import Replication, replication
 
+from benchmarks.cpu_split import pin_this_thread, pin_tree, split_cpus
 from benchmarks.processes import unwind_on_sigterm
 from benchmarks.prose import package_descriptions, site_packages
 from benchmarks.results_io import summarize_ms, write_result
-from benchmarks.tandem_stack import Backends, api_server, model_servers, worker
+from benchmarks.tandem_stack import (
+    Backends,
+    Process,
+    api_server,
+    model_servers,
+    postmaster_pid,
+    worker,
+)
 from tandem.local.services.redis import running_redis
 
 QUERIES = (
@@ -79,7 +96,24 @@ def _search(client: httpx.Client, query: str, mode: str) -> tuple[float, bool]:
     return time.perf_counter() - started, response.status_code == 200
 
 
-def _idle_latency(primary_api: str, replica_api: str, rounds: int) -> dict[str, Any]:
+def _idle_latency(
+    primary_api: str, replica_api: str, rounds: int, read_cpus: set[int] | None
+) -> dict[str, Any]:
+    """Alternating queries; in a thread on the read side's CPUs, as the search load runs."""
+    out: dict[str, Any] = {}
+
+    def measure() -> None:
+        if read_cpus:
+            pin_this_thread(read_cpus)
+        out.update(_alternating(primary_api, replica_api, rounds))
+
+    thread = threading.Thread(target=measure)
+    thread.start()
+    thread.join()
+    return out
+
+
+def _alternating(primary_api: str, replica_api: str, rounds: int) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with (
         httpx.Client(base_url=primary_api, timeout=30) as p,
@@ -144,6 +178,7 @@ def _ingest_phase(
     tries: int,
     max_seconds: float,
     load: IngestLoad,
+    read_cpus: set[int] | None,
 ) -> dict[str, Any]:
     stop = threading.Event()
     lags: list[float] = []
@@ -161,6 +196,8 @@ def _ingest_phase(
         time.sleep(load.search_interval)
 
     def searcher() -> None:
+        if read_cpus:
+            pin_this_thread(read_cpus)
         with httpx.Client(base_url=replica_api, timeout=60) as client:
             turn = [0]
             _repeat(stop, lambda: one_search(client, turn))
@@ -293,7 +330,9 @@ def main() -> None:
     parser.add_argument("--bulk-batch", type=int, default=IngestLoad.bulk_batch)
     parser.add_argument("--try-clients", type=int, default=IngestLoad.try_clients)
     parser.add_argument("--search-interval", type=float, default=IngestLoad.search_interval)
+    parser.add_argument("--two-hosts", action="store_true", help="split the CPUs in two sides")
     args = parser.parse_args()
+    read_cpus: set[int] | None = None
     with tempfile.TemporaryDirectory(prefix="tandem-replica-lag-") as scratch_name:
         scratch = Path(scratch_name)
         (scratch / "logs").mkdir()
@@ -313,8 +352,16 @@ def main() -> None:
                 api_server(
                     scratch / "logs", backends, inference, routed, name="api-replica"
                 ) as api,
-                worker(scratch / "logs", backends, indexing),
+                worker(scratch / "logs", backends, indexing) as work,
             ):
+                if args.two_hosts:
+                    write: list[Path | Process] = [pair.primary.data_dir, plain, work]
+                    write.append(servers["indexing"])
+                    read: list[Path | Process] = [pair.standby.data_dir, servers["inference"], api]
+                    write_cpus, read_cpus = split_cpus()
+                    _pin_side(write, write_cpus)
+                    _pin_side(read, read_cpus)
+                    pin_this_thread(write_cpus)  # the upload and try clients' threads
                 seed = _documents(args.seed_documents)
                 with httpx.Client(base_url=api.url, timeout=300) as client:
                     for n in range(0, len(seed), BATCH):
@@ -322,7 +369,7 @@ def main() -> None:
                         client.post("/api/documents", files=files).raise_for_status()
                 _wait_idle(pair)
                 time.sleep(20)  # warm: the servers are still settling right after start
-                idle = _idle_latency(plain.url, api.url, args.idle_rounds)
+                idle = _idle_latency(plain.url, api.url, args.idle_rounds, read_cpus)
                 load = IngestLoad(
                     args.bulk_clients, args.bulk_batch, args.try_clients, args.search_interval
                 )
@@ -334,6 +381,7 @@ def main() -> None:
                     args.tries,
                     args.max_seconds,
                     load,
+                    read_cpus,
                 )
                 failover = _failover(pair, api.url)
     result = {
@@ -349,9 +397,21 @@ def main() -> None:
             }
             for mode in ("keyword", "hybrid")
         },
-        "setup": "one machine: primary, standby, both model servers, API servers and worker",
+        "setup": (
+            "two hosts simulated: write and read sides each pinned to half the CPUs"
+            if args.two_hosts
+            else "one machine: primary, standby, both model servers, API servers and worker"
+        ),
     }
-    print(write_result("replica_lag", result, args.out))
+    name = "replica_lag_two_hosts" if args.two_hosts else "replica_lag"
+    print(write_result(name, result, args.out))
+
+
+def _pin_side(members: list[Path | Process], cpus: set[int]) -> None:
+    """Pin PostgreSQL servers (by data directory) and started processes to `cpus`."""
+    for member in members:
+        pid = postmaster_pid(member) if isinstance(member, Path) else member.popen.pid
+        pin_tree(pid, cpus)
 
 
 def _port() -> int:

@@ -326,8 +326,10 @@ def replica_lag(result: dict[str, Any]) -> str:
     ingest, failover, idle = result["ingest"], result["failover"], result["idle"]
     lag = ingest["replay_lag_ms"]
     ryw = ingest["read_your_writes"]
+    two_hosts = result["setup"].startswith("two hosts")
+    heading = "on two simulated hosts (one core each)" if two_hosts else "on one machine"
     rows = [
-        "| one primary + one standby on one machine | measured | target |",
+        f"| one primary + one standby {heading} | measured | target |",
         "|---|---|---|",
         f"| replay lag during ingest ({ingest['bulk_documents']:,} bulk documents and "
         f"{ryw['tries']:,} tries in {ingest['seconds']:.0f} s, "
@@ -353,9 +355,16 @@ def replica_lag(result: dict[str, Any]) -> str:
         f"{_seconds(failover['healthy_after_restart_seconds'])} | |",
     ]
     load = result["machine"]["load_average_1_5_15"][0]
+    sharing = (
+        "`--two-hosts`: the write side (primary, worker, indexing server, the primary's API "
+        "server, upload clients) pinned to one core, the read side (standby, inference server, "
+        "the replica's API server, the search client) to the other"
+        if two_hosts
+        else "the standby shares the machine's two cores with everything else"
+    )
     return (
         "\n".join(rows) + f"\n\n(benchmarks/replica_lag.py; one run, load average {load:.1f}; "
-        "the standby shares the machine's two cores with everything else)\n"
+        f"{sharing})\n"
     )
 
 
@@ -465,6 +474,7 @@ def model_server(result: dict[str, Any]) -> str:
 
 RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "replica_lag": replica_lag,
+    "replica_lag_two_hosts": replica_lag,
     "source_sync": source_sync,
     "access_latency": access_latency,
     "search_breakdown": search_breakdown,

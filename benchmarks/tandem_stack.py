@@ -206,6 +206,17 @@ def _children(pid: int) -> list[int]:
     return found
 
 
+def descendants(pid: int) -> list[int]:
+    """The pids of `pid`'s live descendants, at this moment."""
+    found: list[int] = []
+    pending = _children(pid)
+    while pending:
+        child = pending.pop()
+        found.append(child)
+        pending.extend(_children(child))
+    return found
+
+
 def process_tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of `pid`, of its live descendants and of its reaped children
     (PostgreSQL's backends, once their connections close)."""
