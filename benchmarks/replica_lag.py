@@ -355,8 +355,12 @@ def main() -> None:
                 worker(scratch / "logs", backends, indexing) as work,
             ):
                 if args.two_hosts:
-                    write: list[Path | Process] = [pair.primary.data_dir, plain, work]
-                    write.append(servers["indexing"])
+                    write: list[Path | Process] = [
+                        pair.primary.data_dir,
+                        plain,
+                        work,
+                        servers["indexing"],
+                    ]
                     read: list[Path | Process] = [pair.standby.data_dir, servers["inference"], api]
                     write_cpus, read_cpus = split_cpus()
                     _pin_side(write, write_cpus)

@@ -221,11 +221,7 @@ def process_tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of `pid`, of its live descendants and of its reaped children
     (PostgreSQL's backends, once their connections close)."""
     ticks = _cpu_ticks(pid, reaped=True)
-    pending = _children(pid)
-    while pending:
-        child = pending.pop()
-        ticks += _cpu_ticks(child, reaped=False)
-        pending.extend(_children(child))
+    ticks += sum(_cpu_ticks(child, reaped=False) for child in descendants(pid))
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
