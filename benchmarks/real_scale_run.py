@@ -37,6 +37,7 @@ from benchmarks import search_corpus
 from benchmarks import tandem_stack as stack
 from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import RESULTS_DIR, summarize_ms, write_result
+from benchmarks.search_breakdown import parse_server_timing
 from benchmarks.search_latency import embed_queries, hnsw_recall
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.fusion import Fusion
@@ -60,12 +61,30 @@ def loadavg() -> list[float]:
     return [float(f) for f in Path("/proc/loadavg").read_text().split()[:3]]
 
 
-def _search(client: httpx.Client, query: str, mode: SearchMode) -> tuple[float, list[str]]:
+def _search(
+    client: httpx.Client, query: str, mode: SearchMode
+) -> tuple[float, list[str], dict[str, float]]:
+    """Seconds, the documents found, and the server's stages ({stage: ms}, Server-Timing)."""
     started = time.perf_counter()
     response = client.post("/api/search", json={"query": query, "mode": mode.value})
     elapsed = time.perf_counter() - started
     body = response.raise_for_status().json()
-    return elapsed, [hit["document_id"] for hit in body["results"]]
+    stages = parse_server_timing(response.headers["server-timing"])
+    return elapsed, [hit["document_id"] for hit in body["results"]], stages
+
+
+def stage_summary(stages: list[dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Per stage: p50 where it ran and mean over every query (0 where it did not run)."""
+    names = dict.fromkeys(name for one in stages for name in one)
+    out: dict[str, dict[str, float]] = {}
+    for name in names:
+        values = sorted(one[name] for one in stages if name in one)
+        out[name] = {
+            "p50": values[len(values) // 2],
+            "mean": sum(values) / len(stages),
+            "share_of_queries": len(values) / len(stages),
+        }
+    return out
 
 
 def sequential(
@@ -79,12 +98,14 @@ def sequential(
     cuts the load order at a chunk, so the last targets of the first segment may be out)."""
     seconds: list[float] = []
     reciprocal: list[float] = []
+    stages: list[dict[str, float]] = []
     with httpx.Client(base_url=api_url, timeout=60.0) as client:
         for text in warmup:
             _search(client, text, mode)
         for query in queries:
-            elapsed, documents = _search(client, query["text"], mode)
+            elapsed, documents, timing = _search(client, query["text"], mode)
             seconds.append(elapsed)
+            stages.append(timing)
             if query["relevant"] not in loaded:
                 continue
             rank = documents.index(query["relevant"]) + 1 if query["relevant"] in documents else 0
@@ -92,6 +113,7 @@ def sequential(
     return {
         "queries": len(seconds),
         "client_ms": summarize_ms(seconds),
+        "server_stages_ms": stage_summary(stages),
         "mrr_at_10": sum(reciprocal) / len(reciprocal),
         "mrr_queries": len(reciprocal),
     }

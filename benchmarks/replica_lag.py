@@ -21,9 +21,11 @@ the tests run them), Redis, both model servers, a worker, and two API servers: o
 `--two-hosts` splits the machine's CPUs in two, as two hosts would be (`cpu_split`): the
 write side (primary, worker, indexing server, the primary's API server, the upload and
 try clients) on one half, the read side (standby, inference server, the replica's API
-server, the search client) on the other. Search on the replica during ingest is then
-compared with search on the idle primary, each on its own half (the target's question:
-what replaying the primary's WAL costs the standby's searches), and the result goes to
+server, the search client) on the other. The primary's API server then has an inference
+server of its own on the write half, and the idle search client moves to the half it
+asks: each search path runs on one half. Search on the replica during ingest is compared
+with search on the idle primary, each on its own half (the target's question: what
+replaying the primary's WAL costs the standby's searches), and the result goes to
 `replica_lag_two_hosts.json`.
 """
 
@@ -37,6 +39,7 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -97,15 +100,15 @@ def _search(client: httpx.Client, query: str, mode: str) -> tuple[float, bool]:
 
 
 def _idle_latency(
-    primary_api: str, replica_api: str, rounds: int, read_cpus: set[int] | None
+    primary_api: str, replica_api: str, rounds: int, sides: tuple[set[int], set[int]] | None
 ) -> dict[str, Any]:
-    """Alternating queries; in a thread on the read side's CPUs, as the search load runs."""
+    """Alternating queries, in a thread that (`sides`: the write and the read side's CPUs)
+    moves to the side of the API server it asks, so each search's client runs on its
+    path's host."""
     out: dict[str, Any] = {}
 
     def measure() -> None:
-        if read_cpus:
-            pin_this_thread(read_cpus)
-        out.update(_alternating(primary_api, replica_api, rounds))
+        out.update(_alternating(primary_api, replica_api, rounds, sides))
 
     thread = threading.Thread(target=measure)
     thread.start()
@@ -113,23 +116,31 @@ def _idle_latency(
     return out
 
 
-def _alternating(primary_api: str, replica_api: str, rounds: int) -> dict[str, Any]:
+def _alternating(
+    primary_api: str, replica_api: str, rounds: int, sides: tuple[set[int], set[int]] | None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with (
         httpx.Client(base_url=primary_api, timeout=30) as p,
         httpx.Client(base_url=replica_api, timeout=30) as r,
     ):
+
+        def search(client: httpx.Client, query: str, mode: str) -> float:
+            if sides:
+                pin_this_thread(sides[0] if client is p else sides[1])
+            return _search(client, query, mode)[0]
+
         for mode in ("keyword", "hybrid"):
             for query in QUERIES:  # warm both
-                _search(p, query, mode)
-                _search(r, query, mode)
+                search(p, query, mode)
+                search(r, query, mode)
             on_primary: list[float] = []
             on_replica: list[float] = []
             for n in range(rounds):
                 for query in QUERIES:
                     first, second = (p, r) if n % 2 == 0 else (r, p)
-                    a, _ = _search(first, query, mode)
-                    b, _ = _search(second, query, mode)
+                    a = search(first, query, mode)
+                    b = search(second, query, mode)
                     (on_primary if first is p else on_replica).append(a)
                     (on_replica if first is p else on_primary).append(b)
             out[mode] = {
@@ -332,14 +343,16 @@ def main() -> None:
     parser.add_argument("--search-interval", type=float, default=IngestLoad.search_interval)
     parser.add_argument("--two-hosts", action="store_true", help="split the CPUs in two sides")
     args = parser.parse_args()
-    read_cpus: set[int] | None = None
+    sides: tuple[set[int], set[int]] | None = split_cpus() if args.two_hosts else None
     with tempfile.TemporaryDirectory(prefix="tandem-replica-lag-") as scratch_name:
         scratch = Path(scratch_name)
-        (scratch / "logs").mkdir()
+        logs = scratch / "logs"
+        logs.mkdir()
         with (
             replication(scratch) as pair,
             running_redis(scratch / "redis", _port()) as redis_url,
-            model_servers(scratch / "logs", ("inference", "indexing")) as servers,
+            model_servers(logs, ("inference", "indexing")) as servers,
+            ExitStack() as stack,
         ):
             backends = Backends(pair.primary.url(), redis_url)
             routed = {
@@ -347,47 +360,56 @@ def main() -> None:
                 "DATABASE_READ_CHECK_SECONDS": "0.25",
             }
             inference, indexing = servers["inference"].url, servers["indexing"].url
-            with (
-                api_server(scratch / "logs", backends, inference, name="api-primary") as plain,
-                api_server(
-                    scratch / "logs", backends, inference, routed, name="api-replica"
-                ) as api,
-                worker(scratch / "logs", backends, indexing) as work,
-            ):
-                if args.two_hosts:
-                    write: list[Path | Process] = [
-                        pair.primary.data_dir,
-                        plain,
-                        work,
-                        servers["indexing"],
-                    ]
-                    read: list[Path | Process] = [pair.standby.data_dir, servers["inference"], api]
-                    write_cpus, read_cpus = split_cpus()
-                    _pin_side(write, write_cpus)
-                    _pin_side(read, read_cpus)
-                    pin_this_thread(write_cpus)  # the upload and try clients' threads
-                seed = _documents(args.seed_documents)
-                with httpx.Client(base_url=api.url, timeout=300) as client:
-                    for n in range(0, len(seed), BATCH):
-                        files = [("files", d) for d in seed[n : n + BATCH]]
-                        client.post("/api/documents", files=files).raise_for_status()
-                _wait_idle(pair)
-                time.sleep(20)  # warm: the servers are still settling right after start
-                idle = _idle_latency(plain.url, api.url, args.idle_rounds, read_cpus)
-                load = IngestLoad(
-                    args.bulk_clients, args.bulk_batch, args.try_clients, args.search_interval
-                )
-                ingest = _ingest_phase(
-                    pair,
-                    api.url,
-                    plain.url,
-                    _documents(args.bulk_documents),
-                    args.tries,
-                    args.max_seconds,
-                    load,
-                    read_cpus,
-                )
-                failover = _failover(pair, api.url)
+            # Two hosts: the primary's API gets an inference server of its own, on its
+            # side, so that each search path (client, API, model server, PostgreSQL)
+            # runs on one side's CPUs and the idle primary is measured on the same
+            # hardware as the standby.
+            primary_inference = (
+                stack.enter_context(model_servers(logs, ("inference",)))["inference"]
+                if sides
+                else servers["inference"]
+            )
+            plain = stack.enter_context(
+                api_server(logs, backends, primary_inference.url, name="api-primary")
+            )
+            api = stack.enter_context(
+                api_server(logs, backends, inference, routed, name="api-replica")
+            )
+            work = stack.enter_context(worker(logs, backends, indexing))
+            if sides:
+                write: list[Path | Process] = [
+                    pair.primary.data_dir,
+                    plain,
+                    primary_inference,
+                    work,
+                    servers["indexing"],
+                ]
+                read: list[Path | Process] = [pair.standby.data_dir, servers["inference"], api]
+                _pin_side(write, sides[0])
+                _pin_side(read, sides[1])
+                pin_this_thread(sides[0])  # the upload and try clients' threads
+            seed = _documents(args.seed_documents)
+            with httpx.Client(base_url=api.url, timeout=300) as client:
+                for n in range(0, len(seed), BATCH):
+                    files = [("files", d) for d in seed[n : n + BATCH]]
+                    client.post("/api/documents", files=files).raise_for_status()
+            _wait_idle(pair)
+            time.sleep(20)  # warm: the servers are still settling right after start
+            idle = _idle_latency(plain.url, api.url, args.idle_rounds, sides)
+            load = IngestLoad(
+                args.bulk_clients, args.bulk_batch, args.try_clients, args.search_interval
+            )
+            ingest = _ingest_phase(
+                pair,
+                api.url,
+                plain.url,
+                _documents(args.bulk_documents),
+                args.tries,
+                args.max_seconds,
+                load,
+                sides[1] if sides else None,
+            )
+            failover = _failover(pair, api.url)
     result = {
         "idle": idle,
         "ingest": ingest,

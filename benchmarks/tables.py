@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from benchmarks.tables_guards import load_burst, precision_quality, unauthenticated_body
-from benchmarks.tables_real_scale import real_scale
+from benchmarks.tables_real_scale import real_scale, real_scale_stages
 from benchmarks.tables_search import search_latency
 
 ROOT = Path(__file__).parent.parent
@@ -358,8 +358,9 @@ def replica_lag(result: dict[str, Any]) -> str:
     load = result["machine"]["load_average_1_5_15"][0]
     sharing = (
         "`--two-hosts`: the write side (primary, worker, indexing server, the primary's API "
-        "server, upload clients) pinned to one core, the read side (standby, inference server, "
-        "the replica's API server, the search client) to the other"
+        "server and its own inference server, upload clients) pinned to one core, the read "
+        "side (standby, inference server, the replica's API server, the search client) to "
+        "the other; the idle search client moves to the side it asks"
         if two_hosts
         else "the standby shares the machine's two cores with everything else"
     )
@@ -489,13 +490,19 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "unauthenticated_body": unauthenticated_body,
     "search_latency": search_latency,
     "real_scale": real_scale,
+    "real_scale_stages": real_scale_stages,
 }
+
+
+# Tables drawn from another table's results file (by default a table's file is its name).
+RESULT_OF_TABLE = {"real_scale_stages": "real_scale"}
 
 
 def render(text: str) -> str:
     def replace(match: re.Match[str]) -> str:
         name = match.group("name")
-        result = orjson.loads((RESULTS / f"{name}.json").read_bytes())
+        source = RESULT_OF_TABLE.get(name, name)
+        result = orjson.loads((RESULTS / f"{source}.json").read_bytes())
         return match.group(1) + RENDERERS[name](result) + match.group(4)
 
     return BLOCK.sub(replace, text)

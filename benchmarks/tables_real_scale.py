@@ -61,3 +61,31 @@ def real_scale(result: dict[str, Any]) -> str:
         f"held-out known-item queries per mode; run {machine['finished_at'][:10]}"
     )
     return "\n".join(rows) + "\n\n" + "; ".join(notes) + "\n"
+
+
+STAGES = ("embed", "connect", "bm25", "hnsw", "cosines", "fusion", "page", "snippets")
+
+
+def real_scale_stages(result: dict[str, Any]) -> str:
+    """Where the server's time goes per size and mode: each stage's mean over the held-out
+    queries (from Server-Timing; hybrid runs BM25 beside the embedding and HNSW, so its
+    stages add up to more than its total)."""
+    rows = [
+        "| chunks | mode | client p50 | server total p50 | "
+        + " | ".join(STAGES)
+        + " | rest of the client's time |",
+        "|---|---|---:|---:|" + "---:|" * len(STAGES) + "---:|",
+    ]
+    for key, size in sorted(result["sizes"].items(), key=lambda item: int(item[0])):
+        for mode in MODES:
+            s = size["modes"][mode]["sequential"]
+            stages = s["server_stages_ms"]
+            cells = [f"{stages[name]['mean']:.1f}" if name in stages else "" for name in STAGES]
+            client, total = s["client_ms"]["mean"], stages["total"]["mean"]
+            head = f"| {int(key):,} | {mode} | {s['client_ms']['p50']:.1f} | "
+            head += f"{stages['total']['p50']:.1f} | "
+            rows.append(head + " | ".join(cells) + f" | {client - total:.1f} |")
+    return (
+        "\n".join(rows) + "\n\n(means in ms over the held-out queries, sequential; the last "
+        "column is the client's mean minus the server's: HTTP, JSON parsing, the client)\n"
+    )
