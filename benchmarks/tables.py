@@ -491,6 +491,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "search_latency": search_latency,
     "real_scale": real_scale,
     "real_scale_stages": real_scale_stages,
+    "real_scale_before_shared_buffers": real_scale,
 }
 
 

@@ -196,3 +196,29 @@ def test_session_fixtures(postgres_url: str, redis_url: str) -> None:
     client = redis.Redis.from_url(redis_url)
     assert client.ping()
     client.close()
+
+
+def test_memory_settings_take_a_quarter_of_memory_within_bounds() -> None:
+    gib = 1024**3
+    assert local_postgres.memory_settings(24 * gib) == {
+        "shared_buffers": "4096MB",  # capped
+        "effective_cache_size": "12288MB",
+    }
+    assert local_postgres.memory_settings(8 * gib)["shared_buffers"] == "2048MB"
+    assert local_postgres.memory_settings(256 * 1024**2) == {
+        "shared_buffers": "128MB",  # PostgreSQL's own default is the floor
+        "effective_cache_size": "128MB",
+    }
+
+
+def test_the_session_postgres_runs_with_the_machines_memory_settings(postgres_url: str) -> None:
+    expected = local_postgres.memory_settings(local_postgres.machine_memory_bytes())
+    # Compared in kB: PostgreSQL counts shared_buffers in 8kB pages and shows "4GB".
+    with psycopg.connect(conninfo(postgres_url)) as conn:
+        for name, value in expected.items():
+            row = conn.execute(
+                "SELECT setting::bigint * pg_size_bytes(unit) / 1024, pg_size_bytes(%s) / 1024"
+                " FROM pg_settings WHERE name = %s",
+                (value, name),
+            ).fetchone()
+            assert row is not None and row[0] == row[1], (name, row, value)

@@ -47,6 +47,31 @@ THROWAWAY_SETTINGS: Mapping[str, str] = {
     "synchronous_commit": "off",
     "full_page_writes": "off",
 }
+# PostgreSQL's own default shared_buffers (128 MB) holds a few tens of thousands of chunks'
+# vectors: past that every HNSW lookup reads its pages through the kernel's cache. As the
+# usual advice goes, a quarter of the machine's memory, here capped (the local stack
+# shares the machine with the model servers and the rest).
+SHARED_BUFFERS_SHARE = 0.25
+SHARED_BUFFERS_MAX_MB = 4096
+SHARED_BUFFERS_MIN_MB = 128
+
+
+def memory_settings(total_bytes: int) -> dict[str, str]:
+    """shared_buffers and the planner's effective_cache_size for a machine of
+    `total_bytes` of memory."""
+    total_mb = total_bytes // (1024 * 1024)
+    shared = int(total_mb * SHARED_BUFFERS_SHARE)
+    shared = max(SHARED_BUFFERS_MIN_MB, min(SHARED_BUFFERS_MAX_MB, shared))
+    return {
+        "shared_buffers": f"{shared}MB",
+        "effective_cache_size": f"{max(shared, total_mb // 2)}MB",
+    }
+
+
+def machine_memory_bytes() -> int:
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
 # sun_path is 108 bytes on Linux and 104 on macOS, including the terminating NUL.
 _MAX_SOCKET_PATH = 103
 # PostgreSQL's fast shutdown: disconnect clients, checkpoint, exit.
@@ -66,7 +91,8 @@ class LocalPostgres:
     """One cluster in `data_dir` (the PGDATA directory itself), served on `host`:`port`.
 
     An empty `host` means no TCP at all, only the unix socket (used while bootstrapping).
-    `settings` become `-c name=value` server options.
+    `settings` become `-c name=value` server options, over `memory_settings` of this
+    machine.
     """
 
     data_dir: Path
@@ -116,7 +142,8 @@ class LocalPostgres:
             *("-h", self.host),
             *("-k", str(self.socket_dir())),
         ]
-        for name, value in self.settings.items():
+        settings = memory_settings(machine_memory_bytes()) | dict(self.settings)
+        for name, value in settings.items():
             argv += ["-c", f"{name}={value}"]
         return argv
 

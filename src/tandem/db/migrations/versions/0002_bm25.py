@@ -27,7 +27,8 @@ depends_on = None
 # Held by the triggers and bm25_rebuild() while they write the statistics.
 STATISTICS_LOCK_ID = 7_415_303
 DEFAULT_TITLE_WEIGHT = 2.0
-# Must match tandem.db.models.BM25_IMPACT (the planner matches the expression as written).
+# Must match tandem.index.bm25_formula.impact_sql (the planner matches the expression as
+# written; tests/test_bm25_formula.py compares it with the live index).
 IMPACT_INDEX_KEY = "term_id, (tf / (tf + 0.3 + 0.009 * length)) DESC"
 
 TABLES = f"""
