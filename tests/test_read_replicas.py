@@ -122,6 +122,26 @@ def test_reads_go_to_a_caught_up_replica(router: ReadRouter) -> None:
     assert status.lag_seconds == 0.0
 
 
+def test_the_primary_is_asked_for_the_position_while_the_replica_reads(
+    router: ReadRouter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked = router.required_lsn
+
+    def slow_primary() -> int:
+        time.sleep(0.4)  # a busy primary
+        return asked()
+
+    def slow_read(target: ReadTarget) -> str:
+        time.sleep(0.4)
+        return _served_by(target)
+
+    monkeypatch.setattr(router, "required_lsn", slow_primary)
+    started = time.monotonic()
+    assert router.run(slow_read) == "replica-1"
+    # One after the other would take 0.8 s: the primary's round trip is off the read's path.
+    assert time.monotonic() - started < 0.7
+
+
 # A bound the paused standby stays within however slow the machine is while the attempt
 # is written: only the attempt's position may rule the replica out.
 @pytest.mark.parametrize("max_lag_seconds", [60.0])

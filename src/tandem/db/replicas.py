@@ -9,8 +9,12 @@ skipped until a later refresh finds it well again.
 Read-your-writes: a replica serves a read only once it has replayed past the newest
 succeeded attempt's WAL position (`index_attempts.succeeded_lsn`, read from the primary
 for each read: one index probe), so every document of an attempt that reports
-`succeeded` is in what the read sees. A replica not there yet is asked again directly
-(its cached position may be a refresh old), then the next one, then the primary.
+`succeeded` is in what the read sees. That probe runs beside the read, not before it: the
+replica's replayed position is read first, on the replica, then the read runs there while
+the primary is asked; the result counts only if that position had reached the primary's
+answer (every statement of the read sees at least what was replayed when it began).
+Otherwise, or when that replica fails, the plan is followed: each replica asked again
+directly, then the next one, then the primary.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -98,6 +103,8 @@ class ReadRouter:
         self._primary_history: deque[tuple[float, int]] = deque(maxlen=_HISTORY)
         self._required = 0  # the last newest-succeeded position the primary gave
         self._turn = itertools.count()
+        # Asks the primary for the newest succeeded position while a read runs.
+        self._probes = ThreadPoolExecutor(4, thread_name_prefix="required-lsn")
 
     def statuses(self) -> list[ReplicaStatus]:
         with self._lock:
@@ -227,22 +234,54 @@ class ReadRouter:
         self._set(ReplicaStatus(target.name, False, detail=f"failed a read: {_first_line(exc)}"))
 
     def run(self, read: Callable[[ReadTarget], T]) -> T:
-        """`read` on the first target of the plan; a replica's connection failure (or a
-        query cancelled by replay) moves on to the next, then the primary, whose own
-        failure is the caller's."""
+        """`read` on a healthy replica, the primary's newest succeeded position asked for
+        meanwhile (module docstring); when that replica had not replayed so far or failed,
+        on the first target of the plan, where a replica's connection failure (or a query
+        cancelled by replay) moves on to the next, then the primary, whose own failure is
+        the caller's."""
+        target = self._next_healthy()
+        if target is not None:
+            required = self._probes.submit(self.required_lsn)
+            replayed = self._replayed_now(target)
+            if replayed is not None:
+                try:
+                    result = read(target)
+                except OperationalError as exc:
+                    self._read_failed(target, exc)
+                else:
+                    if replayed >= required.result():
+                        return result
+            required.result()  # not left running beside the plan's own probe
+        return self._run_planned(read)
+
+    def _next_healthy(self) -> ReadTarget | None:
+        """The next healthy replica in turn, by the last refresh; None without one."""
+        if not self.replicas:
+            return None
+        start = next(self._turn) % len(self.replicas)
+        with self._lock:
+            status = dict(self._status)
+        for target in self.replicas[start:] + self.replicas[:start]:
+            if status[target.name].healthy:
+                return target
+        return None
+
+    def _read_failed(self, target: ReadTarget, exc: OperationalError) -> None:
+        log.warning("replica_read_failed replica=%s error=%s", target.name, _first_line(exc))
+        self.mark_down(target, exc)
+
+    def _run_planned(self, read: Callable[[ReadTarget], T]) -> T:
         for target in self.plan():
             if not target.is_replica:
                 return read(target)
             try:
                 return read(target)
             except OperationalError as exc:
-                log.warning(
-                    "replica_read_failed replica=%s error=%s", target.name, _first_line(exc)
-                )
-                self.mark_down(target, exc)
+                self._read_failed(target, exc)
         raise AssertionError("the plan always ends with the primary")
 
     def dispose(self) -> None:
+        self._probes.shutdown(wait=True)
         self._probe.dispose()
         for engine in self._engines.values():
             engine.dispose()
