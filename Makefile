@@ -85,8 +85,8 @@ browser:
 	fi
 
 # Three pytest processes, each taking whole modules (their module-scoped servers start
-# once): on two cores that cut the suite from about 21 to 14 minutes, because most of a
-# test's time is spent waiting on the servers it starts. TEST_WORKERS=0 runs it in one.
+# once): on two cores the suite took 7-14 minutes so, 21 in one process, because most of
+# a test's time is spent waiting on the servers it starts. TEST_WORKERS=0 runs it in one.
 TEST_WORKERS ?= 3
 test: $(VENV)/.installed-dev lint typecheck deploy-check browser
 	$(BIN)/tandem models prepare
