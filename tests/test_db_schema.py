@@ -72,6 +72,83 @@ def test_downgrade_and_upgrade_again(scratch_engine: Engine) -> None:
     assert {"documents", "chunks", "index_attempts", "index_attempt_items", "api_keys"} <= tables
 
 
+_VECTOR = "[" + ",".join(["0.05"] * 384) + "]"
+
+
+def test_chunks_indexed_before_bm25_get_their_postings(scratch_engine: Engine) -> None:
+    """0001 -> 0002 over real data: every existing chunk's terms, lengths and the corpus
+    totals, as the triggers would have kept them (the title counts twice)."""
+    upgrade(scratch_engine, "0001")
+    with scratch_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO documents (id, title, source, content_type, metadata, "
+                "content_hash, size_bytes, chunk_count) VALUES "
+                "('w.md', 'Walrus', 'w.md', 'text/markdown', '{}', 'h', 10, 2)"
+            )
+        )
+        for ordinal, body in enumerate(["walrus husbandry notes", "tusk care for walruses"]):
+            connection.execute(
+                text(
+                    "INSERT INTO chunks (document_id, ordinal, title, source, content_type, "
+                    "metadata, text, token_count, embedding) VALUES ('w.md', :o, 'Walrus', "
+                    "'w.md', 'text/markdown', '{}', :t, 4, CAST(:v AS vector))"
+                ),
+                {"o": ordinal, "t": body, "v": _VECTOR},
+            )
+    upgrade(scratch_engine, "0002")
+    with scratch_engine.connect() as connection:
+        corpus = connection.execute(text("SELECT chunks, total_length FROM bm25_corpus")).one()
+        walrus = connection.execute(
+            text(
+                "SELECT t.df, array_agg(p.tf ORDER BY p.chunk_id) FROM bm25_terms t"
+                " JOIN bm25_postings p ON p.term_id = t.id WHERE t.lexeme = 'walrus'"
+                " GROUP BY t.df"
+            )
+        ).one()
+    # "walrus" (stemmed) is in both titles; in the first body once, in the second once.
+    assert tuple(walrus) == (2, [3.0, 3.0])
+    # Lengths: 3 body lexemes + 2 title, and 3 body lexemes ("for" is a stop word) + 2.
+    assert tuple(corpus) == (2, 10.0)
+
+
+def test_items_left_running_by_the_version_before_leases_are_taken_over(
+    scratch_engine: Engine,
+) -> None:
+    """0002 -> 0003 over real data: a `running` item gets a lease that has run out (the
+    first sweep takes it over), a queued one none; counters start at 0."""
+    upgrade(scratch_engine, "0002")
+    with scratch_engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO index_attempts (id, status) VALUES"
+                " ('00000000-0000-0000-0000-000000000001', 'running')"
+            )
+        )
+        for position, status in enumerate(["running", "queued", "succeeded"]):
+            connection.execute(
+                text(
+                    "INSERT INTO index_attempt_items (attempt_id, position, document_id,"
+                    " filename, metadata, size_bytes, status, chunk_count) VALUES"
+                    " ('00000000-0000-0000-0000-000000000001', :p, :d, :f, '{}', 1, :s, 0)"
+                ),
+                {"p": position, "d": f"{status}.txt", "f": f"{status}.txt", "s": status},
+            )
+    upgrade(scratch_engine, "0003")
+    with scratch_engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT status::text, lease_expires_at < now(), claims, failures"
+                " FROM index_attempt_items ORDER BY position"
+            )
+        ).all()
+    assert [tuple(r) for r in rows] == [
+        ("running", True, 0, 0),
+        ("queued", None, 0, 0),
+        ("succeeded", None, 0, 0),
+    ]
+
+
 def test_documents_of_an_existing_database_keep_their_ids_and_become_uploads(
     scratch_engine: Engine,
 ) -> None:
