@@ -37,7 +37,7 @@ from benchmarks import search_corpus
 from benchmarks import tandem_stack as stack
 from benchmarks.processes import unwind_on_sigterm
 from benchmarks.results_io import RESULTS_DIR, summarize_ms, write_result
-from benchmarks.search_breakdown import parse_server_timing
+from benchmarks.search_breakdown import parse_server_timing, summarize_stages
 from benchmarks.search_latency import embed_queries, hnsw_recall
 from tandem.db.session import make_engine, make_session_factory
 from tandem.index.fusion import Fusion
@@ -73,20 +73,6 @@ def _search(
     return elapsed, [hit["document_id"] for hit in body["results"]], stages
 
 
-def stage_summary(stages: list[dict[str, float]]) -> dict[str, dict[str, float]]:
-    """Per stage: p50 where it ran and mean over every query (0 where it did not run)."""
-    names = dict.fromkeys(name for one in stages for name in one)
-    out: dict[str, dict[str, float]] = {}
-    for name in names:
-        values = sorted(one[name] for one in stages if name in one)
-        out[name] = {
-            "p50": values[len(values) // 2],
-            "mean": sum(values) / len(stages),
-            "share_of_queries": len(values) / len(stages),
-        }
-    return out
-
-
 def sequential(
     api_url: str,
     warmup: list[str],
@@ -98,14 +84,15 @@ def sequential(
     cuts the load order at a chunk, so the last targets of the first segment may be out)."""
     seconds: list[float] = []
     reciprocal: list[float] = []
-    stages: list[dict[str, float]] = []
+    stages: dict[str, list[float]] = {}
     with httpx.Client(base_url=api_url, timeout=60.0) as client:
         for text in warmup:
             _search(client, text, mode)
         for query in queries:
             elapsed, documents, timing = _search(client, query["text"], mode)
             seconds.append(elapsed)
-            stages.append(timing)
+            for stage, ms in timing.items():
+                stages.setdefault(stage, []).append(ms)
             if query["relevant"] not in loaded:
                 continue
             rank = documents.index(query["relevant"]) + 1 if query["relevant"] in documents else 0
@@ -113,7 +100,7 @@ def sequential(
     return {
         "queries": len(seconds),
         "client_ms": summarize_ms(seconds),
-        "server_stages_ms": stage_summary(stages),
+        "server_stages_ms": summarize_stages(stages, len(seconds)),
         "mrr_at_10": sum(reciprocal) / len(reciprocal),
         "mrr_queries": len(reciprocal),
     }

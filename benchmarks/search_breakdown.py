@@ -78,6 +78,19 @@ def parse_server_timing(header: str) -> dict[str, float]:
     return stages
 
 
+def summarize_stages(by_stage: dict[str, list[float]], queries: int) -> dict[str, Any]:
+    """Per stage: p50 where it ran, and mean over all `queries` (0 where a stage did not
+    run: a second pool round, or another mode's stage)."""
+    return {
+        stage: {
+            "p50": float(np.percentile(values, 50)),
+            "mean": float(sum(values) / queries),
+            "share_of_queries": len(values) / queries,
+        }
+        for stage, values in by_stage.items()
+    }
+
+
 def paired(
     clients: dict[str, httpx.Client], queries: list[str], extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -101,15 +114,7 @@ def paired(
     for side in SIDES:
         result[side] = {
             "client_ms": summarize_ms(seconds[side]),
-            # Mean over every query (0 where a stage did not run: a second pool round).
-            "stages_ms": {
-                stage: {
-                    "p50": float(np.percentile(values, 50)),
-                    "mean": float(sum(values) / len(seconds[side])),
-                    "share_of_queries": len(values) / len(seconds[side]),
-                }
-                for stage, values in stages[side].items()
-            },
+            "stages_ms": summarize_stages(stages[side], len(seconds[side])),
         }
     result["p50_after_over_before"] = (
         result["after"]["client_ms"]["p50"] / result["before"]["client_ms"]["p50"]

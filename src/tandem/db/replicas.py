@@ -206,21 +206,16 @@ class ReadRouter:
             return None
         return None if value is None else parse_lsn(str(value))
 
-    def plan(self) -> list[ReadTarget]:
+    def plan(self, required: int | None = None) -> list[ReadTarget]:
         """Where to read, in order: healthy replicas that have replayed every succeeded
-        attempt (taking turns), then the primary."""
+        attempt (taking turns), then the primary. `required`: the primary's newest
+        succeeded position when the caller has just asked for it."""
         if not self.replicas:
             return [self.primary]
-        required = self.required_lsn()
-        start = next(self._turn) % len(self.replicas)
-        ordered = self.replicas[start:] + self.replicas[:start]
-        with self._lock:
-            status = dict(self._status)
+        if required is None:
+            required = self.required_lsn()
         chosen = []
-        for target in ordered:
-            known = status[target.name]
-            if not known.healthy:
-                continue
+        for target, known in self._healthy_in_turn():
             if (known.replay_lsn or 0) >= required:
                 chosen.append(target)
                 continue
@@ -251,27 +246,31 @@ class ReadRouter:
                 else:
                     if replayed >= required.result():
                         return result
-            required.result()  # not left running beside the plan's own probe
-        return self._run_planned(read)
+            # The position just asked for stands for the plan too: no second probe.
+            return self._run_planned(read, required.result())
+        return self._run_planned(read, None)
 
-    def _next_healthy(self) -> ReadTarget | None:
-        """The next healthy replica in turn, by the last refresh; None without one."""
-        if not self.replicas:
-            return None
+    def _healthy_in_turn(self) -> list[tuple[ReadTarget, ReplicaStatus]]:
+        """The healthy replicas by the last refresh, starting from the next in turn."""
         start = next(self._turn) % len(self.replicas)
         with self._lock:
             status = dict(self._status)
-        for target in self.replicas[start:] + self.replicas[:start]:
-            if status[target.name].healthy:
-                return target
-        return None
+        ordered = self.replicas[start:] + self.replicas[:start]
+        return [(t, status[t.name]) for t in ordered if status[t.name].healthy]
+
+    def _next_healthy(self) -> ReadTarget | None:
+        """The next healthy replica in turn; None without one."""
+        if not self.replicas:
+            return None
+        healthy = self._healthy_in_turn()
+        return healthy[0][0] if healthy else None
 
     def _read_failed(self, target: ReadTarget, exc: OperationalError) -> None:
         log.warning("replica_read_failed replica=%s error=%s", target.name, _first_line(exc))
         self.mark_down(target, exc)
 
-    def _run_planned(self, read: Callable[[ReadTarget], T]) -> T:
-        for target in self.plan():
+    def _run_planned(self, read: Callable[[ReadTarget], T], required: int | None) -> T:
+        for target in self.plan(required):
             if not target.is_replica:
                 return read(target)
             try:
