@@ -7,7 +7,10 @@ Documents, all from what apt installs offline:
   known-item query;
 - the man pages and POD of benchmarks/labelled_corpus.py's packages (same parsers): the
   NAME line's description is the query, the page the document;
-- every HTML page of HTML_PACKAGES (text by Tandem's own HTML reader): distractors only.
+- every HTML page of HTML_PACKAGES (text by Tandem's own HTML reader): distractors only;
+- past those, the HTML pages of MORE_HTML_PACKAGES: more distractors, which the chunks put
+  after all of the above in load order (benchmarks/real_scale_chunks.py), so that the
+  sizes the first packages fill keep their chunks when these are added.
 A query is dropped when it is under MIN_QUERY_WORDS words, when it appears verbatim in its
 own document (title included) or when several documents share it. QUERIES of the rest are
 sampled with a fixed seed and split into a tuning and a held-out half by
@@ -37,6 +40,11 @@ FORMAT_VERSION = 1
 HTML_PACKAGES = (
     "python3.11-doc", "postgresql-doc-15", "glibc-doc", "libstdc++-12-doc", "rust-doc",
 )  # fmt: skip
+# Together about 700k chunks more: the first packages give 322k, the largest size is 1M.
+MORE_HTML_PACKAGES = (
+    "openjdk-17-doc", "linux-doc-6.1", "erlang-doc", "qtbase5-doc-html", "sagemath-doc",
+    "libboost1.81-doc", "libgtk-4-doc", "libeigen3-doc",
+)  # fmt: skip
 TRANSLATIONS = Path("/var/lib/apt/lists")
 MIN_DOCUMENT_WORDS = 12
 MIN_HTML_WORDS = 50
@@ -55,6 +63,11 @@ class Document:
     kind: str  # package / man / pod / html
     text: str
     query: str  # the known-item query this document answers ("" for none)
+
+
+def in_extension(document: Document) -> bool:
+    """Whether the document is one of MORE_HTML_PACKAGES' pages (the load order's end)."""
+    return document.kind == "html" and document.source.split("/", 1)[0] in MORE_HTML_PACKAGES
 
 
 def default_cache_dir() -> Path:
@@ -122,8 +135,10 @@ def page_documents(cache_dir: Path) -> tuple[list[Document], dict[str, str]]:
     return list(documents.values()), {p: labelled.deb_version(d) for p, d in debs.items()}
 
 
-def html_documents(cache_dir: Path) -> tuple[list[Document], dict[str, str]]:
-    debs = labelled.download(HTML_PACKAGES, cache_dir / "debs")
+def html_documents(
+    cache_dir: Path, packages: tuple[str, ...]
+) -> tuple[list[Document], dict[str, str]]:
+    debs = labelled.download(packages, cache_dir / "debs")
     documents: list[Document] = []
     for package in sorted(debs):
         tree = labelled.unpack(debs[package], cache_dir / "trees")
@@ -190,8 +205,9 @@ def build(cache_dir: Path, queries: int = QUERIES, seed: int = SEED) -> Path:
     """documents.jsonl (one document a line) and corpus.json (queries, versions, counts)."""
     packages = package_documents(translation_files())
     pages, page_versions = page_documents(cache_dir)
-    html, html_versions = html_documents(cache_dir)
-    documents = packages + pages + html
+    html, html_versions = html_documents(cache_dir, HTML_PACKAGES)
+    more, more_versions = html_documents(cache_dir, MORE_HTML_PACKAGES)
+    documents = packages + pages + html + more
     chosen = select_queries(packages + pages, queries, seed)
     target = cache_dir / f"corpus-v{FORMAT_VERSION}"
     target.mkdir(parents=True, exist_ok=True)
@@ -207,7 +223,8 @@ def build(cache_dir: Path, queries: int = QUERIES, seed: int = SEED) -> Path:
         "query_candidates": len(query_candidates(packages + pages)),
         "queries": chosen,
         "split": ranking_split.RULE,
-        "packages": page_versions | html_versions,
+        "extension": {"packages": list(MORE_HTML_PACKAGES), "documents": len(more)},
+        "packages": page_versions | html_versions | more_versions,
         "package_lists": [p.name for p in translation_files()],
     }
     (target / "corpus.json").write_bytes(orjson.dumps(description, option=orjson.OPT_INDENT_2))

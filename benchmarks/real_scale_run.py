@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import resource
 import tempfile
 import threading
 import time
@@ -106,9 +107,20 @@ def sequential(
     }
 
 
-def concurrent(api_url: str, queries: list[str], mode: SearchMode) -> dict[str, Any]:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """{part: CPU seconds so far} of each process tree in `pids` and of this process (the
+    search clients)."""
+    used = {name: stack.process_tree_cpu_seconds(pid) for name, pid in pids.items()}
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    return used | {"clients": own.ru_utime + own.ru_stime}
+
+
+def concurrent(
+    api_url: str, queries: list[str], mode: SearchMode, pids: dict[str, int]
+) -> dict[str, Any]:
     """CONCURRENT_CLIENTS threads, each its own connection, cycling through the queries
-    (each from its own offset) for CONCURRENT_SECONDS."""
+    (each from its own offset) for CONCURRENT_SECONDS; with each part's CPU per query (the
+    processes in `pids` and the clients): where a 2-core machine's throughput goes."""
     stop = threading.Event()
 
     def client_loop(offset: int) -> list[float]:
@@ -121,6 +133,7 @@ def concurrent(api_url: str, queries: list[str], mode: SearchMode) -> dict[str, 
         return seconds
 
     offsets = [i * len(queries) // CONCURRENT_CLIENTS for i in range(CONCURRENT_CLIENTS)]
+    cpu_before = cpu_seconds(pids)
     with ThreadPoolExecutor(CONCURRENT_CLIENTS) as pool:
         started = time.perf_counter()
         futures = [pool.submit(client_loop, o) for o in offsets]
@@ -128,8 +141,14 @@ def concurrent(api_url: str, queries: list[str], mode: SearchMode) -> dict[str, 
         stop.set()
         parts = [f.result() for f in futures]
         wall = time.perf_counter() - started
+    cpu_after = cpu_seconds(pids)
     seconds = [s for part in parts for s in part]
+    per_query = max(1, len(seconds))
     return {
+        "cpu_ms_per_query": {
+            name: round(1000 * (cpu_after[name] - cpu_before[name]) / per_query, 2)
+            for name in cpu_before
+        },
         "clients": CONCURRENT_CLIENTS,
         "seconds": wall,
         "queries": len(seconds),
@@ -140,6 +159,7 @@ def concurrent(api_url: str, queries: list[str], mode: SearchMode) -> dict[str, 
 
 def measure(
     urls: dict[str, str],
+    pids: dict[str, int],
     database_url: str,
     warmup: list[str],
     held_out: list[dict[str, Any]],
@@ -149,7 +169,7 @@ def measure(
     for mode in MODES:
         modes[mode.value] = {"sequential": sequential(urls["api"], warmup, held_out, mode, loaded)}
         texts = [q["text"] for q in held_out]
-        modes[mode.value]["concurrent"] = concurrent(urls["api"], texts, mode)
+        modes[mode.value]["concurrent"] = concurrent(urls["api"], texts, mode, pids)
         print(f"  {mode.value}: {_line(modes[mode.value])}", flush=True)
     texts = [q["text"] for q in held_out[:RECALL_QUERIES]]
     query_vectors, _ = embed_queries(urls["inference"], texts)
@@ -197,6 +217,11 @@ def run(args: argparse.Namespace, work: Path) -> None:
         stack.api_server(work, backends, servers["inference"].url) as api,
     ):
         urls = {"api": api.url, "inference": servers["inference"].url}
+        pids = {
+            "api": api.popen.pid,
+            "inference": servers["inference"].popen.pid,
+            "postgres": stack.postmaster_pid(work / "data" / "postgres"),
+        }
         real = 0
         loaded_documents: set[str] = set()
         for size in sorted(args.sizes):
@@ -211,7 +236,9 @@ def run(args: argparse.Namespace, work: Path) -> None:
             loaded_documents |= added.pop("document_ids")
             loaded += added["chunks_loaded"]
             real += added["real_vectors"]
-            measured = measure(urls, backends.database_url, warmup, held_out, loaded_documents)
+            measured = measure(
+                urls, pids, backends.database_url, warmup, held_out, loaded_documents
+            )
             measured |= {
                 "chunks": loaded,
                 "real_vectors": real,

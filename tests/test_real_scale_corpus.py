@@ -111,3 +111,21 @@ def test_targets_come_first_and_chunks_are_the_chunkers(chunker: Chunker) -> Non
     # so all are given; a cap of 1 chunk beyond it still gives the whole head).
     capped = list(chunks_.ordered_chunks(chunker, first, rest, max_chunks=1))
     assert {d.id for d, _ in capped} == {d.id for d in documents}
+
+
+def test_the_extensions_pages_come_last_and_leave_the_others_order() -> None:
+    documents = [
+        Document(f"pkg/p{i}", f"p{i}", f"lists/p{i}", "package", "words " * 20, "")
+        for i in range(30)
+    ]
+    more = [
+        Document(f"html/{package}/{i}.html", "page", f"{package}/{i}.html", "html", "x", "")
+        for i, package in enumerate(corpus.MORE_HTML_PACKAGES * 3)
+    ]
+    first, rest = chunks_.load_order(documents, {"pkg/p3"})
+    first_more, rest_more = chunks_.load_order(documents + more, {"pkg/p3"})
+    assert first_more == first
+    assert rest_more[: len(rest)] == rest  # the other documents' order is kept
+    assert sorted(d.id for d in rest_more[len(rest) :]) == sorted(d.id for d in more)
+    assert all(corpus.in_extension(d) for d in more)
+    assert not any(corpus.in_extension(d) for d in documents)

@@ -58,6 +58,8 @@ class RankingIndex:
     def chunks(self, document_id: str) -> list[IndexHit]:
         return []
 
+    def close(self) -> None: ...
+
 
 class ReversingReranker:
     """Scores a text's number: the reranker puts the retrieval order upside down."""

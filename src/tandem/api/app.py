@@ -185,6 +185,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
         finally:
             probe.stop()
             monitor.stop()
+            state.index.close()
             state.reads.dispose()
             state.inference.close()
             state.celery.close()

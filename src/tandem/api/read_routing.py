@@ -41,5 +41,9 @@ class RoutedIndex:
     def chunk_count(self, document_id: str | None = None) -> int:
         return self._router.run(lambda target: self._on(target).chunk_count(document_id))
 
+    def close(self) -> None:
+        for index in self._by_target.values():
+            index.close()
+
     def chunks(self, document_id: str) -> list[IndexHit]:
         return self._router.run(lambda target: self._on(target).chunks(document_id))

@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from tandem.api.search_metrics import server_timing
 from tandem.api.state import Searching, StateDep
-from tandem.index.highlight import snippet
+from tandem.index.highlight import snippets
 from tandem.index.protocol import DEFAULT_HYBRID_ALPHA, SearchFilters
 from tandem.index.stage_timings import Stage, StageTimings
 from tandem.search import InvalidQuery, Searcher, SearchQuery, SearchResult
@@ -70,9 +70,9 @@ def search(body: SearchRequest, state: StateDep, caller: Searching) -> Response:
     except InvalidQuery as exc:
         raise ApiError(422, str(exc), exc.code) from exc
     with timings.stage(Stage.SNIPPETS):
-        snippets = [snippet(h.text, result.query) for h in result.hits]
+        marked = snippets([h.text for h in result.hits], result.query)
     with timings.stage(Stage.SERIALIZE):
-        content = _response(body, result, snippets)
+        content = _response(body, result, marked)
     total = time.perf_counter() - started
     stages = timings.seconds()
     state.search_metrics.observe(body.mode.value, stages, total)

@@ -42,8 +42,11 @@ TEXT_SEARCH_CONFIG = "english"
 
 
 def vector_literal(vector: Iterable[float]) -> str:
-    """pgvector's text form of a vector, for `CAST(:v AS vector)` in text SQL."""
-    return "[" + ",".join(repr(float(x)) for x in vector) + "]"
+    """pgvector's text form of a vector, for `CAST(:v AS vector)` in text SQL. An array's
+    `tolist()` gives the same floats as `float()` of each element, several times faster."""
+    tolist = getattr(vector, "tolist", None)
+    values = tolist() if tolist is not None else [float(x) for x in vector]
+    return "[" + ",".join(map(repr, values)) + "]"
 
 
 class PgLsn(UserDefinedType[str]):

@@ -36,10 +36,19 @@ def matcher(terms: list[str]) -> re.Pattern[str] | None:
     return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + ")", re.IGNORECASE)
 
 
+def snippets(texts: list[str], query: str, width: int = 300) -> list[str]:
+    """`snippet` of each text, the query's pattern made once for the page."""
+    pattern = matcher(query_terms(query))
+    return [_window(text, pattern, width) for text in texts]
+
+
 def snippet(text: str, query: str, width: int = 300) -> str:
+    return _window(text, matcher(query_terms(query)), width)
+
+
+def _window(text: str, pattern: re.Pattern[str] | None, width: int) -> str:
     # One line of prose: layout whitespace (tables, indentation) would waste the window.
     text = SPACES.sub(" ", text).strip()
-    pattern = matcher(query_terms(query))
     hits = list(pattern.finditer(text)) if pattern else []
     start = 0
     if hits:

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
+from tandem.db.statements import statement
 from tandem.index.fusion import Candidate
 from tandem.index.protocol import IndexHit
 
@@ -58,14 +58,14 @@ def read_page(
             "offset": offset,
             "limit": limit,
         }
-        rows = list(session.execute(text(_GROUPED), params))
+        rows = list(session.execute(statement(_GROUPED), params))
     else:
         window = ranked[offset : offset + limit]
         if not window:
             return []
         found = {
             int(row[0]): row
-            for row in session.execute(text(_CHUNKS), {"ids": [c.key for c in window]})
+            for row in session.execute(statement(_CHUNKS), {"ids": [c.key for c in window]})
         }
         rows = [found[c.key] for c in window if c.key in found]
     return [_hit(row, by_id[int(row[0])]) for row in rows]

@@ -121,6 +121,10 @@ class DocumentIndex(Protocol):
         """A document's chunks in order (score fields unset)."""
         ...
 
+    def close(self) -> None:
+        """Ends what the index runs of its own (threads); its owner calls it last."""
+        ...
+
 
 class ChunkWriter(Protocol):
     """The write side of the index: the only code that writes chunks (and so the BM25

@@ -23,10 +23,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
-from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from tandem.db.models import vector_literal
+from tandem.db.statements import statement
 from tandem.index import bm25
 from tandem.index.bm25_sql import chunk_score_join
 from tandem.index.filters import ChunkFilter
@@ -94,7 +94,7 @@ def connect(session: Session, query: IndexQuery, *, hnsw: bool) -> None:
         # Twice the candidates asked for: on the labelled sets ef_search = candidates
         # lost about 2% of exact search's MRR@10.
         ef_search = max(40, min(MAX_EF_SEARCH, 2 * query.candidates))
-        session.execute(text(HNSW_SETTINGS), {"ef": str(ef_search)})
+        session.execute(statement(HNSW_SETTINGS), {"ef": str(ef_search)})
 
 
 def nearest(
@@ -113,7 +113,7 @@ def nearest(
         keyword_join = chunk_score_join("n.id")
         keyword_params = scorer.score_parameters()
     rows = session.execute(
-        text(
+        statement(
             f"SELECT n.id, n.cosine, {OPENING_COSINE}{keyword_column} FROM ("
             " SELECT c.id, c.document_id, 1 - (c.embedding <=> CAST(:v AS vector)) AS cosine"
             f" FROM chunks c{chunk_filter.where()}"
@@ -139,7 +139,7 @@ def semantic_scores(
     if not chunk_ids:
         return {}
     rows = session.execute(
-        text(
+        statement(
             f"SELECT c.id, 1 - (c.embedding <=> CAST(:v AS vector)), {OPENING_COSINE}"
             f" FROM chunks c{opening_join('c')} WHERE c.id = ANY(:ids)"
         ),
