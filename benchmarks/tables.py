@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from benchmarks.tables_guards import load_burst, precision_quality, unauthenticated_body
-from benchmarks.tables_real_scale import real_scale, real_scale_stages
+from benchmarks.tables_real_scale import real_scale, real_scale_cpu, real_scale_stages
 from benchmarks.tables_search import search_latency
 
 ROOT = Path(__file__).parent.parent
@@ -491,12 +491,13 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "search_latency": search_latency,
     "real_scale": real_scale,
     "real_scale_stages": real_scale_stages,
+    "real_scale_cpu": real_scale_cpu,
     "real_scale_before_shared_buffers": real_scale,
 }
 
 
 # Tables drawn from another table's results file (by default a table's file is its name).
-RESULT_OF_TABLE = {"real_scale_stages": "real_scale"}
+RESULT_OF_TABLE = {"real_scale_stages": "real_scale", "real_scale_cpu": "real_scale"}
 
 
 def render(text: str) -> str:

@@ -89,3 +89,31 @@ def real_scale_stages(result: dict[str, Any]) -> str:
         "\n".join(rows) + "\n\n(means in ms over the held-out queries, sequential; the last "
         "column is the client's mean minus the server's: HTTP, JSON parsing, the client)\n"
     )
+
+
+CPU_PARTS = ("api", "postgres", "inference", "clients")
+
+
+def real_scale_cpu(result: dict[str, Any]) -> str:
+    """Where a 2-core machine's throughput goes: each part's CPU per query while 4 clients
+    search (sizes measured before the parts were recorded are left out)."""
+    cpus = int(result["machine"].get("cpus", 2))
+    rows = [
+        "| chunks | mode | 4 clients queries/s | "
+        + " | ".join(f"{part} CPU ms" for part in CPU_PARTS)
+        + f" | all | queries/s {cpus} CPUs allow at that cost |",
+        "|---|---|---:|" + "---:|" * len(CPU_PARTS) + "---:|---:|",
+    ]
+    for key, size in sorted(result["sizes"].items(), key=lambda item: int(item[0])):
+        for mode in MODES:
+            concurrent = size["modes"][mode]["concurrent"]
+            parts = concurrent.get("cpu_ms_per_query")
+            if parts is None:
+                continue
+            total = sum(parts[p] for p in CPU_PARTS)
+            rows.append(
+                f"| {int(key):,} | {mode} | {concurrent['queries_per_second']:.0f} | "
+                + " | ".join(f"{parts[p]:.1f}" for p in CPU_PARTS)
+                + f" | {total:.1f} | {1000 * cpus / total:.0f} |"
+            )
+    return "\n".join(rows) + "\n"
