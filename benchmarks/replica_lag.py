@@ -4,14 +4,19 @@ One primary and one standby (`tandem.local.services.postgres_replica`, fsync off
 the tests run them), Redis, both model servers, a worker, and two API servers: one with
 `DATABASE_READ_URLS` (reads from the standby), one without (reads from the primary).
 
-1. Idle: the same queries, alternating between the two API servers, query by query.
+0. A seed corpus (`--seed-documents`, 5,000 by default) indexed through the API, so that
+   the ingest phase's additions grow the index by a fraction, not tenfold.
+1. Idle: the same queries, alternating between the two API servers, query by query; again
+   after the ingest phase (the index that much larger), so that search during ingest is
+   compared with the idle primary on the index it started from and the one it ended with.
 2. Continuous ingest of real text (package descriptions) through the primary's API (the
    worker never idle, the queue kept short: `IngestLoad`), while (a) PostgreSQL's own
    `pg_stat_replication.replay_lag` and the WAL bytes behind are sampled on the primary,
    (b) the same queries run on the replica API, and (c) read-your-writes tries run:
    upload one document with a unique word through the primary's API, poll its attempt
    until `succeeded`, search for the word at once through the replica API; a try misses
-   if the document is not in the results.
+   if the document is not in the results. The standby's CPU over the phase: its replay
+   (the `startup` process) and the whole server, in cores.
 3. Failover: searches run while the standby is SIGKILLed and started again: failed
    searches, and the time from its restart until the API reports it healthy.
 
@@ -56,8 +61,11 @@ from benchmarks.tandem_stack import (
     Backends,
     Process,
     api_server,
+    descendants,
     model_servers,
     postmaster_pid,
+    process_cpu_seconds,
+    process_tree_cpu_seconds,
     worker,
 )
 from tandem.local.services.redis import running_redis
@@ -160,6 +168,37 @@ def _documents(limit: int, chars: int = 1500) -> list[tuple[str, bytes]]:
     while len(found) < limit:  # the same texts again, under other names
         found += [(f"again-{len(found)}-{n}", t) for n, t in found[: limit - len(found)]]
     return found[:limit]
+
+
+def _replay_pid(standby_postmaster: int) -> int:
+    """The standby's startup process (the one replaying WAL)."""
+    for pid in descendants(standby_postmaster):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+        if b"startup" in title:
+            return pid
+    raise RuntimeError("the standby has no startup process")
+
+
+def _standby_cpu(pair: Replication) -> Callable[[], dict[str, float]]:
+    """Starts measuring; the returned call gives the cores the standby's replay and the
+    whole standby used since."""
+    postmaster = postmaster_pid(pair.standby.data_dir)
+    replay = _replay_pid(postmaster)
+    started = time.monotonic()
+    replay_before = process_cpu_seconds(replay)
+    tree_before = process_tree_cpu_seconds(postmaster)
+
+    def used() -> dict[str, float]:
+        wall = time.monotonic() - started
+        return {
+            "replay_cores": (process_cpu_seconds(replay) - replay_before) / wall,
+            "standby_cores": (process_tree_cpu_seconds(postmaster) - tree_before) / wall,
+        }
+
+    return used
 
 
 def _sample_lag(
@@ -266,6 +305,7 @@ def _ingest_phase(
 
     started = time.monotonic()
     deadline = started + max_seconds
+    standby_cpu = _standby_cpu(pair)
     sampler.start()
     search_thread = threading.Thread(target=searcher)
     search_thread.start()
@@ -281,6 +321,7 @@ def _ingest_phase(
     stop.set()
     sampler.join()
     search_thread.join()
+    cpu = standby_cpu()
     lag_ms = summarize_ms(lags)
     return {
         "seconds": time.monotonic() - started,
@@ -291,6 +332,7 @@ def _ingest_phase(
         "search_ms": {mode: summarize_ms(s) for mode, s in searches.items()},
         "failed_searches": failed_searches[0],
         "read_your_writes": {"tries": len(found), "missed": found.count(False)},
+        "standby_cpu": cpu,
     }
 
 
@@ -332,7 +374,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tries", type=int, default=1000)
     parser.add_argument("--bulk-documents", type=int, default=300)
-    parser.add_argument("--seed-documents", type=int, default=100)
+    parser.add_argument("--seed-documents", type=int, default=5000)
     # The tries stop here on a slow machine; the result says how many ran.
     parser.add_argument("--max-seconds", type=float, default=1800.0)
     parser.add_argument("--idle-rounds", type=int, default=5)
@@ -409,9 +451,15 @@ def main() -> None:
                 load,
                 sides[1] if sides else None,
             )
+            _wait_idle(pair)
+            idle_after = _idle_latency(plain.url, api.url, args.idle_rounds, sides)
+            chunks = pair.primary_sql("SELECT count(*) FROM chunks")[0][0]
             failover = _failover(pair, api.url)
     result = {
+        "seed_documents": args.seed_documents,
+        "chunks_after": chunks,
         "idle": idle,
+        "idle_after_ingest": idle_after,
         "ingest": ingest,
         "failover": failover,
         "ratios": {
@@ -420,6 +468,8 @@ def main() -> None:
                 / idle[mode]["primary_ms"]["p50"],
                 "ingest_replica_over_idle_primary_p50": ingest["search_ms"][mode]["p50"]
                 / idle[mode]["primary_ms"]["p50"],
+                "ingest_replica_over_idle_primary_after_p50": ingest["search_ms"][mode]["p50"]
+                / idle_after[mode]["primary_ms"]["p50"],
             }
             for mode in ("keyword", "hybrid")
         },

@@ -217,6 +217,11 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of the one process `pid` (0 if gone)."""
+    return _cpu_ticks(pid, reaped=False) / os.sysconf("SC_CLK_TCK")
+
+
 def process_tree_cpu_seconds(pid: int) -> float:
     """User + system CPU of `pid`, of its live descendants and of its reaped children
     (PostgreSQL's backends, once their connections close)."""
