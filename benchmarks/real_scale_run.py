@@ -264,6 +264,7 @@ def run(args: argparse.Namespace, work: Path) -> None:
                 "index_build_seconds": index_seconds,
                 "load_average_before": before,
                 "load_average_after": loadavg(),
+                "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             # A corpus (or a chunk file still being written) shorter than the size is
             # measured at the chunks it holds, under that count.

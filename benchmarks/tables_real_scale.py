@@ -60,7 +60,23 @@ def real_scale(result: dict[str, Any]) -> str:
         f"corpus: {corpus['documents']:,} documents ({kinds}); {result['queries']['held_out']} "
         f"held-out known-item queries per mode; run {machine['finished_at'][:10]}"
     )
+    notes.append(_warm_up(result["sizes"]))
     return "\n".join(rows) + "\n\n" + "; ".join(notes) + "\n"
+
+
+def _warm_up(sizes: dict[str, Any]) -> str:
+    """How each size was warmed before it was measured. Sizes from before the full warm
+    pass (no `warm_queries`) ran 10 tuning queries before each mode, in an earlier run
+    than the file's date when a later run kept them (`--keep`)."""
+    warm = sorted((int(k), v["warm_queries"]) for k, v in sizes.items() if "warm_queries" in v)
+    cold = sorted(int(k) for k, v in sizes.items() if "warm_queries" not in v)
+    parts = [f"{n:,}: {q:,} tuning queries first (each once in each mode)" for n, q in warm]
+    if cold:
+        listed = ", ".join(f"{n:,}" for n in cold)
+        parts.append(
+            f"{listed}: 10 tuning queries before each mode" + (" (an earlier run)" if warm else "")
+        )
+    return "warm-up: " + "; ".join(parts)
 
 
 STAGES = ("embed", "connect", "bm25", "hnsw", "cosines", "fusion", "page", "snippets")
