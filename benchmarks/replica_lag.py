@@ -8,7 +8,9 @@ the tests run them), Redis, both model servers, a worker, and two API servers: o
    the ingest phase's additions grow the index by a fraction, not tenfold.
 1. Idle: the same queries, alternating between the two API servers, query by query; again
    after the ingest phase (the index that much larger), so that search during ingest is
-   compared with the idle primary on the index it started from and the one it ended with.
+   compared with the idle primary on the index it started from and the one it ended with,
+   and size for size: the phase's first fifth of searches against the idle primary before
+   it, its last fifth against the idle primary after it.
 2. Continuous ingest of real text (package descriptions) through the primary's API (the
    worker never idle, the queue kept short: `IngestLoad`), while (a) PostgreSQL's own
    `pg_stat_replication.replay_lag` and the WAL bytes behind are sampled on the primary,
@@ -68,6 +70,7 @@ from benchmarks.tandem_stack import (
     process_tree_cpu_seconds,
     worker,
 )
+from tandem.local.services.postgres import THROWAWAY_SETTINGS
 from tandem.local.services.redis import running_redis
 
 QUERIES = (
@@ -81,6 +84,11 @@ QUERIES = (
     "render templates in HTML",
 )
 BATCH = 20  # documents per seed upload request
+# fsync off (a throwaway cluster), but commits synchronous, as `tandem up` runs them: with
+# asynchronous commit a commit's WAL reaches the standby only when the WAL writer flushes
+# it, up to wal_writer_delay (200 ms) later (the replay lag's p90 was 201 ms so), and
+# until then the router sends a read after each succeeded attempt to the primary.
+REPLICATION_SETTINGS = {**THROWAWAY_SETTINGS, "synchronous_commit": "on"}
 
 
 @dataclass(frozen=True)
@@ -330,6 +338,14 @@ def _ingest_phase(
         "replay_lag_ms": lag_ms,
         "wal_bytes_behind_max": max(behind, default=0),
         "search_ms": {mode: summarize_ms(s) for mode, s in searches.items()},
+        # The index grows through the phase: its first and last searches ran on about the
+        # index the idle pair was measured on before and after it.
+        "search_ms_first_fifth": {
+            mode: summarize_ms(s[: len(s) // 5]) for mode, s in searches.items()
+        },
+        "search_ms_last_fifth": {
+            mode: summarize_ms(s[-(len(s) // 5) :]) for mode, s in searches.items()
+        },
         "failed_searches": failed_searches[0],
         "read_your_writes": {"tries": len(found), "missed": found.count(False)},
         "standby_cpu": cpu,
@@ -391,7 +407,7 @@ def main() -> None:
         logs = scratch / "logs"
         logs.mkdir()
         with (
-            replication(scratch) as pair,
+            replication(scratch, REPLICATION_SETTINGS) as pair,
             running_redis(scratch / "redis", _port()) as redis_url,
             model_servers(logs, ("inference", "indexing")) as servers,
             ExitStack() as stack,
@@ -470,9 +486,20 @@ def main() -> None:
                 / idle[mode]["primary_ms"]["p50"],
                 "ingest_replica_over_idle_primary_after_p50": ingest["search_ms"][mode]["p50"]
                 / idle_after[mode]["primary_ms"]["p50"],
+                # Size for size: the phase's first fifth against the idle primary before
+                # it, its last fifth against the idle primary after it.
+                "ingest_start_replica_over_idle_primary_p50": ingest["search_ms_first_fifth"][mode][
+                    "p50"
+                ]
+                / idle[mode]["primary_ms"]["p50"],
+                "ingest_end_replica_over_idle_primary_after_p50": ingest["search_ms_last_fifth"][
+                    mode
+                ]["p50"]
+                / idle_after[mode]["primary_ms"]["p50"],
             }
             for mode in ("keyword", "hybrid")
         },
+        "postgres_settings": REPLICATION_SETTINGS,
         "setup": (
             "two hosts simulated: write and read sides each pinned to half the CPUs"
             if args.two_hosts

@@ -336,15 +336,44 @@ def replica_lag(result: dict[str, Any]) -> str:
         f"`pg_stat_replication.replay_lag`) p50 / p99 | {lag['p50']:.0f} / "
         f"**{lag['p99']:.0f} ms** | p99 ≤ 1 s |",
     ]
+    after = result.get("idle_after_ingest")
     for mode, ratio in result["ratios"].items():
         primary, replica = idle[mode]["primary_ms"], idle[mode]["replica_ms"]
         during = ingest["search_ms"][mode]
+        after_cells = ""
+        if after is not None:
+            after_cells = (
+                f"; idle primary after ingest {after[mode]['primary_ms']['p50']:.1f} ms, "
+                f"**{ratio['ingest_replica_over_idle_primary_after_p50']:.2f}x** that"
+            )
         rows.append(
             f"| {mode} search p50: idle primary / idle standby / standby during ingest | "
             f"{primary['p50']:.1f} / {replica['p50']:.1f} / {during['p50']:.1f} ms "
             f"(**{ratio['idle_replica_over_idle_primary_p50']:.2f}x** idle, "
             f"**{ratio['ingest_replica_over_idle_primary_p50']:.2f}x** during ingest; "
-            f"{during['p50'] / replica['p50']:.2f}x the idle standby) | ≤ 1.2x |"
+            f"{during['p50'] / replica['p50']:.2f}x the idle standby{after_cells}) | ≤ 1.2x |"
+        )
+    if "search_ms_first_fifth" in ingest:
+        for mode, ratio in result["ratios"].items():
+            first = ingest["search_ms_first_fifth"][mode]["p50"]
+            last = ingest["search_ms_last_fifth"][mode]["p50"]
+            rows.append(
+                f"| {mode} size for size: the standby's first / last fifth of searches during "
+                "ingest against the idle primary before / after | "
+                f"{first:.1f} / {last:.1f} ms "
+                f"(**{ratio['ingest_start_replica_over_idle_primary_p50']:.2f}x** / "
+                f"**{ratio['ingest_end_replica_over_idle_primary_after_p50']:.2f}x**) | ≤ 1.2x |"
+            )
+    if "standby_cpu" in ingest:
+        cpu = ingest["standby_cpu"]
+        rows.append(
+            "| the standby's CPU during ingest: WAL replay (`startup` process) / the whole "
+            f"server | {cpu['replay_cores']:.2f} / {cpu['standby_cores']:.2f} cores | |"
+        )
+    if "seed_documents" in result:
+        rows.append(
+            f"| index before / after ingest | {result['seed_documents']:,} seed documents / "
+            f"{result['chunks_after']:,} chunks | |"
         )
     rows += [
         f"| searches failed during ingest | {ingest['failed_searches']} | 0 |",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
@@ -78,9 +78,12 @@ def _sql(server: LocalPostgres, statement: str, params: tuple[Any, ...]) -> list
 
 
 @contextmanager
-def replication(scratch: Path) -> Iterator[Replication]:
-    """A migrated primary (fsync off: throwaway) and its running standby."""
-    primary = LocalPostgres(scratch / "postgres", free_port(), settings=THROWAWAY_SETTINGS)
+def replication(
+    scratch: Path, settings: Mapping[str, str] = THROWAWAY_SETTINGS
+) -> Iterator[Replication]:
+    """A migrated primary (by default fsync off: throwaway) and its running standby, both
+    with `settings`."""
+    primary = LocalPostgres(scratch / "postgres", free_port(), settings=dict(settings))
     primary.prepare()
     with serving_child(primary, SHUTDOWN_SIGNAL, 60.0):
         primary.ensure_database()
