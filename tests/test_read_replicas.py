@@ -4,16 +4,19 @@ bound, and a standby SIGKILLed and started again."""
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 
 import psycopg
 import pytest
-from sqlalchemy import text
+from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from tandem.db import attempts
 from tandem.db.replicas import PRIMARY, ReadRouter, ReadTarget, parse_lsn
 from tandem.db.session import make_engine, make_session_factory
+from tandem.local.services.postgres import LocalPostgres
 from tandem.local.services.postgres_replica import running_standby, slot_name
 from tests.replica_support import Replication, replication
 from tests.support import free_port, service_dir
@@ -256,3 +259,65 @@ def test_tandem_up_runs_a_standby_as_a_service_that_stops_on_sigint(pair: Replic
         process.send_signal(spec.stop_signal)
         assert process.wait(30) == 0
     assert spec.stop_signal == signal.SIGINT
+
+
+def _replayed_to(server: LocalPostgres, lsn: int, timeout: float = 30.0) -> None:
+    target = f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with psycopg.connect(server.conninfo(), autocommit=True) as connection:
+            row = connection.execute(
+                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)
+            ).fetchone()
+        if row is not None and row[0]:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{server.data_dir.name} did not replay to {target}")
+
+
+def test_a_replica_url_that_reaches_two_standbys_reads_every_succeeded_attempt(
+    pair: Replication,
+) -> None:
+    """One replica URL whose connections reach different standbys, as a load-balancing
+    Service does (CloudNativePG's `-ro`): here each new connection goes to the other of two
+    standbys, one of them paused behind a succeeded attempt. Every read, two transactions
+    like a hybrid search's, sees the attempt, whichever standbys its connections reach;
+    once the paused one catches up, reads stay on the standbys."""
+    pair.standby_sql("SELECT pg_wal_replay_resume()")
+    data_dir = pair.standby.data_dir.parent / "postgres-replica-lb"
+    with running_standby(pair.primary, data_dir, free_port()) as behind:
+        servers = itertools.cycle([pair.standby, behind])
+        balanced = create_engine(
+            "postgresql+psycopg://",
+            creator=lambda: psycopg.connect(next(servers).conninfo()),
+            poolclass=NullPool,  # a connection per transaction: each one alternates
+        )
+        primary = make_engine(pair.primary.url())
+        router = ReadRouter(primary, {"replica-1": balanced}, max_lag_seconds=60.0)
+        try:
+            _sql_on(behind, "SELECT pg_wal_replay_pause()")
+            lsn = _succeed_an_attempt(pair)
+            _replayed_to(pair.standby, lsn)
+            router.refresh()
+            assert router.statuses()[0].healthy
+            (expected,) = pair.primary_sql("SELECT count(*) FROM index_attempts")[0]
+
+            def counts(target: ReadTarget) -> list[tuple[int, bool]]:
+                seen = []
+                for _ in range(2):
+                    with target.sessions() as session:
+                        row = session.execute(
+                            text("SELECT count(*), pg_is_in_recovery() FROM index_attempts")
+                        ).one()
+                        seen.append((int(row[0]), bool(row[1])))
+                return seen
+
+            for _ in range(6):
+                assert [n for n, _ in router.run(counts)] == [expected, expected]
+            _sql_on(behind, "SELECT pg_wal_replay_resume()")
+            _replayed_to(behind, lsn)
+            for _ in range(6):
+                assert router.run(counts) == [(expected, True), (expected, True)]
+        finally:
+            router.dispose()
+            primary.dispose()

@@ -5,6 +5,7 @@ on connections of its own; the SQL of each side is tandem.index.retrieval's."""
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Collection, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
@@ -213,8 +214,16 @@ class PostgresIndex:
         analysed: Future[bm25.PreparedQuery] = Future()
         vector_scores: dict[int, float] = {}
         vector_bm25: dict[int, float] = {}
+        # In a copy of this thread's context: what the caller keeps there follows the
+        # search onto its second connection (the replica router's read-your-writes
+        # check, tandem.db.replicas).
         keyword = self._keyword_side_threads.submit(
-            self._keyword_side, query, pending, chunk_filter, analysed
+            contextvars.copy_context().run,
+            self._keyword_side,
+            query,
+            pending,
+            chunk_filter,
+            analysed,
         )
         try:
             # The terms first: then the keyword side holds its connection (see above).
