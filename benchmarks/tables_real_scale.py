@@ -70,7 +70,14 @@ def _warm_up(sizes: dict[str, Any]) -> str:
     than the file's date when a later run kept them (`--keep`)."""
     warm = sorted((int(k), v["warm_queries"]) for k, v in sizes.items() if "warm_queries" in v)
     cold = sorted(int(k) for k, v in sizes.items() if "warm_queries" not in v)
-    parts = [f"{n:,}: {q:,} tuning queries first (each once in each mode)" for n, q in warm]
+    by_count: dict[int, list[int]] = {}
+    for n, q in warm:
+        by_count.setdefault(q, []).append(n)
+    parts = [
+        ", ".join(f"{n:,}" for n in sizes_) + f": {q:,} tuning queries first (each once in "
+        "each mode)"
+        for q, sizes_ in sorted(by_count.items())
+    ]
     if cold:
         listed = ", ".join(f"{n:,}" for n in cold)
         parts.append(
