@@ -68,21 +68,19 @@ def _warm_up(sizes: dict[str, Any]) -> str:
     """How each size was warmed before it was measured. Sizes from before the full warm
     pass (no `warm_queries`) ran 10 tuning queries before each mode, in an earlier run
     than the file's date when a later run kept them (`--keep`)."""
-    warm = sorted((int(k), v["warm_queries"]) for k, v in sizes.items() if "warm_queries" in v)
-    cold = sorted(int(k) for k, v in sizes.items() if "warm_queries" not in v)
     by_count: dict[int, list[int]] = {}
-    for n, q in warm:
-        by_count.setdefault(q, []).append(n)
+    for n in sorted(int(k) for k, v in sizes.items() if "warm_queries" in v):
+        by_count.setdefault(sizes[str(n)]["warm_queries"], []).append(n)
+    cold = sorted(int(k) for k, v in sizes.items() if "warm_queries" not in v)
     parts = [
-        ", ".join(f"{n:,}" for n in sizes_) + f": {q:,} tuning queries first (each once in "
+        ", ".join(f"{n:,}" for n in listed) + f": {q:,} tuning queries first (each once in "
         "each mode)"
-        for q, sizes_ in sorted(by_count.items())
+        for q, listed in sorted(by_count.items())
     ]
     if cold:
         listed = ", ".join(f"{n:,}" for n in cold)
-        parts.append(
-            f"{listed}: 10 tuning queries before each mode" + (" (an earlier run)" if warm else "")
-        )
+        earlier = " (an earlier run)" if by_count else ""
+        parts.append(f"{listed}: 10 tuning queries before each mode{earlier}")
     return "warm-up: " + "; ".join(parts)
 
 

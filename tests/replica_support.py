@@ -62,13 +62,23 @@ class Replication:
         written (with asynchronous commit that can be short of what it has inserted)."""
         if target is None:
             (target,) = self.primary_sql("SELECT pg_current_wal_lsn()::text")[0]
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            (done,) = self.standby_sql("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", target)[0]
-            if done:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"the standby did not replay to {target}")
+        wait_replayed(self.standby, target, timeout)
+
+
+def lsn_text(lsn: int) -> str:
+    """A byte position as PostgreSQL writes it (`parse_lsn`'s inverse)."""
+    return f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
+
+
+def wait_replayed(server: LocalPostgres, target: str, timeout: float = 30.0) -> None:
+    """Until the standby `server` has replayed the WAL position `target`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        (done,) = _sql(server, "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,))[0]
+        if done:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{server.data_dir.name} did not replay to {target}")
 
 
 def _sql(server: LocalPostgres, statement: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:

@@ -18,7 +18,7 @@ from tandem.db.replicas import PRIMARY, ReadRouter, ReadTarget, parse_lsn
 from tandem.db.session import make_engine, make_session_factory
 from tandem.local.services.postgres import LocalPostgres
 from tandem.local.services.postgres_replica import running_standby, slot_name
-from tests.replica_support import Replication, replication
+from tests.replica_support import Replication, lsn_text, replication, wait_replayed
 from tests.support import free_port, service_dir
 
 pytestmark = pytest.mark.slow
@@ -106,8 +106,6 @@ def _wait_rows(server: object, count: int) -> None:
 def _sql_on(server: object, statement: str) -> list[tuple[object, ...]]:
     import psycopg
 
-    from tandem.local.services.postgres import LocalPostgres
-
     assert isinstance(server, LocalPostgres)
     with psycopg.connect(server.conninfo(), autocommit=True) as connection:
         try:
@@ -160,7 +158,7 @@ def test_a_replica_behind_the_newest_succeeded_attempt_is_not_read(
     pair.standby_sql("SELECT pg_wal_replay_resume()")
     # The attempt's own position: with asynchronous commit the primary may not have
     # written that far yet when replay resumes.
-    pair.wait_replayed(target=f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}")
+    pair.wait_replayed(target=lsn_text(lsn))
     router.refresh()
     assert router.run(_served_by) == "replica-1", router.statuses()
 
@@ -261,20 +259,6 @@ def test_tandem_up_runs_a_standby_as_a_service_that_stops_on_sigint(pair: Replic
     assert spec.stop_signal == signal.SIGINT
 
 
-def _replayed_to(server: LocalPostgres, lsn: int, timeout: float = 30.0) -> None:
-    target = f"{lsn >> 32:X}/{lsn & 0xFFFFFFFF:X}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with psycopg.connect(server.conninfo(), autocommit=True) as connection:
-            row = connection.execute(
-                "SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (target,)
-            ).fetchone()
-        if row is not None and row[0]:
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"{server.data_dir.name} did not replay to {target}")
-
-
 def test_a_replica_url_that_reaches_two_standbys_reads_every_succeeded_attempt(
     pair: Replication,
 ) -> None:
@@ -297,7 +281,7 @@ def test_a_replica_url_that_reaches_two_standbys_reads_every_succeeded_attempt(
         try:
             _sql_on(behind, "SELECT pg_wal_replay_pause()")
             lsn = _succeed_an_attempt(pair)
-            _replayed_to(pair.standby, lsn)
+            wait_replayed(pair.standby, lsn_text(lsn))
             router.refresh()
             assert router.statuses()[0].healthy
             (expected,) = pair.primary_sql("SELECT count(*) FROM index_attempts")[0]
@@ -315,7 +299,7 @@ def test_a_replica_url_that_reaches_two_standbys_reads_every_succeeded_attempt(
             for _ in range(6):
                 assert [n for n, _ in router.run(counts)] == [expected, expected]
             _sql_on(behind, "SELECT pg_wal_replay_resume()")
-            _replayed_to(behind, lsn)
+            wait_replayed(behind, lsn_text(lsn))
             for _ in range(6):
                 assert router.run(counts) == [(expected, True), (expected, True)]
         finally:

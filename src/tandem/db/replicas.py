@@ -44,8 +44,7 @@ PRIMARY = "primary"
 # Primary WAL positions remembered for the seconds-lag bound: at one refresh a second,
 # about four minutes.
 _HISTORY = 256
-_REPLAYED_SQL = "SELECT pg_last_wal_replay_lsn()::text"
-_REPLAYED = text(_REPLAYED_SQL)
+_REPLAYED = text("SELECT pg_last_wal_replay_lsn()::text")
 # The replayed positions of the transactions of the replica read running in this context
 # (`ReadRouter._replica_read`; the index's side threads run in a copy of the caller's
 # context, so theirs are collected too). None on a server not in recovery: it has
@@ -61,7 +60,7 @@ def _record_position(connection: Connection) -> None:
     positions = _READ_POSITIONS.get()
     if positions is None:
         return
-    value = connection.exec_driver_sql(_REPLAYED_SQL).scalar()
+    value = connection.execute(_REPLAYED).scalar()
     positions.append(None if value is None else parse_lsn(str(value)))
 
 
