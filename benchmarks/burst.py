@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,6 +137,7 @@ async def _burst(
     max_seconds: float,
     search_clients: int,
     timeout: float,
+    until: Callable[[BurstOutcome], bool] | None,
 ) -> None:
     per_request = outcome.items_per_request
     requests = max(1, 10 * outcome.capacity // per_request)
@@ -157,7 +159,7 @@ async def _burst(
         ]
         deadline = time.monotonic() + max_seconds
         try:
-            while outcome.waves < max_waves and time.monotonic() < deadline:
+            while _more_waves(outcome, max_waves, until) and time.monotonic() < deadline:
                 wave = await asyncio.gather(
                     *(_embed(client, embed_url, texts, timeout) for texts in bodies)
                 )
@@ -166,6 +168,15 @@ async def _burst(
         finally:
             done.set()
             await asyncio.gather(*searching)
+
+
+def _more_waves(
+    outcome: BurstOutcome, max_waves: int, until: Callable[[BurstOutcome], bool] | None
+) -> bool:
+    if outcome.waves < max_waves:
+        return True
+    # Past max_waves only while a condition the caller waits for has not come true.
+    return until is not None and not until(outcome)
 
 
 async def _searches_only(
@@ -224,8 +235,15 @@ def run_burst(
     max_seconds: float,
     search_clients: int = 8,
     timeout: float = 30.0,
+    until: Callable[[BurstOutcome], bool] | None = None,
 ) -> BurstOutcome:
-    """Waves of 10 x capacity items for at most `max_waves` waves or `max_seconds`."""
+    """Waves of 10 x capacity items: `max_waves` of them, then more while `until` (if
+    given) is false, and never past `max_seconds`.
+
+    Whether a search lands while the queue is full is a matter of timing (on a slow
+    machine a few searches can all fall between waves), so a caller that needs one to
+    have met a refusal passes that as `until` rather than a larger fixed wave count.
+    """
     outcome = BurstOutcome(capacity(inference_url), items_per_request)
     outcome.rss_before_bytes = rss_bytes(inference_pid)
     server_cpu, client_cpu = cpu_seconds(inference_pid), time.process_time()
@@ -241,6 +259,7 @@ def run_burst(
                 max_seconds=max_seconds,
                 search_clients=search_clients,
                 timeout=timeout,
+                until=until,
             )
         )
     outcome.rss_peak_bytes = sampler.peak
