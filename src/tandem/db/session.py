@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
+
+from tandem.db.vector_param import register_vector_dumper
 
 
 def normalize_url(url: str) -> str:
@@ -29,7 +31,7 @@ def make_engine(
     retries once on a dropped connection, and the pool replaces every connection older
     than the failure (SQLAlchemy's optimistic disconnect handling); `recycle_seconds`
     then bounds how old a pooled connection gets (-1: unbounded)."""
-    return create_engine(
+    engine = create_engine(
         normalize_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -37,6 +39,8 @@ def make_engine(
         pool_recycle=recycle_seconds,
         connect_args={} if connect_timeout is None else {"connect_timeout": connect_timeout},
     )
+    event.listen(engine, "connect", register_vector_dumper)
+    return engine
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

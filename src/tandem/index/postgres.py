@@ -32,6 +32,11 @@ from tandem.model_files import FloatArray
 # candidates, up to MAX_CANDIDATES each (PostgresIndex.search).
 GROWTH = 4
 MAX_CANDIDATES = 5000
+# Searches end their read-only transactions with COMMIT, which costs what ROLLBACK does:
+# psycopg forgets a connection's prepared statements on every ROLLBACK (an object they
+# name may have been dropped in it), so searches that roll back never reach its
+# prepare threshold and PostgreSQL parses and plans every statement afresh.
+
 # A round that lost its connection (the database restarted) runs again this many times.
 DISCONNECT_RETRIES = 1
 # Threads kept for each of a search's side tasks (the query's embedding, hybrid's keyword
@@ -161,6 +166,7 @@ class PostgresIndex:
                             limit=query.limit,
                             grouped=query.group_by_document,
                         )
+                    session.commit()  # not a rollback: see the note on COMMIT above
                 return pool, hits
             except DBAPIError as exc:
                 if not exc.connection_invalidated or attempt == DISCONNECT_RETRIES:
@@ -270,12 +276,14 @@ class PostgresIndex:
             with query.timings.stage(Stage.BM25):
                 scores = self._keyword(session, query, chunk_filter, analysed)
             vector = retrieval.resolve(pending)
-            if vector is None:
-                return scores, {}
-            with query.timings.stage(Stage.COSINES):
-                return scores, retrieval.semantic_scores(
-                    session, vector, [*scores], self._opening_weight
-                )
+            semantic: dict[int, float] = {}
+            if vector is not None:
+                with query.timings.stage(Stage.COSINES):
+                    semantic = retrieval.semantic_scores(
+                        session, vector, [*scores], self._opening_weight
+                    )
+            session.commit()  # not a rollback: see the note on COMMIT above
+            return scores, semantic
 
     def _keyword(
         self,

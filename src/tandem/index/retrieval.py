@@ -25,8 +25,8 @@ from typing import Any, Protocol
 import numpy as np
 from sqlalchemy.orm import Session
 
-from tandem.db.models import vector_literal
 from tandem.db.statements import statement
+from tandem.db.vector_param import VectorParam
 from tandem.index import bm25
 from tandem.index.bm25_sql import chunk_score_join
 from tandem.index.filters import ChunkFilter
@@ -47,7 +47,8 @@ OPENING_COSINE = "1 - (o.embedding <=> CAST(:v AS vector))"
 HNSW_SETTINGS = (
     "SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true),"
     " set_config('hnsw.ef_search', :ef, true),"
-    " set_config('enable_seqscan', 'off', true)"
+    " set_config('enable_seqscan', 'off', true),"
+    " set_config('plan_cache_mode', 'force_generic_plan', true)"
 )
 RESET_HNSW_SETTINGS = "SELECT set_config('enable_seqscan', 'on', true)"
 
@@ -123,7 +124,7 @@ def nearest(
         {
             **keyword_params,
             **chunk_filter.params,
-            "v": vector_literal(vector),
+            "v": VectorParam(vector),
             "k": query.candidates,
         },
     ).all()
@@ -143,7 +144,7 @@ def semantic_scores(
             f"SELECT c.id, 1 - (c.embedding <=> CAST(:v AS vector)), {OPENING_COSINE}"
             f" FROM chunks c{opening_join('c')} WHERE c.id = ANY(:ids)"
         ),
-        {"v": vector_literal(vector), "ids": list(dict.fromkeys(chunk_ids))},
+        {"v": VectorParam(vector), "ids": list(dict.fromkeys(chunk_ids))},
     )
     return _blend(rows, opening_weight)
 
