@@ -53,6 +53,7 @@ from typing import Any
 
 import httpx
 import psycopg
+from prometheus_client.parser import text_string_to_metric_families
 from tests.replica_support import Replication, replication
 
 from benchmarks.cpu_split import pin_this_thread, pin_tree, split_cpus
@@ -228,6 +229,27 @@ def _repeat(stop: threading.Event, action: Callable[[], None]) -> None:
         action()
 
 
+def read_counts(api_url: str) -> dict[str, float]:
+    """The API's router counts so far, from its /metrics: {"target/outcome": reads} and
+    the catch-up waits (`catch_up_waits`, `catch_up_seconds`) over every replica."""
+    counts: dict[str, float] = {"catch_up_waits": 0.0, "catch_up_seconds": 0.0}
+    text_ = httpx.get(f"{api_url}/metrics", timeout=10).text
+    for family in text_string_to_metric_families(text_):
+        for sample in family.samples:
+            if sample.name == "tandem_reads_total":
+                key = f"{sample.labels['target']}/{sample.labels['outcome']}"
+                counts[key] = counts.get(key, 0.0) + sample.value
+            elif sample.name == "tandem_read_replica_catch_up_waits_total":
+                counts["catch_up_waits"] += sample.value
+            elif sample.name == "tandem_read_replica_catch_up_seconds_total":
+                counts["catch_up_seconds"] += sample.value
+    return counts
+
+
+def _counted_since(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    return {key: after[key] - before.get(key, 0.0) for key in after}
+
+
 def _ingest_phase(
     pair: Replication,
     replica_api: str,
@@ -313,6 +335,7 @@ def _ingest_phase(
 
     started = time.monotonic()
     deadline = started + max_seconds
+    counts_before = read_counts(replica_api)
     standby_cpu = _standby_cpu(pair)
     sampler.start()
     search_thread = threading.Thread(target=searcher)
@@ -330,6 +353,9 @@ def _ingest_phase(
     sampler.join()
     search_thread.join()
     cpu = standby_cpu()
+    # Where the replica API's reads ran and how they ended (the searches and the
+    # read-your-writes tries): a read found behind was read again.
+    reads = _counted_since(counts_before, read_counts(replica_api))
     lag_ms = summarize_ms(lags)
     return {
         "seconds": time.monotonic() - started,
@@ -349,6 +375,7 @@ def _ingest_phase(
         "failed_searches": failed_searches[0],
         "read_your_writes": {"tries": len(found), "missed": found.count(False)},
         "standby_cpu": cpu,
+        "reads": reads,
     }
 
 

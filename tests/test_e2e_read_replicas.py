@@ -5,6 +5,7 @@ keeps pausing; a SIGKILLed standby fails no search; /api/stats and /metrics show
 
 from __future__ import annotations
 
+import re
 import secrets
 import threading
 import time
@@ -140,6 +141,10 @@ def test_stats_and_metrics_show_each_replica(replica_api: ServerProcess) -> None
     assert 'tandem_read_replica_healthy{replica="replica-1"} 1.0' in metrics
     assert 'tandem_read_replica_lag_seconds{replica="replica-1"}' in metrics
     assert 'tandem_read_replica_lag_bytes{replica="replica-1"}' in metrics
+    search(replica_api, "quokka", mode="keyword")
+    metrics = httpx.get(f"{replica_api.url}/metrics").text
+    served = re.search(r'tandem_reads_total\{outcome="served",target="replica-1"\} (\S+)', metrics)
+    assert served is not None and float(served.group(1)) >= 1, metrics
     assert "postgresql" not in metrics and "password" not in metrics
 
 

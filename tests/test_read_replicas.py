@@ -5,6 +5,7 @@ bound, and a standby SIGKILLed and started again."""
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from collections.abc import Iterator
 
@@ -14,6 +15,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.pool import NullPool
 
 from tandem.db import attempts
+from tandem.db.read_counts import ReadOutcome
 from tandem.db.replicas import PRIMARY, ReadRouter, ReadTarget, parse_lsn
 from tandem.db.session import make_engine, make_session_factory
 from tandem.local.services.postgres import LocalPostgres
@@ -159,12 +161,50 @@ def test_a_replica_behind_the_newest_succeeded_attempt_is_not_read(
     assert router.statuses()[0].healthy  # within the lag bound: only the position rules it out
     assert router.required_lsn() == lsn
     assert router.run(_served_by) == PRIMARY
+    # Read on the replica first (it was healthy), found behind, read again on the primary.
+    assert router.counts.snapshot().reads == {
+        ("replica-1", ReadOutcome.BEHIND): 1,
+        (PRIMARY, ReadOutcome.SERVED): 1,
+    }
     pair.standby_sql("SELECT pg_wal_replay_resume()")
     # The attempt's own position: with asynchronous commit the primary may not have
     # written that far yet when replay resumes.
     pair.wait_replayed(target=lsn_text(lsn))
     router.refresh()
     assert router.run(_served_by) == "replica-1", router.statuses()
+
+
+@pytest.mark.parametrize("max_lag_seconds", [60.0])
+def test_a_read_waits_for_a_replica_a_moment_behind_and_is_served_there(
+    pair: Replication, max_lag_seconds: float
+) -> None:
+    primary = make_engine(pair.primary.url())
+    router = ReadRouter(
+        primary,
+        {"replica-1": make_engine(pair.standby.url(), connect_timeout=2)},
+        max_lag_seconds=max_lag_seconds,
+        catch_up_seconds=30.0,  # however slow the machine: the wait, not its bound, ends it
+    )
+    try:
+        pair.standby_sql("SELECT pg_wal_replay_resume()")
+        pair.wait_replayed()
+        router.refresh()  # caught up and healthy: a read there may wait for its replay
+        pair.standby_sql("SELECT pg_wal_replay_pause()")
+        _succeed_an_attempt(pair)
+        resume = threading.Timer(0.3, pair.standby_sql, ("SELECT pg_wal_replay_resume()",))
+        resume.start()
+        started = time.monotonic()
+        assert router.run(_served_by) == "replica-1"
+        assert time.monotonic() - started >= 0.25  # it waited for the replay
+        counts = router.counts.snapshot()
+        assert counts.reads == {("replica-1", ReadOutcome.SERVED): 1}
+        assert counts.catch_up_waits == {"replica-1": 1}
+        assert counts.catch_up_seconds["replica-1"] >= 0.25
+        resume.join()
+    finally:
+        router.dispose()
+        primary.dispose()
+        pair.standby_sql("SELECT pg_wal_replay_resume()")
 
 
 @pytest.mark.parametrize(

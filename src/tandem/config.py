@@ -203,6 +203,11 @@ class ApiSettings(StorageSettings):
     database_read_max_lag_seconds: Annotated[
         PositiveFloat, env("DATABASE_READ_MAX_LAG_SECONDS")
     ] = 5.0
+    # A read whose replica has not yet replayed the newest succeeded attempt waits this
+    # long for it (checking every 2 ms) before it is read again elsewhere; 0: never waits.
+    database_read_catch_up_seconds: Annotated[
+        NonNegativeFloat, env("DATABASE_READ_CATCH_UP_SECONDS")
+    ] = 0.1
     # How often each replica's health and lag are measured (in the background).
     database_read_check_seconds: Annotated[PositiveFloat, env("DATABASE_READ_CHECK_SECONDS")] = 1.0
 

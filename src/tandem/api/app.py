@@ -133,6 +133,7 @@ def build_state(settings: ApiSettings) -> ApiState:
             for n, u in zip(replica_names(urls), urls, strict=True)
         },
         max_lag_seconds=settings.database_read_max_lag_seconds,
+        catch_up_seconds=settings.database_read_catch_up_seconds,
     )
     # Queries are embedded by the inference server's model: refuse to serve an index of
     # another vector size (raises IncompatibleModel, naming both sizes).

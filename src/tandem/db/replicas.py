@@ -14,8 +14,12 @@ a load-balancing Service (CloudNativePG's `-ro`) whose pooled connections reach 
 standbys, so each transaction of a read first reads its own server's replayed position
 (an engine `begin` event; every later statement of that transaction sees at least that),
 and the read counts only if every one of them had reached the primary's answer. That
-probe of the primary runs beside the read, not before it. Otherwise, or when that replica
-fails, the plan is followed: each replica read again, then the next one, then the primary.
+probe of the primary runs beside the read's connecting, not before it. A transaction
+whose server is behind that answer waits for it to replay so far, up to `catch_up_seconds`
+(a write that just succeeded is usually a few milliseconds from any standby's replay):
+cheaper than reading twice. Otherwise, or when that replica fails, the plan is followed:
+each replica read again, then the next one, then the primary. Every read is counted by
+where it ran and how it ended (tandem.db.read_counts).
 """
 
 from __future__ import annotations
@@ -26,9 +30,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
@@ -36,6 +40,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tandem.db.attempts import newest_succeeded_lsn
+from tandem.db.read_counts import ReadCounts, ReadOutcome
 from tandem.db.session import make_session_factory
 
 log = logging.getLogger(__name__)
@@ -45,23 +50,50 @@ PRIMARY = "primary"
 # about four minutes.
 _HISTORY = 256
 _REPLAYED = text("SELECT pg_last_wal_replay_lsn()::text")
-# The replayed positions of the transactions of the replica read running in this context
-# (`ReadRouter._replica_read`; the index's side threads run in a copy of the caller's
-# context, so theirs are collected too). None on a server not in recovery: it has
-# everything.
-_READ_POSITIONS: ContextVar[list[int | None] | None] = ContextVar(
-    "replica_read_positions", default=None
-)
+# A transaction behind the required position asks its server again this often.
+_CATCH_UP_POLL_SECONDS = 0.002
+DEFAULT_CATCH_UP_SECONDS = 0.1
+
+
+@dataclass(slots=True)
+class _ReplicaRead:
+    """The replica read running in this context (`ReadRouter._replica_read`): what its
+    transactions must have replayed, and the positions they had (None: a server not in
+    recovery, which has everything)."""
+
+    replica: str
+    required: Future[int]
+    catch_up_seconds: float
+    counts: ReadCounts
+    positions: list[int | None] = field(default_factory=list)
+
+
+# The index's side threads run in a copy of the caller's context, so their transactions
+# are checked and collected too.
+_READ: ContextVar[_ReplicaRead | None] = ContextVar("replica_read", default=None)
+
+
+def _replayed(connection: Connection) -> int | None:
+    value = connection.execute(_REPLAYED).scalar()
+    return None if value is None else parse_lsn(str(value))
 
 
 def _record_position(connection: Connection) -> None:
     """A replica engine's `begin` event: during a replica read, this transaction's own
-    server's replayed position, before anything else runs in it."""
-    positions = _READ_POSITIONS.get()
-    if positions is None:
+    server's replayed position, before anything else runs in it; when that is behind the
+    required position, after waiting (a bounded time) for the server to replay so far."""
+    read = _READ.get()
+    if read is None:
         return
-    value = connection.execute(_REPLAYED).scalar()
-    positions.append(None if value is None else parse_lsn(str(value)))
+    position = _replayed(connection)
+    if position is not None and position < (required := read.required.result()):
+        started = time.monotonic()
+        deadline = started + read.catch_up_seconds
+        while position is not None and position < required and time.monotonic() < deadline:
+            time.sleep(_CATCH_UP_POLL_SECONDS)
+            position = _replayed(connection)
+        read.counts.waited(read.replica, time.monotonic() - started)
+    read.positions.append(position)
 
 
 def parse_lsn(value: str) -> int:
@@ -104,8 +136,11 @@ class ReadRouter:
         *,
         max_lag_seconds: float,
         primary_sessions: sessionmaker[Session] | None = None,
+        catch_up_seconds: float = DEFAULT_CATCH_UP_SECONDS,
     ) -> None:
         self._max_lag = max_lag_seconds
+        self._catch_up = catch_up_seconds
+        self.counts = ReadCounts()
         self.primary = ReadTarget(PRIMARY, primary_sessions or make_session_factory(primary))
         self._primary_engine = primary
         # Every replica read first asks the primary for the newest succeeded position: on
@@ -260,31 +295,42 @@ class ReadRouter:
         replayed so far, or the replica failed, on the first target of the plan, where a
         replica's connection failure (or a query cancelled by replay) moves on to the
         next, then the primary, whose own failure is the caller's."""
-        target = self._next_healthy()
-        if target is None:
+        healthy = self._healthy_in_turn() if self.replicas else []
+        if not healthy:
             return self._run_planned(read, None)
+        target, status = healthy[0]
+        # A replica known to lag past the wait would only make the read wait in vain.
+        wait = self._catch_up if (status.lag_seconds or 0.0) <= self._catch_up else 0.0
         required = self._probes.submit(self.required_lsn)
         try:
-            result, lowest = self._replica_read(target, read)
+            result, lowest = self._replica_read(target, read, required, wait)
         except OperationalError as exc:
             self._read_failed(target, exc)
         else:
             if lowest >= required.result():
+                self.counts.read(target.name, ReadOutcome.SERVED)
                 return result
+            self.counts.read(target.name, ReadOutcome.BEHIND)
         # The position just asked for stands for the plan too: no second probe.
         return self._run_planned(read, required.result())
 
-    def _replica_read(self, target: ReadTarget, read: Callable[[ReadTarget], T]) -> tuple[T, float]:
+    def _replica_read(
+        self,
+        target: ReadTarget,
+        read: Callable[[ReadTarget], T],
+        required: Future[int],
+        wait: float,
+    ) -> tuple[T, float]:
         """`read`'s result and the lowest position its transactions' servers had replayed
-        when each began (infinite when none ran, or each ran on a server not in
-        recovery)."""
-        positions: list[int | None] = []
-        token = _READ_POSITIONS.set(positions)
+        when each began, each having waited up to `wait` seconds for `required` (infinite
+        when none ran, or each ran on a server not in recovery)."""
+        current = _ReplicaRead(target.name, required, wait, self.counts)
+        token = _READ.set(current)
         try:
             result = read(target)
         finally:
-            _READ_POSITIONS.reset(token)
-        known = [p for p in positions if p is not None]
+            _READ.reset(token)
+        known = [p for p in current.positions if p is not None]
         return result, (min(known) if known else float("inf"))
 
     def _healthy_in_turn(self) -> list[tuple[ReadTarget, ReplicaStatus]]:
@@ -295,30 +341,30 @@ class ReadRouter:
         ordered = self.replicas[start:] + self.replicas[:start]
         return [(t, status[t.name]) for t in ordered if status[t.name].healthy]
 
-    def _next_healthy(self) -> ReadTarget | None:
-        """The next healthy replica in turn; None without one."""
-        if not self.replicas:
-            return None
-        healthy = self._healthy_in_turn()
-        return healthy[0][0] if healthy else None
-
     def _read_failed(self, target: ReadTarget, exc: OperationalError) -> None:
         log.warning("replica_read_failed replica=%s error=%s", target.name, _first_line(exc))
+        self.counts.read(target.name, ReadOutcome.FAILED)
         self.mark_down(target, exc)
 
     def _run_planned(self, read: Callable[[ReadTarget], T], required: int | None) -> T:
         if required is None:
             required = self.required_lsn()
+        known: Future[int] = Future()
+        known.set_result(required)
         for target in self.plan(required):
             if not target.is_replica:
-                return read(target)
+                result = read(target)  # its failure is the caller's, not counted here
+                self.counts.read(target.name, ReadOutcome.SERVED)
+                return result
             try:
-                result, lowest = self._replica_read(target, read)
+                result, lowest = self._replica_read(target, read, known, self._catch_up)
             except OperationalError as exc:
                 self._read_failed(target, exc)
                 continue
             if lowest >= required:
+                self.counts.read(target.name, ReadOutcome.SERVED)
                 return result
+            self.counts.read(target.name, ReadOutcome.BEHIND)
         raise AssertionError("the plan always ends with the primary")
 
     def dispose(self) -> None:
