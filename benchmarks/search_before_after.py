@@ -55,9 +55,9 @@ def _round(
 
 def _medians(rounds: list[dict[str, Any]], name: str) -> dict[str, Any]:
     def median(pick: Any) -> float:
-        return float(statistics.median(pick(r[name]) for r in rounds))
+        return float(statistics.median(pick(r["versions"][name]) for r in rounds))
 
-    parts = rounds[0][name]["concurrent"]["cpu_ms_per_query"]
+    parts = rounds[0]["versions"][name]["concurrent"]["cpu_ms_per_query"]
     return {
         "sequential_p50_ms": median(lambda r: r["sequential_ms"]["p50"]),
         "sequential_p99_ms": median(lambda r: r["sequential_ms"]["p99"]),
@@ -105,7 +105,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for number in range(args.rounds):
             order = list(urls) if number % 2 == 0 else list(reversed(urls))
             measured = _round({n: urls[n] for n in order}, pids, texts, mode)
-            rounds.append(measured)
+            rounds.append({"order": order, "versions": measured})
             print(f"round {number + 1}: " + "; ".join(_line(n, measured[n]) for n in order))
     medians = {name: _medians(rounds, name) for name in urls}
     return {

@@ -20,7 +20,7 @@ import orjson
 
 from benchmarks.tables_guards import load_burst, precision_quality, unauthenticated_body
 from benchmarks.tables_real_scale import real_scale, real_scale_cpu, real_scale_stages
-from benchmarks.tables_search import search_latency
+from benchmarks.tables_search import search_before_after, search_latency
 
 ROOT = Path(__file__).parent.parent
 RESULTS = Path(__file__).parent / "results"
@@ -518,6 +518,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "load_burst": load_burst,
     "unauthenticated_body": unauthenticated_body,
     "search_latency": search_latency,
+    "search_before_after": search_before_after,
     "real_scale": real_scale,
     "real_scale_stages": real_scale_stages,
     "real_scale_cpu": real_scale_cpu,

@@ -49,19 +49,21 @@ def snippet(text: str, query: str, width: int = 300) -> str:
 def _window(text: str, pattern: re.Pattern[str] | None, width: int) -> str:
     # One line of prose: layout whitespace (tables, indentation) would waste the window.
     text = SPACES.sub(" ", text).strip()
-    hits = list(pattern.finditer(text)) if pattern else []
+    first = pattern.search(text) if pattern else None
     start = 0
-    if hits:
-        start = max(0, hits[0].start() - width // 4)
+    if first:
+        start = max(0, first.start() - width // 4)
         # Begin at a word boundary so the window doesn't open mid-word.
         boundary = text.rfind(" ", 0, start)
         start = 0 if boundary < 0 or start == 0 else boundary + 1
     end = min(len(text), start + width)
     out: list[str] = ["…" if start > 0 else ""]
     cursor = start
-    for match in hits:
-        if match.start() < start or match.end() > end:
-            continue
+    # Only the window is scanned for the rest (a chunk is several windows long); the
+    # lookbehind still sees the character before `start`.
+    for match in pattern.finditer(text, start) if first and pattern else ():
+        if match.end() > end:
+            break  # matches come in order: every later one ends past the window too
         out.append(html.escape(text[cursor : match.start()]))
         out.append(f"<mark>{html.escape(match.group())}</mark>")
         cursor = match.end()
