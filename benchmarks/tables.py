@@ -370,6 +370,18 @@ def replica_lag(result: dict[str, Any]) -> str:
             "| the standby's CPU during ingest: WAL replay (`startup` process) / the whole "
             f"server | {cpu['replay_cores']:.2f} / {cpu['standby_cores']:.2f} cores | |"
         )
+    if "reads" in ingest:
+        reads = ingest["reads"]
+        served = sum(v for k, v in reads.items() if k.endswith("/served"))
+        behind = sum(v for k, v in reads.items() if k.endswith("/behind"))
+        on_primary = reads.get("primary/served", 0)
+        rows.append(
+            "| the standby's API server's reads during ingest: served / found behind the "
+            "newest succeeded attempt (read again) / of those served, by the primary; "
+            "transactions that waited for replay (their wait in all) | "
+            f"{served:,.0f} / {behind:,.0f} / {on_primary:,.0f}; "
+            f"{reads['catch_up_waits']:,.0f} ({_seconds(reads['catch_up_seconds'])}) | |"
+        )
     if "seed_documents" in result:
         rows.append(
             f"| index before / after ingest | {result['seed_documents']:,} seed documents / "
