@@ -480,6 +480,7 @@ def main() -> None:
                     client.post("/api/documents", files=files).raise_for_status()
             _wait_idle(pair)
             time.sleep(20)  # warm: the servers are still settling right after start
+            tables = {"before": table_state(pair)}
             idle = _idle_latency(plain.url, api.url, args.idle_rounds, sides)
             load = IngestLoad(
                 args.bulk_clients, args.bulk_batch, args.try_clients, args.search_interval
@@ -495,7 +496,16 @@ def main() -> None:
                 sides[1] if sides else None,
             )
             _wait_idle(pair)
+            tables["after"] = table_state(pair)
             idle_after = _idle_latency(plain.url, api.url, args.idle_rounds, sides)
+            # The same index without the dead row versions the ingest left (whatever
+            # autovacuum had reached): how much of "after" is the index's size, how much
+            # its churn.
+            for table in CHURNED_TABLES:
+                pair.primary_sql(f"VACUUM (ANALYZE) {table}")
+            pair.wait_replayed()
+            tables["vacuumed"] = table_state(pair)
+            idle_vacuumed = _idle_latency(plain.url, api.url, args.idle_rounds, sides)
             chunks = pair.primary_sql("SELECT count(*) FROM chunks")[0][0]
             failover = _failover(pair, api.url)
     result = {
@@ -503,6 +513,8 @@ def main() -> None:
         "chunks_after": chunks,
         "idle": idle,
         "idle_after_ingest": idle_after,
+        "idle_after_vacuum": idle_vacuumed,
+        "tables": tables,
         "ingest": ingest,
         "failover": failover,
         "ratios": {
@@ -535,6 +547,23 @@ def main() -> None:
     }
     name = "replica_lag_two_hosts" if args.two_hosts else "replica_lag"
     print(write_result(name, result, args.out))
+
+
+# The tables ingest rewrites: every batch updates the BM25 statistics' rows of its terms.
+CHURNED_TABLES = ("chunks", "bm25_postings", "bm25_terms", "bm25_corpus")
+
+
+def table_state(pair: Replication) -> dict[str, dict[str, Any]]:
+    """{table: live and dead row versions, autovacuum runs so far} on the primary (its
+    statistics lag the truth by up to a second)."""
+    rows = pair.primary_sql(
+        "SELECT relname, n_live_tup, n_dead_tup, autovacuum_count FROM pg_stat_user_tables"
+        " WHERE relname = ANY(%s)",
+        list(CHURNED_TABLES),
+    )
+    return {
+        name: {"live": live, "dead": dead, "autovacuums": runs} for name, live, dead, runs in rows
+    }
 
 
 def _pin_side(members: list[Path | Process], cpus: set[int]) -> None:

@@ -382,6 +382,21 @@ def replica_lag(result: dict[str, Any]) -> str:
             f"{served:,.0f} / {behind:,.0f} / {on_primary:,.0f}; "
             f"{reads['catch_up_waits']:,.0f} ({_seconds(reads['catch_up_seconds'])}) | |"
         )
+    if "idle_after_vacuum" in result:
+        before, after, vacuumed = (
+            result[k] for k in ("idle", "idle_after_ingest", "idle_after_vacuum")
+        )
+        dead = [result["tables"][k]["bm25_terms"]["dead"] for k in ("before", "after", "vacuumed")]
+        for mode in ("keyword", "hybrid"):
+            p50 = [r[mode]["primary_ms"]["p50"] for r in (before, after, vacuumed)]
+            rows.append(
+                f"| {mode} p50 on the idle primary: before ingest / after it / after VACUUM "
+                "(dead row versions in `bm25_terms` then) | "
+                + " / ".join(f"{v:.1f}" for v in p50)
+                + " ms ("
+                + " / ".join(f"{d:,}" for d in dead)
+                + ") | |"
+            )
     if "seed_documents" in result:
         rows.append(
             f"| index before / after ingest | {result['seed_documents']:,} seed documents / "
