@@ -72,6 +72,20 @@ def test_downgrade_and_upgrade_again(scratch_engine: Engine) -> None:
     assert {"documents", "chunks", "index_attempts", "index_attempt_items", "api_keys"} <= tables
 
 
+def test_postings_are_vacuumed_soon_after_ingest(scratch_engine: Engine) -> None:
+    """BM25 reads postings from their index alone only where the visibility map is set:
+    autovacuum must not wait for the default 20% of new rows (migration 0007)."""
+    upgrade(scratch_engine)
+    with scratch_engine.connect() as connection:
+        options = connection.execute(
+            text("SELECT reloptions FROM pg_class WHERE relname = 'bm25_postings'")
+        ).scalar_one()
+    assert sorted(options) == [
+        "autovacuum_vacuum_insert_scale_factor=0.02",
+        "autovacuum_vacuum_scale_factor=0.02",
+    ]
+
+
 _VECTOR = "[" + ",".join(["0.05"] * 384) + "]"
 
 

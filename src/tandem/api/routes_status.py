@@ -53,7 +53,7 @@ class MetricsHistoryOut(BaseModel):
     samples: list[MetricsPoint] = Field(description="Oldest first")
 
 
-def get_history(request: Request) -> MetricsHistory:
+async def get_history(request: Request) -> MetricsHistory:
     history: MetricsHistory = request.app.state.metrics_history
     return history
 
