@@ -72,21 +72,49 @@ def test_downgrade_and_upgrade_again(scratch_engine: Engine) -> None:
     assert {"documents", "chunks", "index_attempts", "index_attempt_items", "api_keys"} <= tables
 
 
-def test_postings_are_vacuumed_soon_after_ingest(scratch_engine: Engine) -> None:
+_VECTOR = "[" + ",".join(["0.05"] * 384) + "]"
+# A chunk of the usual size: 120 distinct words (about 900 bytes, little to compress).
+_PROSE = " ".join(f"{word}{n}" for n, word in enumerate(["walrus", "tusk", "floe"] * 40))
+
+
+def test_postings_are_vacuumed_soon_and_vectors_stay_in_their_rows(
+    scratch_engine: Engine,
+) -> None:
     """BM25 reads postings from their index alone only where the visibility map is set:
-    autovacuum must not wait for the default 20% of new rows (migration 0007)."""
+    autovacuum must not wait for the default 20% of new rows; a chunk's vector is read
+    from its row, not through TOAST (migration 0007)."""
     upgrade(scratch_engine)
-    with scratch_engine.connect() as connection:
+    with scratch_engine.begin() as connection:
         options = connection.execute(
             text("SELECT reloptions FROM pg_class WHERE relname = 'bm25_postings'")
         ).scalar_one()
+        connection.execute(
+            text(
+                "INSERT INTO documents (id, title, source, path, content_type, metadata, "
+                "content_hash, size_bytes, chunk_count) VALUES "
+                "('w.md', 'Walrus', 'upload', 'w.md', 'text/markdown', '{}', 'h', 10, 1)"
+            )
+        )
+        # A row well over the 2 kB at which PostgreSQL moves values out of line.
+        connection.execute(
+            text(
+                "INSERT INTO chunks (document_id, ordinal, title, source, path, content_type, "
+                "metadata, text, token_count, embedding) VALUES ('w.md', 0, 'Walrus', "
+                "'upload', 'w.md', 'text/markdown', '{}', :t, 4, CAST(:v AS vector))"
+            ),
+            {"t": _PROSE, "v": _VECTOR},
+        )
+        # A value kept in its row is not in the table's TOAST relation.
+        toasted = connection.execute(
+            text(
+                "SELECT count(*) FROM chunks WHERE pg_column_toast_chunk_id(embedding) IS NOT NULL"
+            )
+        ).scalar_one()
+    assert toasted == 0
     assert sorted(options) == [
         "autovacuum_vacuum_insert_scale_factor=0.02",
         "autovacuum_vacuum_scale_factor=0.02",
     ]
-
-
-_VECTOR = "[" + ",".join(["0.05"] * 384) + "]"
 
 
 def test_chunks_indexed_before_bm25_get_their_postings(scratch_engine: Engine) -> None:
