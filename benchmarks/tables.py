@@ -550,6 +550,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "real_scale_stages": real_scale_stages,
     "real_scale_cpu": real_scale_cpu,
     "real_scale_before_shared_buffers": real_scale,
+    "real_scale_before_all_visible": real_scale,
 }
 
 
