@@ -349,3 +349,30 @@ def test_a_replica_url_that_reaches_two_standbys_reads_every_succeeded_attempt(
         finally:
             router.dispose()
             primary.dispose()
+
+
+def test_a_router_without_a_healthy_replica_reads_the_primary_without_asking_its_position(
+    pair: Replication, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The newest succeeded position only chooses among replicas: with none configured,
+    or none healthy, each read costs no probe of the primary."""
+    primary = make_engine(pair.primary.url())
+    alone = ReadRouter(primary, {}, max_lag_seconds=1.0)
+    down = ReadRouter(
+        primary,
+        {"replica-1": make_engine(pair.standby.url(), connect_timeout=2)},
+        max_lag_seconds=1.0,
+    )
+
+    def no_probe() -> int:
+        raise AssertionError("the primary's position was asked for")
+
+    try:
+        for routed in (alone, down):  # `down` never refreshed: its replica is not healthy yet
+            monkeypatch.setattr(routed, "required_lsn", no_probe)
+            assert routed.run(_served_by) == PRIMARY
+            assert routed.counts.snapshot().reads == {(PRIMARY, ReadOutcome.SERVED): 1}
+    finally:
+        alone.dispose()
+        down.dispose()
+        primary.dispose()
