@@ -546,6 +546,7 @@ RENDERERS: dict[str, Callable[[dict[str, Any]], str]] = {
     "unauthenticated_body": unauthenticated_body,
     "search_latency": search_latency,
     "search_before_after": search_before_after,
+    "search_before_after_api": search_before_after,
     "real_scale": real_scale,
     "real_scale_stages": real_scale_stages,
     "real_scale_cpu": real_scale_cpu,
