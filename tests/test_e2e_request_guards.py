@@ -206,6 +206,26 @@ def endless_header(port: int) -> bytes:
             return b""
 
 
+def test_a_head_trickled_past_its_bound_gets_400_before_it_ends(
+    open_api: ServerProcess,
+) -> None:
+    """Headers that arrive a kilobyte at a time are refused once the unfinished head
+    passes 32 KiB, however long the client would go on (the parser itself has no bound)."""
+    port = int(open_api.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(b"GET /api/health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Padding: ")
+        try:
+            for _ in range(256):  # 256 KiB if nobody stopped it
+                sock.sendall(b"p" * 1024)
+                time.sleep(0.002)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # refused while sending: the answer is waiting to be read
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400 "), answer
+    assert answer.endswith(b"Request headers too large."), answer
+    assert httpx.get(f"{open_api.url}/api/health").status_code == 200
+
+
 def test_endless_headers_get_400_and_trickled_headers_are_cut_off(
     open_api: ServerProcess,
 ) -> None:
