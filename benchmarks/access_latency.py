@@ -51,9 +51,7 @@ def share_documents(connection: psycopg.Connection[Any]) -> dict[str, int]:
             "THEN ARRAY['u:1'] ELSE ARRAY['u:2'] END"
         )
     connection.commit()
-    connection.autocommit = True
-    connection.execute("VACUUM ANALYZE documents, chunks")
-    connection.autocommit = False
+    corpus.vacuum_for_search(connection, ("documents", "chunks"))
     row = connection.execute(
         "SELECT count(*) FILTER (WHERE readers && ARRAY['u:1']), count(*) FROM chunks"
     ).fetchone()

@@ -217,9 +217,12 @@ def build_search_indexes(connection: psycopg.Connection[Any]) -> dict[str, float
 VACUUMED_TABLES = ("chunks", "documents", "bm25_postings", "bm25_terms")
 
 
-def vacuum_for_search(connection: psycopg.Connection[Any]) -> dict[str, float]:
-    """What autovacuum does on a live system: statistics, and the visibility map that lets
-    BM25 read postings from their index alone. {table: share of its pages all-visible}.
+def vacuum_for_search(
+    connection: psycopg.Connection[Any], tables: tuple[str, ...] = VACUUMED_TABLES
+) -> dict[str, float]:
+    """What autovacuum does on a live system to `tables`: statistics, and the visibility
+    map that lets BM25 read postings from their index alone. {table: share of its pages
+    all-visible}.
 
     The benchmarks' servers run with synchronous_commit off, and VACUUM cannot mark a page
     all-visible while the commit of its rows may still be unflushed: right after a load it
@@ -230,15 +233,15 @@ def vacuum_for_search(connection: psycopg.Connection[Any]) -> dict[str, float]:
     connection.autocommit = True
     try:
         connection.execute("SET synchronous_commit = on")
-        for table in VACUUMED_TABLES:
+        for table in tables:
             connection.execute(f"ANALYZE {table}")
-        for table in VACUUMED_TABLES:
+        for table in tables:
             connection.execute(f"VACUUM {table}")
         connection.execute("RESET synchronous_commit")
         rows = connection.execute(
             "SELECT relname, relallvisible::float8 / greatest(relpages, 1) FROM pg_class"
             " WHERE relname = ANY(%s)",
-            [list(VACUUMED_TABLES)],
+            [list(tables)],
         ).fetchall()
     finally:
         connection.autocommit = False

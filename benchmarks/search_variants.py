@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import psycopg
 
+from benchmarks import search_corpus as corpus
 from benchmarks.results_io import summarize_ms
 from tandem.index.postgres import PostgresIndex
 from tandem.index.protocol import IndexQuery, SearchMode
@@ -47,9 +48,7 @@ def spread_update_times(connection: psycopg.Connection[Any]) -> dict[str, float]
         (FIRST_DAY,),
     )
     connection.commit()
-    connection.autocommit = True
-    connection.execute("VACUUM ANALYZE documents")
-    connection.autocommit = False
+    corpus.vacuum_for_search(connection, ("documents",))
     row = connection.execute(
         "SELECT count(*),"
         " count(*) FILTER (WHERE c.path LIKE %s),"

@@ -13,6 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import create_engine, make_url, text
+
+from tandem.db.session import normalize_url
 from tandem.local.services.privileges import set_parent_death_signal
 from tandem.local.services.process import ServiceError, wait_http_ready
 from tandem.local.services.process import free_port as free_port
@@ -51,6 +54,23 @@ def service_dir(prefix: str) -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@contextmanager
+def scratch_database(postgres_url: str, name: str) -> Iterator[str]:
+    """A database of its own on the session's PostgreSQL, made anew (a test run that died
+    may have left one of that name) and dropped after, its sessions ended: its URL."""
+    admin = create_engine(normalize_url(postgres_url), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        url = make_url(normalize_url(postgres_url)).set(database=name)
+        yield url.render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @dataclass

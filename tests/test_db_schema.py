@@ -9,29 +9,21 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, inspect, text
 
 from tandem.db.migrate import HEAD_REVISION, alembic_config, current_revision, upgrade
 from tandem.db.schema import METADATA
-from tandem.db.session import make_engine, normalize_url
+from tandem.db.session import make_engine
+from tests.support import scratch_database
 
 
 @pytest.fixture
 def scratch_engine(postgres_url: str) -> Iterator[Engine]:
     """A database of its own on the session's server, so downgrading harms no other test."""
-    admin = create_engine(normalize_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text("DROP DATABASE IF EXISTS schema_check"))
-        connection.execute(text("CREATE DATABASE schema_check"))
-    engine = make_engine(
-        make_url(normalize_url(postgres_url)).set(database="schema_check").render_as_string(False)
-    )
-    yield engine
-    engine.dispose()
-    with admin.connect() as connection:
-        connection.execute(text("DROP DATABASE schema_check"))
-    admin.dispose()
+    with scratch_database(postgres_url, "schema_check") as url:
+        engine = make_engine(url)
+        yield engine
+        engine.dispose()
 
 
 def _modelled(obj: object, name: str | None, kind: str, reflected: bool, _: object) -> bool:

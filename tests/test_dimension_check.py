@@ -10,12 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+from sqlalchemy import text
 
 from tandem.db.migrate import upgrade
-from tandem.db.session import make_engine, normalize_url
-from tests.support import free_port
+from tandem.db.session import make_engine
+from tests.support import free_port, scratch_database
 
 MESSAGE = "makes 384-dimensional vectors, but the index stores 768"
 
@@ -24,20 +23,13 @@ MESSAGE = "makes 384-dimensional vectors, but the index stores 768"
 def mismatched_database(postgres_url: str) -> Iterator[str]:
     """A database of its own whose chunks.embedding is vector(768), as if migrated for a
     bigger model."""
-    admin = create_engine(normalize_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text("DROP DATABASE IF EXISTS dimension_check"))
-        connection.execute(text("CREATE DATABASE dimension_check"))
-    url = make_url(normalize_url(postgres_url)).set(database="dimension_check")
-    engine = make_engine(url.render_as_string(hide_password=False))
-    upgrade(engine)
-    with engine.begin() as connection:
-        connection.execute(text("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector(768)"))
-    engine.dispose()
-    yield url.render_as_string(hide_password=False)
-    with admin.connect() as connection:
-        connection.execute(text("DROP DATABASE dimension_check WITH (FORCE)"))
-    admin.dispose()
+    with scratch_database(postgres_url, "dimension_check") as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        with engine.begin() as connection:
+            connection.execute(text("ALTER TABLE chunks ALTER COLUMN embedding TYPE vector(768)"))
+        engine.dispose()
+        yield url
 
 
 def _run(argv: list[str], database_url: str, redis_url: str) -> subprocess.CompletedProcess[str]:

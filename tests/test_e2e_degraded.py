@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, make_url, text
+from sqlalchemy import create_engine, text
 
 from tandem.db.migrate import MIGRATION_LOCK_ID, alembic_config, current_revision
 from tandem.db.session import normalize_url
@@ -31,7 +31,14 @@ from tests.e2e_support import (
     wait_attempt,
 )
 from tests.fake_model_server import OverloadedModelServer, overloaded_model_server
-from tests.support import ServerProcess, free_port, spawn, start_model_server, wait_ready
+from tests.support import (
+    ServerProcess,
+    free_port,
+    scratch_database,
+    spawn,
+    start_model_server,
+    wait_ready,
+)
 
 REFUSED_EMBEDS = 3
 OSPREY = b"The osprey plunges feet first into the water to catch fish."
@@ -110,16 +117,8 @@ def test_a_loading_model_server_answers_503_then_serves(server_logs: Path) -> No
 
 @pytest.fixture
 def fresh_database(postgres_url: str) -> Iterator[str]:
-    name = f"fresh_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(normalize_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(postgres_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with scratch_database(postgres_url, f"fresh_{uuid.uuid4().hex[:12]}") as url:
+        yield url
 
 
 def _wait_for_lock_waiters(connection: Any, count: int, timeout: float = 60.0) -> None:

@@ -10,11 +10,10 @@ import psycopg
 import pytest
 from benchmarks import search_corpus
 from benchmarks.search_corpus import SyntheticChunk
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from tandem.db.migrate import upgrade
-from tandem.db.session import make_engine, normalize_url
+from tandem.db.session import make_engine
+from tests.support import scratch_database
 
 DATABASE = "vacuum_check"
 
@@ -23,14 +22,6 @@ DATABASE = "vacuum_check"
 def loaded_database(postgres_url: str) -> Iterator[str]:
     """A database of its own (the session's server: synchronous_commit off, as the
     benchmarks run theirs), its schema migrated, 400 chunks COPYed in and committed."""
-    admin = create_engine(normalize_url(postgres_url), isolation_level="AUTOCOMMIT")
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE IF EXISTS {DATABASE}"))
-        connection.execute(text(f"CREATE DATABASE {DATABASE}"))
-    url = make_url(normalize_url(postgres_url)).set(database=DATABASE).render_as_string(False)
-    engine = make_engine(url)
-    upgrade(engine)
-    engine.dispose()
     rng = np.random.default_rng(7)
     words = ["walrus", "tusk", "kelp", "ice", "floe", "pup", "herd", "dive", "clam", "fjord"]
     chunks = []
@@ -42,13 +33,14 @@ def loaded_database(postgres_url: str) -> Iterator[str]:
                 f"d{n // 4}", n % 4, f"title {n // 4}", body, 30, vector / np.linalg.norm(vector)
             )
         )
-    conninfo = search_corpus.conninfo(url)
-    with psycopg.connect(conninfo) as connection:
-        search_corpus.copy_chunks(connection, chunks)
-    yield conninfo
-    with admin.connect() as connection:
-        connection.execute(text(f"DROP DATABASE {DATABASE} WITH (FORCE)"))
-    admin.dispose()
+    with scratch_database(postgres_url, DATABASE) as url:
+        engine = make_engine(url)
+        upgrade(engine)
+        engine.dispose()
+        conninfo = search_corpus.conninfo(url)
+        with psycopg.connect(conninfo) as connection:
+            search_corpus.copy_chunks(connection, chunks)
+        yield conninfo
 
 
 def test_a_load_is_all_visible_right_after_it_is_committed(loaded_database: str) -> None:
